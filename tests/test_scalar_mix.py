@@ -1,0 +1,72 @@
+"""ScalarMix: values computed by hand, layer norm over unmasked positions, and training."""
+
+import pytest
+import torch
+
+from elmo_lm.scalar_mix import ScalarMix
+
+
+def _layers(n=3, shape=(2, 5, 4)):
+    torch.manual_seed(0)
+    return [torch.randn(*shape) for _ in range(n)]
+
+
+def test_default_is_the_average():
+    layers = _layers()
+    mix = ScalarMix(3)
+    torch.testing.assert_close(mix(layers), sum(layers) / 3)
+
+
+def test_weights_and_gamma():
+    layers = _layers()
+    mix = ScalarMix(3, initial_scalar_parameters=[1.0, 2.0, 3.0])
+    with torch.no_grad():
+        mix.gamma.fill_(0.5)
+    w = torch.softmax(torch.tensor([1.0, 2.0, 3.0]), 0)
+    expected = 0.5 * (w[0] * layers[0] + w[1] * layers[1] + w[2] * layers[2])
+    torch.testing.assert_close(mix(layers), expected)
+    torch.testing.assert_close(mix(torch.stack(layers)), expected)
+
+
+def test_layer_norm_ignores_masked_positions():
+    layers = _layers(2)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    mix = ScalarMix(2, do_layer_norm=True)
+    out = mix(layers, mask)
+    expected = 0
+    for layer in layers:
+        values = layer[mask]  # (n_unmasked, dim)
+        expected = expected + 0.5 * (layer - values.mean()) / values.var(unbiased=False).sqrt()
+    torch.testing.assert_close(out, expected)
+    # what sits at padded positions does not change the real ones
+    changed = [layer.clone() for layer in layers]
+    for layer in changed:
+        layer[0, 3:] = 100.0
+    torch.testing.assert_close(mix(changed, mask)[mask], out[mask])
+
+
+def test_layer_norm_needs_mask():
+    with pytest.raises(ValueError, match="mask"):
+        ScalarMix(2, do_layer_norm=True)(_layers(2))
+
+
+def test_wrong_number_of_layers():
+    with pytest.raises(ValueError, match="built for 2 layers and got 3"):
+        ScalarMix(2)(_layers(3))
+    with pytest.raises(ValueError, match="one value per layer"):
+        ScalarMix(2, initial_scalar_parameters=[0.0])
+
+
+def test_gradients_reach_the_weights_and_penalty():
+    layers = _layers()
+    mix = ScalarMix(3, l2_coef=0.1, initial_scalar_parameters=[1.0, 0.0, -1.0])
+    torch.testing.assert_close(mix.penalty(), torch.tensor(0.2))
+    loss = mix(layers).pow(2).sum() + mix.penalty()
+    loss.backward()
+    assert mix.scalar_parameters.grad is not None and mix.scalar_parameters.grad.abs().sum() > 0
+    assert mix.gamma.grad is not None and mix.gamma.grad.abs() > 0
+
+
+def test_not_trainable():
+    mix = ScalarMix(3, trainable=False)
+    assert not any(p.requires_grad for p in mix.parameters())
