@@ -1,0 +1,166 @@
+"""The bidirectional language model: character CNN, then forward and backward LSTMs."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import torch
+from torch import nn
+
+from elmo_lm.char_cnn import CharCNN
+from elmo_lm.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
+from elmo_lm.lstm import ElmoLstm, LstmState
+from elmo_lm.options import BiLMOptions
+from elmo_lm.weights_file import load_weights, save_weights
+
+
+def bilm_state_detach(state: LstmState | None) -> LstmState | None:
+    """The state with its history cut, for carrying it into the next training window."""
+    return None if state is None else (state[0].detach(), state[1].detach())
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverses the first ``lengths[b]`` steps of each row of x (batch, time, ...); the rest stays."""
+    batch, time = x.shape[:2]
+    steps = torch.arange(time, device=x.device).expand(batch, time)
+    index = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return x.gather(1, index.view(batch, time, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class BiLM(nn.Module):
+    """The ELMo biLM.
+
+    Args:
+        options: the model's shape (``options.json``).
+        stateful: carry each row's LSTM state from one call to the next, like the original
+            tools; ``reset_states()`` clears it. Off by default: a sentence's vectors then do not
+            depend on what was embedded before.
+    """
+
+    def __init__(self, options: BiLMOptions, stateful: bool = False):
+        super().__init__()
+        options.validate()
+        self.options = copy.deepcopy(options)
+        self.stateful = stateful
+        self.char_cnn = CharCNN(self.options)
+        self.lstm = ElmoLstm(self.options)
+        max_chars = self.options.char_cnn.max_characters_per_token
+        self.register_buffer(
+            "_bos", torch.tensor(token_to_char_ids(BOS_TOKEN, max_chars)), persistent=False
+        )
+        self.register_buffer(
+            "_eos", torch.tensor(token_to_char_ids(EOS_TOKEN, max_chars)), persistent=False
+        )
+        self._state: LstmState | None = None
+
+    @property
+    def output_dim(self) -> int:
+        return 2 * self.options.lstm.projection_dim
+
+    @property
+    def num_layers(self) -> int:
+        return self.options.lstm.n_layers + 1
+
+    @classmethod
+    def from_hdf5(
+        cls, options_file: str | os.PathLike, weight_file: str | os.PathLike, stateful: bool = False
+    ) -> BiLM:
+        """Loads an ``options.json`` + weights ``.hdf5`` pair written by any ELMo trainer."""
+        bilm = cls(BiLMOptions.from_json(options_file), stateful=stateful)
+        load_weights(bilm, weight_file)
+        return bilm
+
+    def to_hdf5(self, options_file: str | os.PathLike, weight_file: str | os.PathLike) -> None:
+        """Writes the pair the original tools and AllenNLP read (``n_characters`` 262)."""
+        options = copy.deepcopy(self.options)
+        options.char_cnn.n_characters = 262
+        save_weights(self, weight_file)
+        options.save_json(options_file)
+
+    def reset_states(self) -> None:
+        self._state = None
+
+    def embed_tokens(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Context-independent token embeddings, (..., max_chars) -> (..., P).
+
+        Each distinct token of the batch goes through the character CNN once.
+        """
+        flat = char_ids.reshape(-1, char_ids.shape[-1])
+        unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+        return self.char_cnn(unique)[inverse].reshape(*char_ids.shape[:-1], -1)
+
+    def forward(self, char_ids: torch.Tensor) -> dict[str, object]:
+        """Representations of plain sentences.
+
+        Args:
+            char_ids: (batch, time, max_chars) from ``batch_to_ids``, without ``<S>``/``</S>``.
+
+        Returns:
+            ``"layers"``: n_layers + 1 tensors (batch, time, 2P), zero at padding; layer 0 is
+            the token embedding twice, layer l the forward and backward LSTM layer l.
+            ``"mask"``: (batch, time) bool.
+        """
+        mask = (char_ids > 0).any(-1)  # (B, T)
+        lengths = mask.sum(1)
+        batch, time, _ = char_ids.shape
+        # <S> w1 .. wn </S>, padding after: (B, T + 2, C).
+        ids = char_ids.new_zeros(batch, time + 2, char_ids.shape[-1])
+        ids[:, 0] = self._bos
+        ids[:, 1 : time + 1] = char_ids
+        ids[torch.arange(batch, device=ids.device), lengths + 1] = self._eos
+        full_lengths = lengths + 2
+        emb = self.embed_tokens(ids)  # (B, T + 2, P)
+        inputs = torch.stack([emb, reverse_padded(emb, full_lengths)])  # (2, B, T + 2, P)
+        state = self._initial_state(batch, emb)
+        outputs, new_state = self.lstm(inputs, state, full_lengths)
+        if self.stateful:
+            self._keep_state(new_state)
+        keep = mask.unsqueeze(-1).to(emb.dtype)
+        layers = [torch.cat([emb, emb], dim=-1)[:, 1 : time + 1] * keep]
+        for out in outputs:
+            backward = reverse_padded(out[1], full_lengths)
+            layers.append(torch.cat([out[0], backward], dim=-1)[:, 1 : time + 1] * keep)
+        return {"layers": layers, "mask": mask}
+
+    def lm_forward(
+        self, fwd_chars: torch.Tensor, bwd_chars: torch.Tensor, state: LstmState | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
+        """The training path over continuous token streams.
+
+        Args:
+            fwd_chars: (batch, time, max_chars) forward-stream input tokens.
+            bwd_chars: (batch, time, max_chars) backward-stream input tokens (reversed text).
+            state: the state the previous window ended with, or None for zeros.
+
+        Returns:
+            Top-layer outputs (batch, time, P) of the forward and the backward LM (with dropout
+            in training mode), and the state at the end of the window.
+        """
+        emb = self.embed_tokens(torch.stack([fwd_chars, bwd_chars]))  # (2, B, T, P)
+        outputs, new_state = self.lstm(emb, state)
+        top = outputs[-1]
+        if self.training and self.options.dropout > 0:
+            top = nn.functional.dropout(top, self.options.dropout, training=True)
+        return top[0], top[1], new_state
+
+    def _initial_state(self, batch: int, like: torch.Tensor) -> LstmState | None:
+        if not self.stateful or self._state is None:
+            return None
+        h, c = self._state
+        if h.shape[2] < batch:  # more rows than ever before: the new rows start at zero
+            zh, zc = self.lstm.zero_state(batch - h.shape[2], like)
+            h, c = torch.cat([h, zh], 2), torch.cat([c, zc], 2)
+            self._state = (h, c)
+        return h[:, :, :batch], c[:, :, :batch]
+
+    def _keep_state(self, new_state: LstmState) -> None:
+        h_new, c_new = (s.detach() for s in new_state)
+        if self._state is None or self._state[0].shape[2] <= h_new.shape[2]:
+            self._state = (h_new, c_new)
+            return
+        # A smaller batch: rows past it keep their state.
+        h, c = (s.clone() for s in self._state)
+        h[:, :, : h_new.shape[2]] = h_new
+        c[:, :, : c_new.shape[2]] = c_new
+        self._state = (h, c)

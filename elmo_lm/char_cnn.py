@@ -1,0 +1,111 @@
+"""The character CNN: character embeddings, convolutions, highway layers and projection."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from elmo_lm.characters import PADDING_CHAR
+from elmo_lm.options import BiLMOptions
+
+# Char ids arrive +1-shifted: row 0 of the embedding is batch padding, row PAD_ID the pad character.
+PAD_ID = PADDING_CHAR + 1
+N_CHAR_ROWS = 262
+
+
+class Highway(nn.Module):
+    """``y = g * relu(x W_t + b_t) + (1 - g) * x`` with ``g = sigmoid(x W_c + b_c)``.
+
+    Weights are kept in the weights file's ``x @ W`` layout, transform and carry side by side so
+    that one matmul computes both.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.weight = nn.Parameter(torch.empty(dim, 2 * dim))  # [W_transform | W_carry]
+        self.bias = nn.Parameter(torch.empty(2 * dim))
+        nn.init.normal_(self.weight, std=(1.0 / dim) ** 0.5)
+        with torch.no_grad():
+            self.bias.zero_()
+            self.bias[dim:].fill_(-2.0)  # carry gate starts mostly closed: y ~ x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.addmm(self.bias, x, self.weight)  # (n, 2F)
+        transform, gate = z.split(self.dim, dim=-1)
+        gate = torch.sigmoid(gate)
+        return x + gate * (torch.relu(transform) - x)
+
+
+class CharCNN(nn.Module):
+    """Token ids (+1-shifted characters) to context-independent token embeddings.
+
+    The convolutions are computed as matmuls over character windows. Windows that lie wholly in
+    the padding after the longest word of the batch all have the same value, so that value is
+    computed once instead of at every such position: the result is the same as the VALID
+    convolution over all ``max_characters_per_token`` positions.
+    """
+
+    def __init__(self, options: BiLMOptions):
+        super().__init__()
+        cnn = options.char_cnn
+        self.max_chars = cnn.max_characters_per_token
+        self.char_dim = cnn.embedding.dim
+        self.filters = [tuple(f) for f in cnn.filters]
+        self.activation = torch.relu if cnn.activation == "relu" else torch.tanh
+        n_filters = options.n_filters
+        # Row 0 stays zero: it is the id of batch padding, which the original tools prepend.
+        self.char_embed = nn.Embedding(N_CHAR_ROWS, self.char_dim, padding_idx=0)
+        nn.init.uniform_(self.char_embed.weight[1:], -1.0, 1.0)
+        # Conv weights in the weights file's layout flattened to (width * char_dim, n): row
+        # tap * char_dim + c multiplies character tap of the window, embedding channel c.
+        self.conv_weights = nn.ParameterList()
+        self.conv_biases = nn.ParameterList()
+        for width, num in self.filters:
+            fan_in = width * self.char_dim
+            self.conv_weights.append(nn.Parameter(torch.randn(fan_in, num) * fan_in**-0.5))
+            self.conv_biases.append(nn.Parameter(torch.zeros(num)))
+        self.highways = nn.ModuleList(Highway(n_filters) for _ in range(cnn.n_highway))
+        proj = options.lstm.projection_dim
+        self.proj_weight = nn.Parameter(torch.randn(n_filters, proj) * n_filters**-0.5)
+        self.proj_bias = nn.Parameter(torch.zeros(proj))
+        self.output_dim = proj
+
+    def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """(..., max_chars) long -> (..., projection_dim). All-zero rows give unspecified vectors."""
+        lead = char_ids.shape[:-1]
+        ids = char_ids.reshape(-1, char_ids.shape[-1])
+        if ids.shape[-1] != self.max_chars:
+            raise ValueError(
+                f"char ids have {ids.shape[-1]} characters per token, the model expects {self.max_chars}"
+            )
+        # Characters up to the last one that is not padding, over the whole batch.
+        used = (ids != PAD_ID) & (ids != 0)
+        n_used = int(used.any(0).nonzero().max()) + 1 if used.any() else 1
+        chars = self.char_embed(ids[:, :n_used])  # (n, n_used, char_dim)
+        pad_vec = self.char_embed.weight[PAD_ID]  # (char_dim,)
+        pieces = []
+        for (width, num), weight, bias in zip(self.filters, self.conv_weights, self.conv_biases):
+            pieces.append(self._conv_max(chars, pad_vec, width, weight, bias))
+        x = self.activation(torch.cat(pieces, dim=-1))  # (n, n_filters)
+        for highway in self.highways:
+            x = highway(x)
+        x = torch.addmm(self.proj_bias, x, self.proj_weight)  # (n, projection_dim)
+        return x.reshape(*lead, -1)
+
+    def _conv_max(self, chars, pad_vec, width, weight, bias) -> torch.Tensor:
+        """Max over positions of one VALID convolution; (n, n_used, D) -> (n, num)."""
+        n, n_used, dim = chars.shape
+        n_positions = self.max_chars - width + 1
+        # Windows that touch a used character: start at p <= n_used - 1 (and p <= n_positions - 1).
+        n_touching = min(n_used, n_positions)
+        if n_used < width + n_touching - 1:  # the last windows run into the padding
+            pad = pad_vec.expand(n, width + n_touching - 1 - n_used, dim)
+            chars = torch.cat([chars, pad], dim=1)
+        windows = chars.unfold(1, width, 1).transpose(2, 3)  # (n, n_touching+, width, D)
+        windows = windows[:, :n_touching].reshape(n * n_touching, width * dim)
+        conv = torch.addmm(bias, windows, weight).view(n, n_touching, -1).amax(dim=1)
+        if n_touching < n_positions:  # some windows hold only padding: one shared value
+            pad_window = torch.addmm(bias, pad_vec.repeat(width).unsqueeze(0), weight)  # (1, num)
+            conv = torch.maximum(conv, pad_window)
+        return conv

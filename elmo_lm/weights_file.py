@@ -1,0 +1,126 @@
+"""Reading and writing the ELMo weights file (HDF5, the original tools' dataset names)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+
+class WeightsFileError(ValueError):
+    """A weights file that cannot be loaded with its options."""
+
+
+def _cell(d: int, layer: int) -> str:
+    return f"RNN_{d}/RNN/MultiRNNCell/Cell{layer}/LSTMCell"
+
+
+def expected_shapes(bilm) -> dict[str, tuple[int, ...]]:
+    """Dataset name -> shape for every dataset the readers of the format require."""
+    opts = bilm.options
+    char_dim, f_total = opts.char_cnn.embedding.dim, opts.n_filters
+    p, h = opts.lstm.projection_dim, opts.lstm.dim
+    shapes = {"char_embed": (261, char_dim)}
+    for i, (width, num) in enumerate(opts.char_cnn.filters):
+        shapes[f"CNN/W_cnn_{i}"] = (1, width, char_dim, num)
+        shapes[f"CNN/b_cnn_{i}"] = (num,)
+    for k in range(opts.char_cnn.n_highway):
+        for name in ("transform", "carry"):
+            shapes[f"CNN_high_{k}/W_{name}"] = (f_total, f_total)
+            shapes[f"CNN_high_{k}/b_{name}"] = (f_total,)
+    shapes["CNN_proj/W_proj"] = (f_total, p)
+    shapes["CNN_proj/b_proj"] = (p,)
+    for d in range(2):
+        for layer in range(opts.lstm.n_layers):
+            shapes[f"{_cell(d, layer)}/W_0"] = (p + p, 4 * h)
+            shapes[f"{_cell(d, layer)}/B"] = (4 * h,)
+            shapes[f"{_cell(d, layer)}/W_P_0"] = (h, p)
+    return shapes
+
+
+def _weights_to_file(bilm) -> dict[str, torch.Tensor]:
+    """Dataset name -> tensor (the file's layout) for every dataset of ``bilm``."""
+    cnn, lstm = bilm.char_cnn, bilm.lstm
+    out = {"char_embed": cnn.char_embed.weight[1:]}
+    char_dim = cnn.char_dim
+    for i, ((width, num), w, b) in enumerate(zip(cnn.filters, cnn.conv_weights, cnn.conv_biases)):
+        out[f"CNN/W_cnn_{i}"] = w.reshape(1, width, char_dim, num)
+        out[f"CNN/b_cnn_{i}"] = b
+    for k, hw in enumerate(cnn.highways):
+        out[f"CNN_high_{k}/W_transform"], out[f"CNN_high_{k}/W_carry"] = hw.weight.split(hw.dim, 1)
+        out[f"CNN_high_{k}/b_transform"], out[f"CNN_high_{k}/b_carry"] = hw.bias.split(hw.dim)
+    out["CNN_proj/W_proj"] = cnn.proj_weight
+    out["CNN_proj/b_proj"] = cnn.proj_bias
+    for layer in range(lstm.n_layers):
+        for d in range(2):
+            out[f"{_cell(d, layer)}/W_0"] = lstm.weights[layer][d]
+            out[f"{_cell(d, layer)}/B"] = lstm.biases[layer][d]
+            out[f"{_cell(d, layer)}/W_P_0"] = lstm.projections[layer][d]
+    return out
+
+
+_EXTRA = re.compile(
+    r"^(CNN/[Wb]_cnn_\d+|CNN_high_\d+/.*|RNN_\d/RNN/MultiRNNCell/Cell\d+/LSTMCell/.*)$"
+)
+
+
+def load_weights(bilm, weight_file: str | os.PathLike) -> None:
+    """Copies the datasets of ``weight_file`` into ``bilm``; raises ``WeightsFileError`` on a mismatch."""
+    path = Path(weight_file)
+    if not path.is_file():
+        raise WeightsFileError(
+            f"{path}: weights file not found; pass the .hdf5 written with its options.json"
+        )
+    if not h5py.is_hdf5(path):
+        raise WeightsFileError(
+            f"{path}: not an HDF5 file; pass the weights .hdf5 (not options.json or a checkpoint)"
+        )
+    expected = expected_shapes(bilm)
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        found = []
+        f.visititems(
+            lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None
+        )
+        for name in found:
+            if name not in expected and _EXTRA.match(name):
+                raise WeightsFileError(
+                    f"{path}: dataset {name!r} is not part of the model its options describe; "
+                    "use the options.json written with these weights"
+                )
+        for name, shape in expected.items():
+            if name not in f:
+                raise WeightsFileError(
+                    f"{path}: dataset {name!r} is missing (options need shape {shape}); "
+                    "use the options.json written with these weights"
+                )
+            data = f[name]
+            if tuple(data.shape) != shape:
+                raise WeightsFileError(
+                    f"{path}: dataset {name!r} has shape {tuple(data.shape)} but the options need {shape}; "
+                    "use the options.json written with these weights"
+                )
+            arrays[name] = np.asarray(data[...], dtype=np.float32)
+    targets = _weights_to_file(bilm)
+    with torch.no_grad():
+        for name, target in targets.items():
+            target.copy_(torch.from_numpy(arrays[name]).reshape(target.shape))
+
+
+def save_weights(bilm, weight_file: str | os.PathLike) -> None:
+    """Writes every dataset of ``bilm`` (float32, no attributes) via a temporary name."""
+    path = Path(weight_file)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name, tensor in _weights_to_file(bilm).items():
+                f.create_dataset(
+                    name, data=tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+                )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
