@@ -85,7 +85,7 @@ class CharCNN(nn.Module):
         chars = self.char_embed(ids[:, :n_used])  # (n, n_used, char_dim)
         pad_vec = self.char_embed.weight[PAD_ID]  # (char_dim,)
         pieces = []
-        for (width, num), weight, bias in zip(self.filters, self.conv_weights, self.conv_biases):
+        for (width, _), weight, bias in zip(self.filters, self.conv_weights, self.conv_biases):
             pieces.append(self._conv_max(chars, pad_vec, width, weight, bias))
         x = self.activation(torch.cat(pieces, dim=-1))  # (n, n_filters)
         for highway in self.highways:
