@@ -1,0 +1,9 @@
+"""Embed a sentence-per-line file into HDF5: ``python embed.py INPUT OUTPUT --options .. --weights ..``.
+
+The same command is installed as ``elmo-embed``; the work lives in ``elmo_lm.embed_file``.
+"""
+
+from elmo_lm.embed_file import main
+
+if __name__ == "__main__":
+    main()

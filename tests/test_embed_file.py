@@ -1,0 +1,150 @@
+"""The embedding command: the HDF5 layout read back, blank and overlong lines, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from elmo_lm.bilm import BiLM
+from elmo_lm.elmo import Elmo
+from elmo_lm.embed_file import EmbedFileError, embed_file, main
+from tests.conftest import ROOT, tiny_options
+
+LINES = [
+    "The bank raised rates .",
+    "",
+    "I sat by the river bank .",
+    "bank",
+    "The bank raised rates .",
+]
+
+
+@pytest.fixture
+def model(tmp_path):
+    torch.manual_seed(0)
+    bilm = BiLM(tiny_options()).eval()
+    bilm.to_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")
+    return Elmo(bilm), tmp_path / "options.json", tmp_path / "weights.hdf5"
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "sentences.txt"
+    path.write_text("\n".join(LINES) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["all", "top", "average"])
+def test_layout(model, corpus, tmp_path, mode):
+    elmo, _, _ = model
+    out = tmp_path / "out.hdf5"
+    assert embed_file(elmo, corpus, out, mode=mode, batch_size=2, progress=False) == 5
+    assert not (tmp_path / "out.hdf5.tmp").exists()
+    expected = elmo.embed_sentences([line.split() for line in LINES], mode=mode)
+    with h5py.File(out, "r") as f:
+        assert sorted(f) == ["0", "1", "2", "3", "4", "sentence_to_index"]
+        for i, line in enumerate(LINES):
+            n = len(line.split())
+            shape = (3, n, 16) if mode == "all" else (n, 16)
+            assert f[str(i)].shape == shape and f[str(i)].dtype == np.float32
+            np.testing.assert_allclose(f[str(i)][...], expected[i], atol=1e-5, rtol=0)
+        index = json.loads(f["sentence_to_index"][0])
+    assert index == {"The bank raised rates .": "0", "I sat by the river bank .": "2", "bank": "3"}
+
+
+def test_overlong_lines_are_split(model, tmp_path):
+    elmo, _, _ = model
+    tokens = [f"w{i}" for i in range(10)]
+    path = tmp_path / "long.txt"
+    path.write_text(" ".join(tokens))
+    embed_file(elmo, path, tmp_path / "out.hdf5", mode="all", max_tokens=4, progress=False)
+    with h5py.File(tmp_path / "out.hdf5", "r") as f:
+        got = f["0"][...]
+    assert got.shape == (3, 10, 16)
+    pieces = elmo.embed_sentences([tokens[:4], tokens[4:8], tokens[8:]], mode="all")
+    np.testing.assert_allclose(got, np.concatenate(pieces, axis=1), atol=1e-5, rtol=0)
+
+
+def test_command_line(model, corpus, tmp_path):
+    _, options, weights = model
+    out = tmp_path / "cli.hdf5"
+    cache = tmp_path / "cache.hdf5"
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("The\nbank\nrates\n.\n")
+    common = [
+        str(corpus),
+        str(out),
+        "--options",
+        str(options),
+        "--weights",
+        str(weights),
+        "--quiet",
+    ]
+    main([*common, "--mode", "top"])
+    with h5py.File(out, "r") as f:
+        plain = f["2"][...]
+    main([*common, "--mode", "top", "--vocab", str(vocab), "--token-cache", str(cache)])
+    assert cache.is_file()  # written on the first use, read on the next
+    main([*common, "--mode", "top", "--vocab", str(vocab), "--token-cache", str(cache)])
+    with h5py.File(out, "r") as f:
+        np.testing.assert_allclose(f["2"][...], plain, atol=1e-5, rtol=0)
+    # the top-level entry point runs the same main
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "embed.py"),
+            *common[:2],
+            "--options",
+            str(options),
+            "--weights",
+            str(weights),
+            "--mode",
+            "average",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    with h5py.File(out, "r") as f:
+        assert f["0"].shape == (5, 16)
+
+
+def test_one_line_errors(model, corpus, tmp_path, capsys):
+    elmo, options, weights = model
+    out = str(tmp_path / "out.hdf5")
+
+    def error(*argv):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--quiet"])
+        message = str(exc.value.code)
+        assert message.startswith("elmo-embed: error: ") and "\n" not in message
+        return message
+
+    assert "input file not found" in error(
+        str(tmp_path / "nope.txt"), out, "--options", str(options), "--weights", str(weights)
+    )
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert "input file is empty" in error(
+        str(empty), out, "--options", str(options), "--weights", str(weights)
+    )
+    assert "weights file not found" in error(
+        str(corpus), out, "--options", str(options), "--weights", str(tmp_path / "nope.hdf5")
+    )
+    other = json.loads(options.read_text())
+    other["lstm"]["dim"] = 48
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert "use the options.json written with these weights" in error(
+        str(corpus), out, "--options", str(tmp_path / "other.json"), "--weights", str(weights)
+    )
+    assert "--options OPTIONS.json --weights" in error(str(corpus), out)
+    assert "checkpoint not found" in error(str(corpus), out, "--ckpt", str(tmp_path / "x.ckpt"))
+    assert not (tmp_path / "out.hdf5").exists() and not (tmp_path / "out.hdf5.tmp").exists()
+    with pytest.raises(EmbedFileError, match="not one of"):
+        embed_file(elmo, corpus, out, mode="mix", progress=False)
