@@ -19,8 +19,10 @@ class ElmoLstm(nn.Module):
     ``i, j, f, o``; ``c = sigmoid(f + 1) * c + sigmoid(i) * tanh(j)``, clipped to ``cell_clip``;
     ``h = (sigmoid(o) * tanh(c)) @ W_P_0``, clipped to ``proj_clip``. With skip connections,
     layers after the first add their input to their output (the state keeps the plain ``h``).
-    The two directions run in the same batched matmuls; the backward input arrives already
-    reversed, so both read left to right.
+
+    The two directions run in the same batched matmuls (the backward input arrives already
+    reversed, so both read left to right). Rows of different lengths are packed: rows are sorted
+    by length and each step computes only the rows still running, so padding costs nothing.
     """
 
     def __init__(self, options: BiLMOptions):
@@ -34,7 +36,7 @@ class ElmoLstm(nn.Module):
         self.use_skip_connections = lstm.use_skip_connections
         self.dropout = options.dropout
         p, h = self.proj_dim, self.dim
-        # Per layer, weights file layout with a leading direction axis.
+        # Per layer, the weights file's layout with a leading direction axis.
         self.weights = nn.ParameterList()  # (2, P + P, 4H)   W_0
         self.biases = nn.ParameterList()  # (2, 4H)           B (without the forget bias of 1)
         self.projections = nn.ParameterList()  # (2, H, P)    W_P_0
@@ -42,6 +44,9 @@ class ElmoLstm(nn.Module):
             self.weights.append(nn.Parameter(torch.randn(2, 2 * p, 4 * h) * (2 * p) ** -0.5))
             self.biases.append(nn.Parameter(torch.zeros(2, 4 * h)))
             self.projections.append(nn.Parameter(torch.randn(2, h, p) * h**-0.5))
+        forget = torch.zeros(4 * h)
+        forget[2 * h : 3 * h] = 1.0
+        self.register_buffer("_forget_bias", forget, persistent=False)
 
     def zero_state(self, batch_size: int, like: torch.Tensor) -> LstmState:
         h = like.new_zeros(self.n_layers, 2, batch_size, self.proj_dim)
@@ -60,61 +65,85 @@ class ElmoLstm(nn.Module):
             inputs: (2, batch, time, P), direction 1 already in reading order (reversed text).
             state: initial (h, c), zeros when None.
             lengths: (batch,) steps that count per row; the returned state is each row's state
-                after its last counted step. None: every step counts.
+                after its last counted step, and outputs past it are zero. None: all count.
 
         Returns:
             Each layer's output (2, batch, time, P) (after the skip connection), and the state.
         """
-        _, batch, time, _ = inputs.shape
+        _, batch, time, p = inputs.shape
         if state is None:
             state = self.zero_state(batch, inputs)
-        active = None
-        if lengths is not None and bool((lengths < time).any()):
+        if lengths is None:
+            order = None
+            batch_sizes = [batch] * time
+            x = inputs.transpose(1, 2).reshape(
+                2, time * batch, p
+            )  # time-major: step t is rows t*B..
+        else:
+            lengths, order = lengths.sort(descending=True)
+            inputs = inputs[:, order]
+            state = (state[0][:, :, order], state[1][:, :, order])
             steps = torch.arange(time, device=inputs.device)
-            active = (steps[:, None] < lengths[None, :]).view(time, 1, batch, 1)  # (T, 1, B, 1)
+            running = steps[:, None] < lengths[None, :]  # (T, B), rows sorted: a prefix per step
+            batch_sizes = running.sum(1).tolist()
+            x = inputs.transpose(1, 2)[:, running]  # (2, n_positions, P), time-major packed
         outputs, h_out, c_out = [], [], []
-        x = inputs
         for layer in range(self.n_layers):
             if self.training and self.dropout > 0:
                 x = nn.functional.dropout(x, self.dropout, training=True)
-            out, h, c = self._layer(layer, x, state[0][layer], state[1][layer], active)
+            out, h, c = self._layer(layer, x, state[0][layer], state[1][layer], batch_sizes)
             if self.use_skip_connections and layer > 0:
                 out = out + x
             outputs.append(out)
             h_out.append(h)
             c_out.append(c)
             x = out
-        return outputs, (torch.stack(h_out), torch.stack(c_out))
+        h, c = torch.stack(h_out), torch.stack(c_out)
+        if order is None:
+            outputs = [o.view(2, time, batch, p).transpose(1, 2) for o in outputs]
+        else:
+            unsort = order.argsort()
+            outputs = [self._unpack(o, running, batch, time)[:, unsort] for o in outputs]
+            h, c = h[:, :, unsort], c[:, :, unsort]
+        return outputs, (h, c)
 
-    def _layer(self, layer, x, h, c, active):
-        """One layer, both directions: x (2, B, T, P) -> out (2, B, T, P), final h, c."""
-        two, batch, time, p = x.shape
+    @staticmethod
+    def _unpack(packed: torch.Tensor, running: torch.Tensor, batch: int, time: int) -> torch.Tensor:
+        """(2, n_positions, P) time-major packed -> (2, batch, time, P), zeros past each row's end."""
+        out = packed.new_zeros(2, time, batch, packed.shape[-1])
+        out[:, running] = packed
+        return out.transpose(1, 2)
+
+    def _layer(self, layer, x, h, c, batch_sizes):
+        """One layer, both directions, over packed steps.
+
+        x: (2, n_positions, P) time-major packed; h (2, B, P), c (2, B, H) for the sorted rows.
+        Returns the packed output (2, n_positions, P) and each row's final h and c.
+        """
+        p, dim = x.shape[-1], self.dim
         weight, proj = self.weights[layer], self.projections[layer]
-        bias = self.biases[layer]
-        forget_bias = torch.zeros_like(bias)
-        forget_bias[:, 2 * self.dim : 3 * self.dim] = 1.0
         w_in, w_rec = weight[:, :p], weight[:, p:]  # (2, P, 4H) each
-        # Input contributions of all steps at once: (2, B*T, 4H) -> (T, 2, B, 4H).
-        z_in = torch.baddbmm(
-            (bias + forget_bias).unsqueeze(1), x.reshape(two, batch * time, p), w_in
-        )
-        z_in = z_in.view(two, batch, time, -1).permute(2, 0, 1, 3)
-        dim = self.dim
-        out = []
-        for t in range(time):
-            z = torch.baddbmm(z_in[t], h, w_rec)  # (2, B, 4H)
-            sig = torch.sigmoid(z)
-            c_new = sig[..., 2 * dim : 3 * dim] * c + sig[..., :dim] * torch.tanh(
-                z[..., dim : 2 * dim]
-            )
+        bias = (self.biases[layer] + self._forget_bias).unsqueeze(1)  # (2, 1, 4H)
+        z_in = torch.baddbmm(bias, x, w_in)  # (2, n_positions, 4H): inputs of all steps at once
+        out, done_h, done_c = [], [], []
+        start = 0
+        for n in batch_sizes:
+            if n < h.shape[1]:  # the rows past n have ended: their state is final
+                done_h.append(h[:, n:])
+                done_c.append(c[:, n:])
+                h, c = h[:, :n], c[:, :n]
+            z = torch.baddbmm(z_in[:, start : start + n], h, w_rec)  # (2, n, 4H)
+            start += n
+            i = torch.sigmoid(z[..., :dim])
+            fo = torch.sigmoid(z[..., 2 * dim :])
+            c = torch.addcmul(fo[..., :dim] * c, i, torch.tanh(z[..., dim : 2 * dim]))
             if self.cell_clip is not None:
-                c_new = c_new.clamp(-self.cell_clip, self.cell_clip)
-            h_new = torch.bmm(sig[..., 3 * dim :] * torch.tanh(c_new), proj)  # (2, B, P)
+                c = c.clamp(-self.cell_clip, self.cell_clip)
+            h = torch.bmm(fo[..., dim:] * torch.tanh(c), proj)  # (2, n, P)
             if self.proj_clip is not None:
-                h_new = h_new.clamp(-self.proj_clip, self.proj_clip)
-            if active is not None:
-                h_new = torch.where(active[t], h_new, h)
-                c_new = torch.where(active[t], c_new, c)
-            h, c = h_new, c_new
+                h = h.clamp(-self.proj_clip, self.proj_clip)
             out.append(h)
-        return torch.stack(out, dim=2), h, c
+        # Rows ended in order of decreasing index: put them back in row order.
+        h = torch.cat([h, *reversed(done_h)], dim=1)
+        c = torch.cat([c, *reversed(done_c)], dim=1)
+        return torch.cat(out, dim=1), h, c

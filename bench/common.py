@@ -1,0 +1,85 @@
+"""Shared pieces of the benchmarks: the published shapes, FLOP counts, the matmul peak, texts."""
+
+from __future__ import annotations
+
+import random
+import string
+import time
+
+import torch
+
+from elmo_lm.options import BiLMOptions, CharCNNOptions, LSTMOptions
+
+
+def small_options() -> BiLMOptions:
+    """The published "small" ELMo: 2 x 1024 cells, projection 128, 2048 filters, 1 highway."""
+    return BiLMOptions(
+        lstm=LSTMOptions(dim=1024, projection_dim=128, n_layers=2),
+        char_cnn=CharCNNOptions(n_highway=1),
+    )
+
+
+def token_encoder_flops(options: BiLMOptions) -> int:
+    """Multiply-adds x 2 of the char CNN (all positions), highway layers and projection, per token."""
+    cnn, d = options.char_cnn, options.char_cnn.embedding.dim
+    f = options.n_filters
+    conv = sum((cnn.max_characters_per_token - w + 1) * w * d * n * 2 for w, n in cnn.filters)
+    highway = cnn.n_highway * f * 2 * f * 2
+    return conv + highway + f * options.lstm.projection_dim * 2
+
+
+def lstm_flops(options: BiLMOptions) -> int:
+    """Matmul FLOPs of both directions' LSTMs, per token position."""
+    h, p = options.lstm.dim, options.lstm.projection_dim
+    return 2 * options.lstm.n_layers * (2 * p * 4 * h + h * p) * 2
+
+
+def matmul_peak(seconds: float = 2.0, n: int = 2048) -> float:
+    """The machine's measured float32 matmul rate in FLOP/s (best of repeated n x n products)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        torch.mm(a, b)
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def zipf_words(n_types: int = 100_000, seed: int = 0) -> tuple[list[str], list[float]]:
+    """A synthetic vocabulary with English-like word lengths and Zipfian frequencies."""
+    rng = random.Random(seed)
+    words, seen = [], set()
+    while len(words) < n_types:
+        w = "".join(rng.choices(string.ascii_lowercase, k=max(1, min(18, int(rng.gauss(7, 3))))))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    weights = [1.0 / (r + 1) for r in range(n_types)]
+    return words, weights
+
+
+def ordinary_sentences(n: int, min_len: int, max_len: int, seed: int = 0) -> list[list[str]]:
+    """Sentences of Zipf-distributed words (natural text's repetition of frequent words)."""
+    words, weights = zipf_words(seed=seed)
+    rng = random.Random(seed)
+    return [rng.choices(words, weights, k=rng.randint(min_len, max_len)) for _ in range(n)]
+
+
+def distinct_sentences(n: int, min_len: int, max_len: int, seed: int = 0) -> list[list[str]]:
+    """Sentences in which every token is different (no two tokens share their characters)."""
+    words, _ = zipf_words(n_types=n * max_len + 1000, seed=seed + 1)
+    rng = random.Random(seed)
+    it = iter(words)
+    return [[next(it) for _ in range(rng.randint(min_len, max_len))] for _ in range(n)]
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    lines = [
+        " | ".join(c.ljust(widths[c]) for c in columns),
+        "-+-".join("-" * widths[c] for c in columns),
+    ]
+    lines += [" | ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
