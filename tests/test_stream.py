@@ -1,5 +1,6 @@
 """Training streams (packing, windows, backward order, OOV), sharding, and validation batches."""
 
+import socket
 from collections import Counter
 from types import SimpleNamespace
 
@@ -238,3 +239,32 @@ def test_validation_checks_the_worker_count(corpus, monkeypatch):
     as_worker(monkeypatch, 0, 2)
     with pytest.raises(ValueError, match="pass the DataLoader's num_workers"):
         list(ValidationSentences(corpus, vocab, 2, num_workers=0))
+
+
+def _ddp_worker(rank, world_size, corpus, port, out):
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    vocab = Vocabulary.build(corpus)
+    n = vocab.stats.n_tokens_with_boundaries
+    train = TrainStream(corpus, vocab, n, batch_size=1, unroll_steps=2)  # rank from the group
+    valid = ValidationSentences(corpus, vocab, batch_size=2)
+    steps = torch.tensor([len(list(train)), len(list(valid)), train.rank])
+    gathered = [torch.zeros_like(steps) for _ in range(world_size)]
+    torch.distributed.all_gather(gathered, steps)
+    if rank == 0:
+        torch.save(torch.stack(gathered), out)
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ranks_read_from_torch_distributed_and_stay_in_step(corpus, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "steps.pt"
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, str(corpus), port, str(out)), nprocs=2)
+    steps = torch.load(out)  # (rank, [train steps, valid batches, rank seen])
+    assert steps[:, 2].tolist() == [0, 1]
+    assert steps[0, :2].tolist() == steps[1, :2].tolist()
+    assert steps[0, 0] == steps_per_epoch(count_corpus(corpus).n_tokens_with_boundaries, 1, 2, 2)
