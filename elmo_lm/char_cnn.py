@@ -46,6 +46,9 @@ class CharCNN(nn.Module):
     convolution over all ``max_characters_per_token`` positions.
     """
 
+    MAX_LENGTH_GROUPS = 4
+    MIN_GROUP_SIZE = 64
+
     def __init__(self, options: BiLMOptions):
         super().__init__()
         cnn = options.char_cnn
@@ -79,19 +82,36 @@ class CharCNN(nn.Module):
             raise ValueError(
                 f"char ids have {ids.shape[-1]} characters per token, the model expects {self.max_chars}"
             )
-        # Characters up to the last one that is not padding, over the whole batch.
-        used = (ids != PAD_ID) & (ids != 0)
-        n_used = int(used.any(0).nonzero().max()) + 1 if used.any() else 1
-        chars = self.char_embed(ids[:, :n_used])  # (n, n_used, char_dim)
-        pad_vec = self.char_embed.weight[PAD_ID]  # (char_dim,)
-        pieces = []
-        for (width, _), weight, bias in zip(self.filters, self.conv_weights, self.conv_biases):
-            pieces.append(self._conv_max(chars, pad_vec, width, weight, bias))
-        x = self.activation(torch.cat(pieces, dim=-1))  # (n, n_filters)
+        # Characters of each token that are not padding: begin marker, bytes, end marker.
+        n_chars = ((ids != PAD_ID) & (ids != 0)).sum(1)
+        # Tokens in groups of similar length, so that each group's windows stop at its longest.
+        order = n_chars.argsort()
+        sorted_chars = n_chars[order].tolist()
+        n = len(sorted_chars)
+        n_groups = max(1, min(self.MAX_LENGTH_GROUPS, n // self.MIN_GROUP_SIZE))
+        if n_groups == 1:
+            x = self._convolve(ids, max(1, sorted_chars[-1]))  # (n, n_filters)
+        else:
+            bounds = [round(k * n / n_groups) for k in range(n_groups + 1)]
+            pieces = [
+                self._convolve(ids[order[a:b]], max(1, sorted_chars[b - 1]))
+                for a, b in zip(bounds[:-1], bounds[1:])
+            ]
+            x = torch.cat(pieces)[order.argsort()]  # (n, n_filters), back in input order
         for highway in self.highways:
             x = highway(x)
         x = torch.addmm(self.proj_bias, x, self.proj_weight)  # (n, projection_dim)
         return x.reshape(*lead, -1)
+
+    def _convolve(self, ids: torch.Tensor, n_used: int) -> torch.Tensor:
+        """Activated max-pooled convolutions of tokens whose characters end by ``n_used``."""
+        chars = self.char_embed(ids[:, :n_used])  # (n, n_used, char_dim)
+        pad_vec = self.char_embed.weight[PAD_ID]  # (char_dim,)
+        pieces = [
+            self._conv_max(chars, pad_vec, width, weight, bias)
+            for (width, _), weight, bias in zip(self.filters, self.conv_weights, self.conv_biases)
+        ]
+        return self.activation(torch.cat(pieces, dim=-1))  # (n, n_filters)
 
     def _conv_max(self, chars, pad_vec, width, weight, bias) -> torch.Tensor:
         """Max over positions of one VALID convolution; (n, n_used, D) -> (n, num)."""

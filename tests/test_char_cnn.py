@@ -1,0 +1,35 @@
+"""The char CNN's windowed matmuls against a plain VALID convolution over all positions."""
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import tiny_options
+from elmo_lm import batch_to_ids
+from elmo_lm.char_cnn import CharCNN
+
+
+def plain_char_cnn(cnn: CharCNN, ids: torch.Tensor) -> torch.Tensor:
+    chars = cnn.char_embed(ids).transpose(1, 2)  # (n, D, 50)
+    pieces = []
+    for (width, num), w, b in zip(cnn.filters, cnn.conv_weights, cnn.conv_biases):
+        kernel = w.view(width, cnn.char_dim, num).permute(2, 1, 0)  # (num, D, width)
+        pieces.append(F.conv1d(chars, kernel, b).amax(-1))
+    x = cnn.activation(torch.cat(pieces, -1))
+    for hw in cnn.highways:
+        x = hw(x)
+    return x @ cnn.proj_weight + cnn.proj_bias
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_matches_a_plain_convolution_for_all_lengths(activation):
+    torch.manual_seed(0)
+    cnn = CharCNN(tiny_options(activation=activation, filters=[[1, 4], [3, 5], [7, 6]])).eval()
+    rng = random.Random(0)
+    tokens = ["".join(rng.choices("abcdéxyz", k=rng.randint(1, 60))) for _ in range(300)]
+    ids = batch_to_ids([tokens])[0]
+    with torch.no_grad():
+        torch.testing.assert_close(cnn(ids), plain_char_cnn(cnn, ids), atol=1e-5, rtol=0)
+        torch.testing.assert_close(cnn(ids[:5]), plain_char_cnn(cnn, ids[:5]), atol=1e-5, rtol=0)
