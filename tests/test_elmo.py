@@ -12,6 +12,7 @@ from elmo_lm.bilm import BiLM
 from elmo_lm.characters import batch_to_ids
 from elmo_lm.elmo import Elmo, ElmoError
 from elmo_lm.options import OptionsError
+from elmo_lm.token_cache import TokenCache
 from elmo_lm.weights_file import WeightsFileError
 from elmo_lm.word_vectors import WordVectors
 from tests.conftest import ROOT, tiny_options
@@ -247,3 +248,16 @@ def test_demo_senses_runs(bilm, tmp_path, capsys):
     assert "1.00 / 1.00" in bank  # layer 0 is the same vector in every context
     with pytest.raises(SystemExit, match="no trained model"):
         demo.main(["--model-dir", str(tmp_path / "none"), "--corpus", str(corpus)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_matches_cpu(bilm, tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("the\nbank\nriver\n")
+    cpu = Elmo(bilm).embed_sentences(SENTENCES, mode="all")
+    gpu_elmo = Elmo(bilm, token_cache=TokenCache.build(bilm, vocab)).to("cuda")
+    gpu = gpu_elmo.embed_sentences(SENTENCES, mode="all")
+    for a, b in zip(gpu, cpu, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
+    out = gpu_elmo(SENTENCES[:2])
+    assert out["elmo_representations"][0].device.type == "cuda"
