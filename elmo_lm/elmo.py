@@ -107,7 +107,8 @@ class Elmo(nn.Module):
             ) from None
         except Exception as exc:  # torch.load raises many kinds on a file that is not a checkpoint
             raise ElmoError(
-                f"{path}: cannot be read as a checkpoint ({type(exc).__name__})"
+                f"{path}: cannot be read as a checkpoint ({type(exc).__name__}); "
+                "pass a .ckpt written by train.py"
             ) from None
         bilm = BiLM(BiLMOptions.from_dict(options, source=str(path)), stateful=stateful)
         try:
