@@ -1,0 +1,63 @@
+"""The LSTM's hand-written backward against autograd through a plain per-step loop."""
+
+import pytest
+import torch
+
+from conftest import tiny_options
+from elmo_lm.lstm import ElmoLstm
+
+
+def reference(lstm: ElmoLstm, inputs, state, lengths):
+    """The cell of the weights file, one step at a time, rows masked past their length."""
+    _, batch, time, p = inputs.shape
+    h_all, c_all = state
+    outputs, hs, cs, x = [], [], [], inputs
+    for layer in range(lstm.n_layers):
+        w, b, proj = lstm.weights[layer], lstm.biases[layer], lstm.projections[layer]
+        h, c, out = h_all[layer], c_all[layer], []
+        for t in range(time):
+            z = torch.cat([x[:, :, t], h], -1) @ w + b[:, None]
+            i, j, f, o = z.chunk(4, -1)
+            c_new = torch.sigmoid(f + 1) * c + torch.sigmoid(i) * torch.tanh(j)
+            if lstm.cell_clip is not None:
+                c_new = c_new.clamp(-lstm.cell_clip, lstm.cell_clip)
+            h_new = (torch.sigmoid(o) * torch.tanh(c_new)) @ proj
+            if lstm.proj_clip is not None:
+                h_new = h_new.clamp(-lstm.proj_clip, lstm.proj_clip)
+            live = (t < lengths).view(1, batch, 1)
+            h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
+            out.append(torch.where(live, h_new, torch.zeros_like(h_new)))
+        y = torch.stack(out, 2)
+        if lstm.use_skip_connections and layer > 0:
+            y = y + x * (torch.arange(time) < lengths[:, None]).view(1, batch, time, 1)
+        outputs.append(y)
+        hs.append(h)
+        cs.append(c)
+        x = y
+    return outputs, (torch.stack(hs), torch.stack(cs))
+
+
+@pytest.mark.parametrize("clip", [0.3, None])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 0, 5, 3]])
+def test_gradients_match_autograd(clip, lengths):
+    torch.manual_seed(0)
+    lstm = ElmoLstm(tiny_options(cell_clip=clip, proj_clip=clip, dropout=0.0)).double()
+    inputs = torch.randn(2, 5, 5, 8, dtype=torch.double, requires_grad=True)
+    state = tuple(s.double().normal_().requires_grad_() for s in lstm.zero_state(5, inputs.float()))
+    lens = torch.tensor(lengths) if lengths else None
+    outputs, (h, c) = lstm(inputs, state, lens)
+    ref_outputs, (rh, rc) = reference(lstm, inputs, state, lens if lens is not None else torch.full((5,), 5))
+    weights = [torch.randn_like(o) for o in outputs] + [torch.randn_like(h), torch.randn_like(c)]
+    params = [inputs, *state, *lstm.parameters()]
+
+    def loss(outs, hh, cc):
+        return sum((o * w).sum() for o, w in zip([*outs, hh, cc], weights))
+
+    got = torch.autograd.grad(loss(outputs, h, c), params)
+    want = torch.autograd.grad(loss(ref_outputs, rh, rc), params)
+    for a, b in zip(outputs, ref_outputs):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(h, rh)
+    torch.testing.assert_close(c, rc)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
