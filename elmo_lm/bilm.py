@@ -66,10 +66,13 @@ class BiLM(nn.Module):
     def from_hdf5(
         cls, options_file: str | os.PathLike, weight_file: str | os.PathLike, stateful: bool = False
     ) -> BiLM:
-        """Loads an ``options.json`` + weights ``.hdf5`` pair written by any ELMo trainer."""
+        """Loads an ``options.json`` + weights ``.hdf5`` pair written by any ELMo trainer.
+
+        The model comes back in eval mode (no dropout); call ``.train()`` to fine-tune it.
+        """
         bilm = cls(BiLMOptions.from_json(options_file), stateful=stateful)
         load_weights(bilm, weight_file)
-        return bilm
+        return bilm.eval()
 
     def to_hdf5(self, options_file: str | os.PathLike, weight_file: str | os.PathLike) -> None:
         """Writes the pair the original tools and AllenNLP read (``n_characters`` 262)."""
@@ -81,20 +84,25 @@ class BiLM(nn.Module):
     def reset_states(self) -> None:
         self._state = None
 
-    def embed_tokens(self, char_ids: torch.Tensor) -> torch.Tensor:
+    def embed_tokens(self, char_ids: torch.Tensor, token_cache=None) -> torch.Tensor:
         """Context-independent token embeddings, (..., max_chars) -> (..., P).
 
-        Each distinct token of the batch goes through the character CNN once.
+        Each distinct token of the batch goes through the character CNN once. With a
+        ``token_cache`` (``elmo_lm.token_cache.TokenCache``), cached tokens skip the CNN.
         """
+        if token_cache is not None:
+            return token_cache.encode(char_ids, self.embed_tokens)
         flat = char_ids.reshape(-1, char_ids.shape[-1])
         unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
         return self.char_cnn(unique)[inverse].reshape(*char_ids.shape[:-1], -1)
 
-    def forward(self, char_ids: torch.Tensor) -> dict[str, object]:
+    def forward(self, char_ids: torch.Tensor, token_cache=None) -> dict[str, object]:
         """Representations of plain sentences.
 
         Args:
             char_ids: (batch, time, max_chars) from ``batch_to_ids``, without ``<S>``/``</S>``.
+            token_cache: precomputed token embeddings used in place of the character CNN for
+                the tokens they hold (``elmo_lm.token_cache.TokenCache``).
 
         Returns:
             ``"layers"``: n_layers + 1 tensors (batch, time, 2P), zero at padding; layer 0 is
@@ -110,7 +118,7 @@ class BiLM(nn.Module):
         ids[:, 1 : time + 1] = char_ids
         ids[torch.arange(batch, device=ids.device), lengths + 1] = self._eos
         full_lengths = lengths + 2
-        emb = self.embed_tokens(ids)  # (B, T + 2, P)
+        emb = self.embed_tokens(ids, token_cache)  # (B, T + 2, P)
         inputs = torch.stack([emb, reverse_padded(emb, full_lengths)])  # (2, B, T + 2, P)
         state = self._initial_state(batch, emb)
         outputs, new_state = self.lstm(inputs, state, full_lengths)

@@ -149,10 +149,7 @@ class Elmo(nn.Module):
     def bilm_layers(self, char_ids: torch.Tensor) -> dict[str, object]:
         """The biLM's output for (batch, time, max_chars) ids, through the token cache if any."""
         char_ids = char_ids.to(self.device)
-        if self.token_cache is None:
-            return self.bilm(char_ids)
-        with self.token_cache.attached(self.bilm):
-            return self.bilm(char_ids)
+        return self.bilm(char_ids, token_cache=self.token_cache)
 
     def forward(self, sentences: Sequence[Sequence[str]] | torch.Tensor) -> dict[str, object]:
         """Mixed representations for a downstream model.

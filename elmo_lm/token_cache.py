@@ -12,8 +12,7 @@ the same embedding either way.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
@@ -112,20 +111,6 @@ class TokenCache(nn.Module):
             miss = ~hit
             out[miss] = encoder(flat[miss]).to(out.dtype)
         return out.reshape(*lead, self.dim)
-
-    @contextmanager
-    def attached(self, bilm: nn.Module) -> Iterator[None]:
-        """Within the block, ``bilm``'s token embeddings come from this cache where they can.
-
-        ``BiLM.forward`` computes its token embeddings with ``self.embed_tokens``; that method
-        is shadowed on the instance for the duration of the block.
-        """
-        char_path = bilm.embed_tokens
-        bilm.embed_tokens = lambda char_ids: self.encode(char_ids, char_path)
-        try:
-            yield
-        finally:
-            del bilm.embed_tokens
 
     @classmethod
     @torch.no_grad()
