@@ -1,0 +1,318 @@
+"""The LightningModule that trains a biLM: a softmax per direction, Adagrad, perplexities.
+
+Training batches come from ``ElmoDataModule`` (see docs/CONTRACTS.md): the LSTM state is carried
+from one window of a stream to the next (``stream_id``), cut at each window, and zeroed when a
+batch says ``reset``. The loss is the mean of the forward and backward LMs' losses.
+
+Under DDP the softmax matrices are kept out of DDP's gradient reducer (their gradient is sparse,
+which NCCL cannot all-reduce, and DDP's bucketing would make it dense anyway); their gradients are
+all-gathered and averaged here instead, before the global-norm clip, so every rank applies the
+same update. Validation perplexity sums log-likelihoods and token counts over all ranks before
+taking ``exp(-sum / count)``, so it is exact whatever the number of ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from elmo_lm.bilm import BiLM, bilm_state_detach
+from elmo_lm.options import BiLMOptions
+from elmo_lm.softmax import Softmax
+from elmo_lm.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+SOFTMAX_MODES = ("auto", "sampled", "full")
+
+
+def resolve_softmax(mode: str, vocab_size: int, n_negative_samples: int) -> bool:
+    """Whether to train with the sampled softmax: ``auto`` samples only when the vocabulary has
+    more classes than negatives (logged when it falls back to the full softmax)."""
+    if mode not in SOFTMAX_MODES:
+        raise ValueError(f"module.softmax={mode!r}: use one of {', '.join(SOFTMAX_MODES)}")
+    if mode == "full":
+        return False
+    if vocab_size > n_negative_samples:
+        return True
+    if mode == "sampled":
+        raise ValueError(
+            f"module.softmax=sampled needs a vocabulary larger than n_negative_samples="
+            f"{n_negative_samples} (it has {vocab_size} tokens); lower module.n_negative_samples "
+            "or use module.softmax=auto"
+        )
+    log.info(
+        "vocabulary of %d tokens is not larger than n_negative_samples=%d: training with the "
+        "full softmax (train/ppl is then a real perplexity)",
+        vocab_size,
+        n_negative_samples,
+    )
+    return False
+
+
+def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clips the global L2 norm of all gradients, dense or sparse, to ``max_norm``.
+
+    Sparse gradients are coalesced first (their norm is that of the summed rows), and stay sparse.
+
+    Returns:
+        The norm before clipping.
+    """
+    grads = []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            grads.append(p.grad._values())
+        else:
+            grads.append(p.grad)
+    if not grads:
+        return torch.tensor(0.0)
+    total = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum().sqrt()
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.to(g.dtype))
+    return total
+
+
+def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
+    """Averages gradients over the ranks of ``torch.distributed``, keeping sparse ones sparse.
+
+    A sparse gradient is all-gathered (row ids and rows from every rank) and summed, which works
+    on gloo and NCCL alike and moves only the touched rows.
+    """
+    world = dist.get_world_size()
+    for p in parameters:
+        g = p.grad
+        if g is None:
+            continue
+        if not g.is_sparse:
+            dist.all_reduce(g)
+            g.div_(world)
+            continue
+        g = g.coalesce()
+        rows, values = g._indices()[0], g._values()  # (n,), (n, *row_shape)
+        size = torch.tensor([len(rows)], device=rows.device)
+        sizes = [torch.zeros_like(size) for _ in range(world)]
+        dist.all_gather(sizes, size)
+        sizes = [int(s) for s in sizes]
+        longest = max(sizes)
+        pad = longest - len(rows)
+        rows = torch.cat([rows, rows.new_zeros(pad)])
+        values = torch.cat([values, values.new_zeros(pad, *values.shape[1:])])
+        all_rows = [torch.empty_like(rows) for _ in range(world)]
+        all_values = [torch.empty_like(values) for _ in range(world)]
+        dist.all_gather(all_rows, rows)
+        dist.all_gather(all_values, values)
+        rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
+        values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / world
+        p.grad = torch.sparse_coo_tensor(rows[None], values, g.shape).coalesce()
+
+
+class ElmoLM(L.LightningModule):
+    """A biLM and its two softmaxes, trained as the original ELMo trainer did.
+
+    Every argument is a plain value, so a checkpoint rebuilds the module without any config:
+    ``ElmoLM.load_from_checkpoint(path)``.
+
+    Args:
+        options: ``BiLMOptions.to_dict()``; ``n_tokens_vocab``, ``n_negative_samples_batch`` and
+            ``all_clip_norm_val`` are set from the arguments below.
+        vocab: the vocabulary's tokens in id order (``<S>``, ``</S>``, ``<UNK>``, then by
+            descending count); the softmax classes.
+        lr: Adagrad learning rate.
+        initial_accumulator_value: Adagrad's initial sum of squared gradients.
+        clip_norm: gradients are clipped to this global norm.
+        softmax: ``auto`` (sampled when the vocabulary is larger than ``n_negative_samples``),
+            ``sampled`` or ``full``. Validation always uses the full softmax.
+        n_negative_samples: negatives per step of the sampled softmax.
+    """
+
+    def __init__(
+        self,
+        options: dict,
+        vocab: list[str],
+        lr: float = 0.2,
+        initial_accumulator_value: float = 1.0,
+        clip_norm: float = 10.0,
+        softmax: str = "auto",
+        n_negative_samples: int = 8192,
+    ):
+        super().__init__()
+        vocab = [str(t) for t in vocab]
+        opts = BiLMOptions.from_dict(_plain(options))  # plain values: checkpoints load weights_only
+        opts.n_tokens_vocab = len(vocab)
+        opts.n_negative_samples_batch = n_negative_samples
+        opts.all_clip_norm_val = clip_norm
+        self.save_hyperparameters(
+            {
+                "options": opts.to_dict(),
+                "vocab": vocab,
+                "lr": float(lr),
+                "initial_accumulator_value": float(initial_accumulator_value),
+                "clip_norm": float(clip_norm),
+                "softmax": str(softmax),
+                "n_negative_samples": int(n_negative_samples),
+            },
+            logger=False,  # the token list is no TensorBoard hyperparameter: see on_fit_start
+        )
+        self.bilm = BiLM(opts)
+        sampled = resolve_softmax(softmax, len(vocab), n_negative_samples)
+        dim = opts.lstm.projection_dim
+        self.softmax_fwd = Softmax(len(vocab), dim, n_negative_samples, sampled)
+        self.softmax_bwd = Softmax(len(vocab), dim, n_negative_samples, sampled)
+        self.sampled = sampled
+        # DDP leaves these to all_reduce_mean_grads (sparse gradients).
+        self._ddp_params_and_buffers_to_ignore = [
+            n for n, _ in self.named_parameters() if n.startswith("softmax_")
+        ]
+        self._train_states: dict[int, object] = {}  # stream_id -> LSTM state
+        self._val_sums = torch.zeros(
+            4, dtype=torch.float64
+        )  # nll fwd, count fwd, nll bwd, count bwd
+        self._last_step_end: float | None = None
+
+    @property
+    def options(self) -> BiLMOptions:
+        return self.bilm.options
+
+    @property
+    def vocab(self) -> Vocabulary:
+        return Vocabulary(self.hparams["vocab"])
+
+    def softmax_parameters(self) -> list[torch.nn.Parameter]:
+        return [*self.softmax_fwd.parameters(), *self.softmax_bwd.parameters()]
+
+    def configure_optimizers(self):
+        return torch.optim.Adagrad(
+            self.parameters(),
+            lr=self.hparams["lr"],
+            initial_accumulator_value=self.hparams["initial_accumulator_value"],
+        )
+
+    def on_fit_start(self) -> None:
+        if self._distributed():
+            # Not synchronised by DDP at wrap time: start every rank from rank 0's softmax.
+            for p in self.softmax_parameters():
+                dist.broadcast(p.data, src=0)
+        if self.logger is not None:
+            hp = {k: v for k, v in self.hparams.items() if k not in ("vocab", "options")}
+            hp.update(vocab_size=len(self.hparams["vocab"]), sampled_softmax=self.sampled)
+            hp.update({f"options/{k}": v for k, v in _flatten(self.hparams["options"]).items()})
+            self.logger.log_hyperparams(hp)
+
+    def lm_losses(self, batch: dict, state=None):
+        """Summed losses and target counts of both directions over one batch.
+
+        Returns:
+            ``(nll_fwd, n_fwd, nll_bwd, n_bwd, new_state)``; the losses are sampled when training
+            with the sampled softmax, exact otherwise.
+        """
+        fwd, bwd, new_state = self.bilm.lm_forward(batch["fwd_chars"], batch["bwd_chars"], state)
+        nll_fwd, n_fwd = self.softmax_fwd(fwd, batch["fwd_targets"])  # fwd: (B, T, P)
+        nll_bwd, n_bwd = self.softmax_bwd(bwd, batch["bwd_targets"])
+        return nll_fwd, n_fwd, nll_bwd, n_bwd, new_state
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        stream = int(batch["stream_id"])
+        state = None if batch["reset"] else self._train_states.get(stream)
+        nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
+        self._train_states[stream] = bilm_state_detach(new_state)
+        loss = 0.5 * (nll_fwd / max(n_fwd, 1) + nll_bwd / max(n_bwd, 1))
+        name = "train/sampled_ppl" if self.sampled else "train/ppl"
+        self.log("train/loss", loss, on_step=True)
+        self.log(name, torch.exp(loss.detach()), on_step=True, prog_bar=True)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._distributed():
+            all_reduce_mean_grads(self.softmax_parameters())
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
+        # Our own global-norm clip (sparse softmax gradients included); the Trainer's
+        # gradient_clip_val, when set, overrides the module's clip_norm.
+        max_norm = gradient_clip_val or self.hparams["clip_norm"]
+        norm = clip_grad_norm(self.parameters(), max_norm)
+        self.log("train/grad_norm", norm, on_step=True)
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_step_end is not None:
+            tokens = batch["fwd_targets"].numel() * self.trainer.world_size
+            self.log(
+                "train/tokens_per_s",
+                tokens / (now - self._last_step_end),
+                on_step=True,
+                prog_bar=True,
+            )
+        self._last_step_end = now
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._last_step_end = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._val_sums += self.score_batch(batch)
+
+    def score_batch(self, batch: dict) -> torch.Tensor:
+        """(nll fwd, count fwd, nll bwd, count bwd) float64 of a validation batch, from zero
+        states (each row is one sentence); exact when in eval mode (full softmax)."""
+        nll_fwd, n_fwd, nll_bwd, n_bwd, _ = self.lm_losses(batch)
+        counts = torch.tensor([n_fwd, n_bwd], dtype=torch.float64, device=nll_fwd.device)
+        return torch.stack([nll_fwd.double(), counts[0], nll_bwd.double(), counts[1]])
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self._val_sums
+        if self._distributed():
+            sums = sums.clone()
+            dist.all_reduce(sums)
+        ppl = perplexities(sums)
+        for key, value in ppl.items():
+            self.log(f"val/{key}", value, prog_bar=key == "ppl", sync_dist=False)
+        self.log("val/tokens", sums[1].float(), sync_dist=False)
+
+    def _distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def perplexities(sums: torch.Tensor) -> dict[str, float]:
+    """``ppl_fwd``, ``ppl_bwd`` and ``ppl`` (exp of the mean of both directions' mean losses,
+    as the original reported) from summed (nll fwd, count fwd, nll bwd, count bwd)."""
+    nll_fwd, n_fwd, nll_bwd, n_bwd = (float(s) for s in sums)
+    loss_fwd, loss_bwd = nll_fwd / max(n_fwd, 1.0), nll_bwd / max(n_bwd, 1.0)
+    return {
+        "ppl_fwd": math.exp(loss_fwd),
+        "ppl_bwd": math.exp(loss_bwd),
+        "ppl": math.exp(0.5 * (loss_fwd + loss_bwd)),
+    }
+
+
+def _plain(value):
+    """Nested mappings and sequences (e.g. from a config) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = str(v) if isinstance(v, list | tuple) else v
+    return out

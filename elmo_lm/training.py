@@ -1,0 +1,314 @@
+"""What ``train.py``, ``evaluate.py`` and ``export.py`` do, as functions tests can call.
+
+``train(cfg)`` takes the composed Hydra config of ``conf/train.yaml`` (see
+docs/TRAINING_GUIDE.md); ``evaluate`` and ``export`` take plain arguments and need only a
+checkpoint, never the config it was trained with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from elmo_lm.bilm import BiLM
+from elmo_lm.characters import MAX_CHARACTERS_PER_TOKEN
+from elmo_lm.lightning_module import ElmoLM, perplexities
+from elmo_lm.options import (
+    BiLMOptions,
+    CharCNNOptions,
+    CharEmbeddingOptions,
+    LSTMOptions,
+    OptionsError,
+)
+from elmo_lm.stream import ValidationSentences
+from elmo_lm.vocabulary import CorpusError, Files, VocabularyError
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
+
+
+class TrainingError(ValueError):
+    """A mistake in what the user asked for; the message says what to fix."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turns errors a user can cause into a one-line message and exit status 1 (entry points)."""
+    try:
+        yield
+    except (TrainingError, OptionsError, VocabularyError, CorpusError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+def parse_args(argv: list[str], defaults: dict, usage: str) -> dict:
+    """``key=value`` arguments, as train.py takes them, over ``defaults``; values are typed as
+    in YAML. Unknown keys and missing required ones (default None) are one-line errors."""
+    given = {}
+    for arg in argv:
+        key, sep, _ = arg.partition("=")
+        if not sep or key not in defaults:
+            raise TrainingError(f"{arg!r}: not a known key=value argument; usage: {usage}")
+        given.update(OmegaConf.to_container(OmegaConf.from_dotlist([arg])))
+    args = {**defaults, **given}
+    missing = [k for k, v in args.items() if v is None]
+    if missing:
+        raise TrainingError(f"missing {', '.join(f'{k}=...' for k in missing)}; usage: {usage}")
+    return args
+
+
+def build_options(
+    *,
+    lstm_dim: int,
+    projection_dim: int,
+    n_layers: int = 2,
+    n_highway: int = 1,
+    filters: list[list[int]] | None = None,
+    char_dim: int = 16,
+    activation: str = "relu",
+    max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN,
+    cell_clip: float | None = 3.0,
+    proj_clip: float | None = 3.0,
+    use_skip_connections: bool = True,
+    dropout: float = 0.1,
+) -> BiLMOptions:
+    """The biLM shape of a ``conf/model/*.yaml`` file, as ``BiLMOptions``.
+
+    Args:
+        lstm_dim: LSTM cells per layer and direction.
+        projection_dim: size of the projected LSTM outputs and token embeddings.
+        n_layers: LSTM layers per direction.
+        n_highway: highway layers after the character convolutions.
+        filters: ``[width, n_filters]`` pairs; None for the published seven.
+        char_dim: character embedding size.
+        activation: ``relu`` or ``tanh`` after the convolutions.
+        max_characters_per_token: character ids per token.
+        cell_clip, proj_clip: LSTM clipping, None for none.
+        use_skip_connections: residual connection around LSTM layers after the first.
+        dropout: on each LSTM layer's input and the top output, while training.
+    """
+    options = BiLMOptions(
+        lstm=LSTMOptions(
+            dim=lstm_dim,
+            projection_dim=projection_dim,
+            n_layers=n_layers,
+            cell_clip=cell_clip,
+            proj_clip=proj_clip,
+            use_skip_connections=use_skip_connections,
+        ),
+        char_cnn=CharCNNOptions(
+            activation=activation,
+            embedding=CharEmbeddingOptions(dim=char_dim),
+            filters=[list(f) for f in (filters or PUBLISHED_FILTERS)],
+            n_highway=n_highway,
+            max_characters_per_token=max_characters_per_token,
+        ),
+        dropout=dropout,
+    )
+    options.validate("conf/model")
+    return options
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Trains (or resumes, or fine-tunes) a biLM as ``cfg`` says; see conf/train.yaml.
+
+    Returns:
+        The last logged metrics (``val/ppl`` and friends), also written to
+        ``<output_dir>/metrics.json`` by rank 0, with the vocabulary as ``vocab.txt``.
+    """
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, Path(cfg.paths.runs_dir), output_dir)
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    vocab = datamodule.vocab
+    if ckpt_path is not None:
+        module = _module_for_resume(ckpt_path, vocab.tokens)
+    else:
+        options = _initial_options(cfg)
+        options.unroll_steps = datamodule.unroll_steps
+        options.batch_size = datamodule.batch_size
+        options.n_train_tokens = datamodule.n_train_tokens
+        options.n_epochs = int(cfg.trainer.max_epochs)
+        options.char_cnn.max_characters_per_token = datamodule.max_characters_per_token
+        module = instantiate(
+            cfg.module, options=options.to_dict(), vocab=list(vocab.tokens), _convert_="all"
+        )
+        if cfg.init_from:
+            options_file, weight_file = _pair(cfg.init_from)
+            module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
+            log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        vocab.save(output_dir / "vocab.txt")
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _initial_options(cfg: DictConfig) -> BiLMOptions:
+    if cfg.init_from:
+        options_file, _ = _pair(cfg.init_from)
+        return BiLMOptions.from_json(options_file)
+    return build_options(**OmegaConf.to_container(cfg.model, resolve=True))
+
+
+def _pair(init_from: str) -> tuple[Path, Path]:
+    """``options.json`` and the weights file of ``init_from``: a directory holding both, or the
+    weights file with ``options.json`` beside it."""
+    path = Path(init_from)
+    if path.is_dir():
+        weights = sorted(path.glob("*.hdf5"))
+        if len(weights) != 1:
+            raise TrainingError(
+                f"init_from={init_from}: expected one .hdf5 weights file in the directory, found "
+                f"{len(weights)}; pass init_from=<dir>/<weights>.hdf5"
+            )
+        path = weights[0]
+    if not path.is_file():
+        raise TrainingError(
+            f"init_from={init_from}: no such weights file; pass an exported weights.hdf5 "
+            "(with its options.json beside it) or the directory holding both"
+        )
+    return path.with_name("options.json"), path
+
+
+def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path, output_dir: Path) -> str | None:
+    """The checkpoint to resume from: a ``.ckpt`` file, a run directory (its
+    ``checkpoints/last.ckpt``), or ``last``: the newest ``last.ckpt`` under ``runs_dir`` outside
+    the current run."""
+    if ckpt_path in (None, ""):
+        return None
+    if ckpt_path == "last":
+        found = [
+            p
+            for p in runs_dir.glob("**/checkpoints/last.ckpt")
+            if output_dir.resolve() not in p.resolve().parents
+        ]
+        if not found:
+            raise TrainingError(
+                f"ckpt_path=last: no checkpoints/last.ckpt under {runs_dir}; "
+                "pass ckpt_path=<run dir or .ckpt file>"
+            )
+        newest = max(found, key=lambda p: p.stat().st_mtime)
+        log.info("resuming from %s", newest)
+        return str(newest)
+    path = Path(ckpt_path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise TrainingError(
+            f"ckpt_path={ckpt_path}: checkpoint not found; pass a .ckpt written by train.py, its "
+            "run directory, or ckpt_path=last"
+        )
+    return str(path)
+
+
+def _module_for_resume(ckpt_path: str, tokens: list[str]) -> ElmoLM:
+    """The module as the checkpoint describes it (shape, vocabulary, optimizer settings)."""
+    hparams = _read_checkpoint(ckpt_path)["hyper_parameters"]
+    if list(hparams["vocab"]) != list(tokens):
+        raise TrainingError(
+            f"{ckpt_path}: trained with a different vocabulary ({len(hparams['vocab'])} tokens) "
+            f"than the data gives ({len(tokens)}); pass data.vocab_file=<the run's vocab.txt>"
+        )
+    return ElmoLM(**hparams)
+
+
+def _read_checkpoint(ckpt: str | os.PathLike) -> dict:
+    path = Path(ckpt)
+    if not path.is_file():
+        raise TrainingError(
+            f"ckpt={ckpt}: checkpoint not found; pass a .ckpt written by train.py "
+            "(runs/<name>/<time>/checkpoints/last.ckpt)"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many kinds on a file that is not a checkpoint
+        raise TrainingError(
+            f"{ckpt}: cannot be read as a checkpoint ({type(exc).__name__})"
+        ) from None
+    if "options" not in checkpoint.get("hyper_parameters", {}):
+        raise TrainingError(f"{ckpt}: not a checkpoint written by train.py (no options)")
+    return checkpoint
+
+
+def load_module(ckpt: str | os.PathLike, map_location: str | torch.device = "cpu") -> ElmoLM:
+    """The trained module of a checkpoint, without any config (one-line error when missing)."""
+    _read_checkpoint(ckpt)
+    return ElmoLM.load_from_checkpoint(ckpt, map_location=map_location, weights_only=True)
+
+
+def evaluate(
+    ckpt: str | os.PathLike,
+    data: Files,
+    batch_size: int = 64,
+    max_sentence_tokens: int = 400,
+    device: str = "auto",
+) -> dict[str, float]:
+    """Held-out perplexity of a checkpoint on a sentence-per-line file (full softmax, each
+    sentence on its own from a zero state, as in validation).
+
+    Returns:
+        ``ppl_fwd``, ``ppl_bwd``, ``ppl`` (exp of the mean of both directions' losses) and
+        ``tokens`` (targets scored per direction: words plus ``</S>``).
+    """
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    module = load_module(ckpt, map_location=device).eval()
+    sentences = ValidationSentences(
+        data,
+        module.vocab,
+        batch_size=batch_size,
+        max_characters_per_token=module.options.char_cnn.max_characters_per_token,
+        max_sentence_tokens=max_sentence_tokens,
+        rank=0,
+        world_size=1,
+    )
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for batch in sentences:
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            sums += module.score_batch(batch)
+    return {**perplexities(sums), "tokens": float(sums[1])}
+
+
+def export(ckpt: str | os.PathLike, out: str | os.PathLike = "weights.hdf5") -> dict[str, Path]:
+    """Writes a checkpoint's biLM as the original tools' files.
+
+    ``out`` gets the weights; ``options.json`` (``n_characters`` 262) and ``vocab.txt`` (the
+    softmax vocabulary, one token per line) go beside it.
+
+    Returns:
+        The paths written: ``weights``, ``options``, ``vocab``.
+    """
+    module = load_module(ckpt)
+    weights = Path(out)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "weights": weights,
+        "options": weights.with_name("options.json"),
+        "vocab": weights.with_name("vocab.txt"),
+    }
+    module.bilm.to_hdf5(paths["options"], paths["weights"])
+    module.vocab.save(paths["vocab"])
+    return paths

@@ -1,0 +1,19 @@
+"""Export a checkpoint to the original ELMo files: ``python export.py ckpt=PATH
+out=weights.hdf5``; ``options.json`` and ``vocab.txt`` are written beside the weights."""
+
+import sys
+
+from elmo_lm.training import export, parse_args, user_errors
+
+USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5"
+
+
+def main() -> None:
+    with user_errors():
+        args = parse_args(sys.argv[1:], {"ckpt": None, "out": "weights.hdf5"}, USAGE)
+        for kind, path in export(**args).items():
+            print(f"{kind}: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Train an ELMo biLM: ``python train.py [overrides]``; see docs/TRAINING_GUIDE.md and conf/."""
+
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+# conf/ paths (the bundled corpus, runs/) are relative to this repository wherever we run from.
+os.environ.setdefault("ELMO_LM_ROOT", str(Path(__file__).resolve().parent))
+
+from elmo_lm.training import train, user_errors  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        train(cfg)
+
+
+if __name__ == "__main__":
+    main()
