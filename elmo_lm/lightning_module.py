@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 import lightning as L
@@ -177,7 +178,7 @@ class ElmoLM(L.LightningModule):
         self._val_sums = torch.zeros(
             4, dtype=torch.float64
         )  # nll fwd, count fwd, nll bwd, count bwd
-        self._last_step_end: float | None = None
+        self._step_ends: deque[float] = deque(maxlen=21)  # perf_counter at the last steps' ends
 
     @property
     def options(self) -> BiLMOptions:
@@ -245,20 +246,18 @@ class ElmoLM(L.LightningModule):
         self.log("train/grad_norm", norm, on_step=True)
 
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        now = time.perf_counter()
-        if self._last_step_end is not None:
-            tokens = batch["fwd_targets"].numel() * self.trainer.world_size
-            self.log(
-                "train/tokens_per_s",
-                tokens / (now - self._last_step_end),
-                on_step=True,
-                prog_bar=True,
+        # Tokens/s over the last few steps (data loading included), for all ranks together.
+        self._step_ends.append(time.perf_counter())
+        if len(self._step_ends) > 1:
+            tokens = (
+                batch["fwd_targets"].numel() * self.trainer.world_size * (len(self._step_ends) - 1)
             )
-        self._last_step_end = now
+            rate = tokens / (self._step_ends[-1] - self._step_ends[0])
+            self.log("train/tokens_per_s", rate, on_step=True, prog_bar=True)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
 
     def on_train_epoch_start(self) -> None:
-        self._last_step_end = None
+        self._step_ends.clear()
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
@@ -280,8 +279,9 @@ class ElmoLM(L.LightningModule):
             dist.all_reduce(sums)
         ppl = perplexities(sums)
         for key, value in ppl.items():
-            self.log(f"val/{key}", value, prog_bar=key == "ppl", sync_dist=False)
-        self.log("val/tokens", sums[1].float(), sync_dist=False)
+            # Equal on every rank already (summed above); sync_dist only averages equal values.
+            self.log(f"val/{key}", value, prog_bar=key == "ppl", sync_dist=True)
+        self.log("val/tokens", sums[1].float(), sync_dist=True)
 
     def _distributed(self) -> bool:
         return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

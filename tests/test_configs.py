@@ -1,0 +1,127 @@
+"""Every file in conf/ composes, and its trainer, data module and module instantiate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from elmo_lm.bilm import BiLM
+from elmo_lm.datamodule import ElmoDataModule
+from elmo_lm.lightning_module import ElmoLM
+from elmo_lm.training import build_options
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+TINY_VOCAB = ["<S>", "</S>", "<UNK>", "the", "cat", "sat"]
+
+
+def options_of(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_train(overrides: list[str], tmp_path: Path):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[f"paths.root={ROOT}", f"paths.output_dir={tmp_path}", *overrides],
+        )
+
+
+def instantiate_all(cfg, tmp_path: Path, vocab=TINY_VOCAB):
+    """The trainer (on CPU), the data module and the module of a composed config."""
+    cfg = cfg.copy()
+    if not torch.cuda.is_available():  # GPU configs: check them on CPU
+        cfg.trainer.accelerator = "cpu"
+        cfg.trainer.devices = 1
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    logger = instantiate(cfg.logger)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    datamodule = instantiate(cfg.data)
+    options = build_options(**OmegaConf.to_container(cfg.model, resolve=True))
+    module = instantiate(cfg.module, options=options.to_dict(), vocab=vocab, _convert_="all")
+    return trainer, datamodule, module
+
+
+def test_groups_hold_the_required_options():
+    assert {"tiny", "small", "medium", "original"} <= set(options_of("model"))
+    assert {"cpu", "gpu", "multi_gpu", "multi_node"} <= set(options_of("hardware"))
+    assert "small_corpus" in options_of("experiment")
+    assert "sample" in options_of("data")
+
+
+def test_default_config_instantiates(tmp_path):
+    cfg = compose_train(["model=tiny"], tmp_path)
+    trainer, datamodule, module = instantiate_all(cfg, tmp_path)
+    assert isinstance(datamodule, ElmoDataModule) and isinstance(module, ElmoLM)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+    assert cfg.module.lr == 0.2 and cfg.module.initial_accumulator_value == 1.0
+    assert cfg.module.clip_norm == 10.0 and cfg.module.n_negative_samples == 8192
+    assert not module.sampled  # 6 tokens <= 8192 negatives: full softmax
+
+
+@pytest.mark.parametrize("name", options_of("model"))
+def test_model_configs_build_options(name, tmp_path):
+    cfg = compose_train([f"model={name}"], tmp_path)
+    options = build_options(**OmegaConf.to_container(cfg.model, resolve=True))
+    with torch.device("meta"):  # shapes only: no memory for the large ones
+        n_params = sum(p.numel() for p in BiLM(options).parameters())
+    published = {"small": 13.6e6, "medium": 28.0e6, "original": 93.6e6}
+    if name in published:
+        assert abs(n_params - published[name]) < 0.05e6
+        assert options.char_cnn.filters == [
+            [1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]
+        ]  # fmt: skip
+        assert options.char_cnn.embedding.dim == 16 and options.dropout == 0.1
+        assert options.lstm.cell_clip == 3 and options.lstm.proj_clip == 3
+        assert options.lstm.use_skip_connections
+    if name in ("tiny", "mini"):
+        instantiate_all(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("name", options_of("hardware"))
+def test_hardware_configs_instantiate(name, tmp_path):
+    cfg = compose_train([f"hardware={name}", "model=tiny"], tmp_path)
+    assert cfg.trainer.use_distributed_sampler is False
+    instantiate_all(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("name", options_of("data"))
+def test_data_configs_instantiate(name, tmp_path):
+    cfg = compose_train([f"data={name}", "model=tiny"], tmp_path)
+    _, datamodule, _ = instantiate_all(cfg, tmp_path)
+    if name == "sample":
+        datamodule.setup()
+        assert len(datamodule.vocab) == 464 and datamodule.n_train_tokens == 289054
+
+
+@pytest.mark.parametrize("name", options_of("experiment"))
+def test_experiment_configs_instantiate(name, tmp_path):
+    cfg = compose_train([f"+experiment={name}"], tmp_path)
+    instantiate_all(cfg, tmp_path)
+
+
+def test_small_corpus_experiment(tmp_path):
+    cfg = compose_train(["+experiment=small_corpus"], tmp_path)
+    assert cfg.model.lstm_dim == 1024 and cfg.model.projection_dim == 128
+    assert cfg.model.n_highway == 1
+    assert cfg.data.batch_size == 128 and cfg.module.n_negative_samples == 8192
+    assert cfg.data.train_files.endswith("data/sample/train.txt")
+    cfg = compose_train(["+experiment=small_corpus", "data.train_files=/c/train.txt"], tmp_path)
+    assert cfg.data.train_files == "/c/train.txt"
+
+
+def test_multi_node_run_dir_is_the_job_not_the_clock(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=["hardware=multi_node", f"paths.root={ROOT}"],
+            return_hydra_config=True,
+        )
+    assert cfg.hydra.run.dir.endswith("runs/default/job_4242")
+    assert cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
