@@ -1,0 +1,104 @@
+"""DDP for real: ``python train.py trainer.devices=2 trainer.accelerator=cpu`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from elmo_lm.training import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class BatchRecorder(L.Callback):
+    """Writes, per rank, the forward target ids of every training batch and a checksum of the
+    weights at the end (the DDP test passes it to train.py as an extra callback)."""
+
+    def __init__(self):
+        self.batches: list[list[list[int]]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batches.append(batch["fwd_targets"].tolist())
+
+    def on_train_end(self, trainer, pl_module):
+        checksums = {n: float(p.detach().double().sum()) for n, p in pl_module.named_parameters()}
+        record = {"batches": self.batches, "checksums": checksums}
+        path = Path(trainer.default_root_dir) / f"batches_rank{trainer.global_rank}.json"
+        path.write_text(json.dumps(record))
+
+
+def sentences_of(batches: list[list[list[int]]]) -> set[tuple[int, ...]]:
+    """The whole sentences (ids between <S>=0 and </S>=1) in each row's stream of targets."""
+    rows = [sum((batch[r] for batch in batches), []) for r in range(len(batches[0]))]
+    found = set()
+    for row in rows:
+        current = None
+        for token in row:
+            if token == 0:
+                current = []
+            elif token == 1:
+                if current is not None:
+                    found.add(tuple(current))
+                current = None
+            elif current is not None:
+                current.append(token)
+    return found
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path):
+    # 240 distinct sentences (each has its own number token), 40 held out.
+    words = "the a cat dog sat ran on under mat rug big small".split()
+    lines = [
+        f"{words[i % 12]} {words[(i * 7) % 12]} n{i} {words[(i * 5 + 3) % 12]} ."
+        for i in range(280)
+    ]
+    (tmp_path / "train.txt").write_text("\n".join(lines[:240]) + "\n")
+    (tmp_path / "valid.txt").write_text("\n".join(lines[240:]) + "\n")
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "model=tiny",
+        f"data.train_files={tmp_path / 'train.txt'}",
+        f"data.valid_files={tmp_path / 'valid.txt'}",
+        "data.batch_size=4",
+        "data.unroll_steps=10",
+        "module.n_negative_samples=40",  # vocabulary of 255: the sampled softmax, sparse grads
+        "trainer.max_epochs=1",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+        "+callbacks.recorder._target_=tests.test_ddp.BatchRecorder",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    ranks = [json.loads((run_dir / f"batches_rank{r}.json").read_text()) for r in (0, 1)]
+    # The ranks read disjoint sentences, all of them from the corpus, and stayed in step.
+    seen = [sentences_of(r["batches"]) for r in ranks]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+    assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) > 1
+    # Both ranks end with the same weights, softmax (synced by hand) included.
+    for name, value in ranks[0]["checksums"].items():
+        assert value == pytest.approx(ranks[1]["checksums"][name], rel=1e-6, abs=1e-6), name
+
+    # The logged validation perplexity (summed over both ranks) is the single-process one.
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "train/sampled_ppl" in metrics
+    single = evaluate(run_dir / "checkpoints" / "last.ckpt", tmp_path / "valid.txt", device="cpu")
+    assert metrics["val/tokens"] == single["tokens"] == 40 * 6  # 5 words + </S> per sentence
+    for key in ("ppl_fwd", "ppl_bwd", "ppl"):
+        assert metrics[f"val/{key}"] == pytest.approx(single[key], rel=1e-5)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == len(ranks[0]["batches"])
