@@ -192,6 +192,9 @@ class ElmoLM(L.LightningModule):
         return [*self.softmax_fwd.parameters(), *self.softmax_bwd.parameters()]
 
     def configure_optimizers(self):
+        # Adagrad builds sparse tensors of the sparse softmax rows; opting out explicitly (the
+        # default) keeps torch from warning about unchecked sparse invariants every step.
+        torch.sparse.check_sparse_tensor_invariants.disable()
         return torch.optim.Adagrad(
             self.parameters(),
             lr=self.hparams["lr"],

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -144,9 +145,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         options.n_train_tokens = datamodule.n_train_tokens
         options.n_epochs = int(cfg.trainer.max_epochs)
         options.char_cnn.max_characters_per_token = datamodule.max_characters_per_token
-        module = instantiate(
-            cfg.module, options=options.to_dict(), vocab=list(vocab.tokens), _convert_="all"
-        )
+        try:
+            module = instantiate(
+                cfg.module, options=options.to_dict(), vocab=list(vocab.tokens), _convert_="all"
+            )
+        except InstantiationException as exc:
+            # ElmoLM raises ValueError only for what the config asks (softmax, options).
+            if isinstance(exc.__cause__, ValueError):
+                raise TrainingError(str(exc.__cause__)) from None
+            raise
         if cfg.init_from:
             options_file, weight_file = _pair(cfg.init_from)
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())

@@ -1,0 +1,215 @@
+"""Training end to end on tiny corpora: learning, resuming, fine-tuning, the softmax switch,
+state carrying, gradient clipping and the errors a user can cause."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from elmo_lm.lightning_module import ElmoLM, clip_grad_norm
+from elmo_lm.training import TrainingError, evaluate, export, train
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = [f"w{i}" for i in range(10)]
+
+
+def cyclic_corpus(path: Path, n: int, offset: int = 0) -> Path:
+    """Sentences of 5 consecutive words of a 10-word cycle: after the first word every token
+    is predictable, so a model that learns reaches a mean perplexity near exp(ln 10 / 6) = 1.5."""
+    lines = [" ".join(WORDS[(i + offset + k) % 10] for k in range(5)) for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def config(tmp_path: Path, *overrides: str, name: str = "run"):
+    train_file = cyclic_corpus(tmp_path / "train.txt", 200)
+    valid_file = cyclic_corpus(tmp_path / "valid.txt", 30, offset=3)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                f"paths.root={ROOT}",
+                f"paths.runs_dir={tmp_path / 'runs'}",
+                f"paths.output_dir={tmp_path / 'runs' / name}",
+                "model=tiny",
+                "hardware=cpu",
+                f"data.train_files={train_file}",
+                f"data.valid_files={valid_file}",
+                "data.batch_size=8",
+                "data.unroll_steps=10",
+                "trainer.num_sanity_val_steps=0",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                "trainer.log_every_n_steps=5",
+                *overrides,
+            ],
+        )
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_a_tiny_corpus(tmp_path):
+    metrics = train(config(tmp_path, "trainer.max_epochs=12", "module.lr=0.5"))
+    assert metrics["val/ppl"] < 2.5, metrics  # from about 13 (uniform over the vocabulary)
+    run = tmp_path / "runs" / "run"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((run / "checkpoints").glob("best-*.ckpt"))) == 1
+    assert (run / "vocab.txt").read_text().split("\n")[:3] == ["<S>", "</S>", "<UNK>"]
+    # The checkpoint rebuilds the module without any config, and evaluates to what was logged.
+    module = ElmoLM.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert module.options.n_train_tokens == 1000 and module.options.n_tokens_vocab == 13
+    held_out = evaluate(run / "checkpoints" / "last.ckpt", tmp_path / "valid.txt", device="cpu")
+    assert held_out["ppl"] == pytest.approx(metrics["val/ppl"], rel=1e-5)
+    # TensorBoard has the training and validation perplexities.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/ppl", "val/ppl", "val/ppl_fwd", "val/ppl_bwd", "train/tokens_per_s"} <= tags
+    assert {"train/lr", "train/grad_norm"} <= tags
+
+
+def test_resume_continues_from_the_saved_step(tmp_path):
+    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=4", name="a"))
+    first = tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt"
+    assert torch.load(first, weights_only=True)["global_step"] == 4
+    train(
+        config(
+            tmp_path,
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=4",
+            f"ckpt_path={first}",
+            name="b",
+        )
+    )
+    second = torch.load(tmp_path / "runs" / "b" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert second["global_step"] == 8 and second["epoch"] == 1
+    # ckpt_path=last: the newest last.ckpt of an earlier run (here b's).
+    cfg = config(
+        tmp_path,
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=4",
+        "ckpt_path=last",
+        name="c",
+    )
+    train(cfg)
+    third = torch.load(tmp_path / "runs" / "c" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert third["global_step"] == 12
+
+
+def test_fine_tune_from_an_exported_pair(tmp_path):
+    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", name="a"))
+    paths = export(tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt", tmp_path / "w.hdf5")
+    # A new corpus with its own (given) vocabulary.
+    vocab = tmp_path / "new_vocab.txt"
+    vocab.write_text("\n".join(["<S>", "</S>", "<UNK>", "w3", "w4", "zz"]) + "\n")
+    cfg = config(
+        tmp_path,
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=2",
+        f"init_from={paths['weights']}",
+        f"data.vocab_file={vocab}",
+        "model=small",  # ignored: the shape comes from the options.json
+        name="b",
+    )
+    train(cfg)
+    module = ElmoLM.load_from_checkpoint(tmp_path / "runs" / "b" / "checkpoints" / "last.ckpt")
+    assert module.hparams["vocab"][3:] == ["w3", "w4", "zz"]
+    assert module.options.lstm.dim == 32  # tiny, from the exported options
+
+
+def test_sampled_softmax_trains_and_validates_with_the_full_one(tmp_path):
+    metrics = train(
+        config(
+            tmp_path,
+            "module.n_negative_samples=5",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=3",
+        )
+    )
+    assert "train/sampled_ppl" in metrics and "train/ppl" not in metrics
+    assert 1 < metrics["val/ppl"] < 100
+
+
+def test_small_vocabulary_switches_to_the_full_softmax(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="elmo_lm.lightning_module"):
+        metrics = train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+    assert "full softmax" in caplog.text
+    assert "train/ppl" in metrics
+    with pytest.raises(TrainingError, match="n_negative_samples=8192"):
+        train(config(tmp_path, "module.softmax=sampled", name="b"))
+
+
+def test_errors_are_one_line(tmp_path):
+    with pytest.raises(TrainingError, match="checkpoint not found"):
+        train(config(tmp_path, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+    with pytest.raises(TrainingError, match="ckpt_path=last"):
+        train(config(tmp_path, "ckpt_path=last"))
+    with pytest.raises(TrainingError, match="checkpoint not found"):
+        evaluate(tmp_path / "missing.ckpt", tmp_path / "valid.txt")
+    for cmd in (
+        ["train.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", "model=tiny"],
+        ["export.py", f"ckpt={tmp_path / 'missing.ckpt'}", f"out={tmp_path / 'w.hdf5'}"],
+    ):
+        result = subprocess.run(
+            [sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: ") and "checkpoint not found" in lines[-1]
+        assert "Traceback" not in result.stderr
+
+
+def test_state_is_carried_per_stream_and_reset(tmp_path):
+    from tests.conftest import tiny_options
+
+    module = ElmoLM(tiny_options().to_dict(), ["<S>", "</S>", "<UNK>", "a", "b"])
+    seen = []
+    original = module.bilm.lm_forward
+
+    def recording(fwd, bwd, state=None):
+        seen.append(state)
+        return original(fwd, bwd, state)
+
+    module.bilm.lm_forward = recording
+
+    def batch(stream, reset):
+        chars = torch.randint(1, 50, (2, 3, 50))
+        return {
+            "fwd_chars": chars,
+            "bwd_chars": chars.flip(1),
+            "fwd_targets": torch.randint(0, 5, (2, 3)),
+            "bwd_targets": torch.randint(0, 5, (2, 3)),
+            "stream_id": stream,
+            "reset": reset,
+        }
+
+    module.log = lambda *args, **kwargs: None  # no Trainer here
+    module.training_step(batch(0, True), 0)
+    module.training_step(batch(1, True), 1)
+    module.training_step(batch(0, False), 2)
+    module.training_step(batch(0, True), 3)
+    assert seen[0] is None and seen[1] is None and seen[3] is None
+    carried = seen[2]
+    assert carried is not None and not carried[0].requires_grad
+    assert torch.equal(carried[0], module._train_states[1][0]) is False  # stream 0's, not 1's
+
+
+def test_clip_grad_norm_handles_sparse_gradients():
+    dense = torch.nn.Parameter(torch.zeros(3))
+    sparse = torch.nn.Parameter(torch.zeros(5, 2))
+    dense.grad = torch.tensor([3.0, 0.0, 0.0])
+    # Row 1 twice (uncoalesced): its gradient is their sum (4, 0).
+    sparse.grad = torch.sparse_coo_tensor([[1, 1]], torch.tensor([[1.0, 0.0], [3.0, 0.0]]), (5, 2))
+    norm = clip_grad_norm([dense, sparse], max_norm=1.0)
+    assert float(norm) == pytest.approx(5.0)
+    assert sparse.grad.is_sparse
+    torch.testing.assert_close(
+        sparse.grad.to_dense()[1], torch.tensor([0.8, 0.0]), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(dense.grad, torch.tensor([0.6, 0.0, 0.0]), atol=1e-5, rtol=0)
