@@ -26,6 +26,7 @@ def checkpoint(tmp_path_factory) -> Path:
     return tmp_path / "runs" / "run" / "checkpoints" / "last.ckpt"
 
 
+@pytest.mark.slow
 def test_export_command_writes_the_three_files(checkpoint, tmp_path):
     out = tmp_path / "model" / "weights.hdf5"
     result = subprocess.run(

@@ -145,6 +145,7 @@ def test_small_vocabulary_switches_to_the_full_softmax(tmp_path, caplog):
         train(config(tmp_path, "module.softmax=sampled", name="b"))
 
 
+@pytest.mark.slow
 def test_errors_are_one_line(tmp_path):
     with pytest.raises(TrainingError, match="checkpoint not found"):
         train(config(tmp_path, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
