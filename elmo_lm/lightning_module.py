@@ -76,7 +76,9 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
             grads.append(p.grad)
     if not grads:
         return torch.tensor(0.0)
-    total = torch.stack([g.detach().float().pow(2).sum() for g in grads]).sum().sqrt()
+    total = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
+    )
     scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(scale.to(g.dtype))
