@@ -159,7 +159,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
             log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callback_cfgs = [c for c in (cfg.get("callbacks") or {}).values() if c]
+    if datamodule.valid_files is None:  # nothing to monitor: keep the latest checkpoint only
+        callback_cfgs = [
+            OmegaConf.merge(c, {"monitor": None})
+            if str(c.get("monitor", "")).startswith("val/")
+            else c
+            for c in callback_cfgs
+        ]
+        log.info("no data.valid_files: no validation, checkpoints are not ranked by val/ppl")
+    callbacks = [instantiate(c) for c in callback_cfgs]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
