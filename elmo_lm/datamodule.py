@@ -113,7 +113,22 @@ class ElmoDataModule(L.LightningDataModule):
             seed=self.seed,
             shuffle_files=self.shuffle_files,
         )
+        self._resume_position(dataset)
         return self._loader(dataset)
+
+    def _resume_position(self, dataset: TrainStream) -> None:
+        """Continues the epoch a restored Trainer stopped in (checkpoints saved mid-epoch)."""
+        fit_loop = getattr(self.trainer, "fit_loop", None)
+        if fit_loop is None or not fit_loop.restarting:
+            return
+        trainer = self.trainer
+        epoch = trainer.current_epoch
+        # A checkpoint saved at a batch's end counts it as processed, not yet completed.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if 0 < done < dataset.steps_per_epoch:
+            dataset.resume(epoch, done)
+        else:
+            dataset.set_epoch(epoch)
 
     def val_dataloader(self) -> DataLoader | list:
         if self.valid_files is None:

@@ -167,10 +167,22 @@ class TrainStream(IterableDataset):
         # Counts the epochs this copy has started; with persistent workers every worker's copy
         # counts the same, so all shards agree on the file order. set_epoch() overrides it.
         self.epoch = 0
+        self._skip = 0  # batches of the next iteration already trained on (see resume)
 
     def set_epoch(self, epoch: int) -> None:
         """Sets the epoch of the next iteration (it picks the file order)."""
         self.epoch = epoch
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """The next iteration continues ``epoch`` after its first ``batches_done`` batches.
+
+        For a run resumed from a checkpoint saved mid-epoch: the batches already trained on
+        are read and dropped (no tensors are built), so no sentence is seen twice or skipped.
+        With data-loader workers the count is split as the loader interleaves them (round
+        robin), each worker dropping its own share.
+        """
+        self.epoch = epoch
+        self._skip = max(0, batches_done)
 
     def __len__(self) -> int:
         return self.steps_per_epoch
@@ -185,6 +197,17 @@ class TrainStream(IterableDataset):
     def __iter__(self) -> Iterator[Batch]:
         epoch, self.epoch = self.epoch, self.epoch + 1
         shard = current_shard(self.rank, self.world_size)
+        stream_id = shard.worker_id
+        if self._skip:
+            # The loader interleaves its workers round robin from worker 0, and batch j of the
+            # epoch belongs to worker j % num_workers' sentences: after k batches, loader worker
+            # w continues the sentences of worker (w + k) % num_workers, past its share of k.
+            worker = (shard.worker_id + self._skip) % shard.num_workers
+            shard = Shard(
+                shard.index - shard.worker_id + worker, shard.count, worker, shard.num_workers
+            )
+        skip = len(range(shard.worker_id, self._skip, shard.num_workers))
+        self._skip = 0
         n_steps = split_steps(self.steps_per_epoch, shard.num_workers, shard.worker_id)
         sentences = self._endless(self.epoch_files(epoch), shard)
         chars = CharIdCache(self.max_characters_per_token)
@@ -205,14 +228,16 @@ class TrainStream(IterableDataset):
                     fwd_ids[row] += ids
                     bwd_tokens[row] += sentence[::-1]
                     bwd_ids[row] += ids[::-1]
-            yield {
-                "fwd_chars": chars([r[:T] for r in fwd_tokens]),  # (B, T, C)
-                "fwd_targets": torch.tensor([r[1 : T + 1] for r in fwd_ids]),  # (B, T)
-                "bwd_chars": chars([r[:T] for r in bwd_tokens]),
-                "bwd_targets": torch.tensor([r[1 : T + 1] for r in bwd_ids]),
-                "stream_id": shard.worker_id,
-                "reset": step == 0,
-            }
+            if step >= skip:
+                yield {
+                    "fwd_chars": chars([r[:T] for r in fwd_tokens]),  # (B, T, C)
+                    "fwd_targets": torch.tensor([r[1 : T + 1] for r in fwd_ids]),  # (B, T)
+                    "bwd_chars": chars([r[:T] for r in bwd_tokens]),
+                    "bwd_targets": torch.tensor([r[1 : T + 1] for r in bwd_ids]),
+                    "stream_id": stream_id,
+                    # The LSTM state is not in checkpoints: a resumed stream starts from zeros.
+                    "reset": step == skip,
+                }
             for rows in (fwd_tokens, bwd_tokens, fwd_ids, bwd_ids):
                 for row in range(B):
                     # The last target is the next window's first input.

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,6 +172,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in callback_cfgs]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    # ElmoDataModule continues a restored epoch where it stopped (ElmoDataModule._resume_position).
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    # The streams' length is exact per rank and worker (TrainStream.steps_per_epoch).
+    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -208,16 +213,30 @@ def _pair(init_from: str) -> tuple[Path, Path]:
     return path.with_name("options.json"), path
 
 
+RESUME_CHECKPOINTS = ("last.ckpt", "latest-step*.ckpt")
+"""What a run directory offers to resume from: ``last.ckpt`` (written at each validation) and
+the periodic ``latest-step<N>.ckpt`` (every ``callbacks.periodic.every_n_train_steps``)."""
+
+
+def _newest(checkpoints: list[Path]) -> Path:
+    return max(checkpoints, key=lambda p: p.stat().st_mtime)
+
+
+def _run_checkpoints(run_dir: Path) -> list[Path]:
+    return [p for pattern in RESUME_CHECKPOINTS for p in (run_dir / "checkpoints").glob(pattern)]
+
+
 def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path, output_dir: Path) -> str | None:
-    """The checkpoint to resume from: a ``.ckpt`` file, a run directory (its
-    ``checkpoints/last.ckpt``), or ``last``: the newest ``last.ckpt`` under ``runs_dir`` outside
-    the current run."""
+    """The checkpoint to resume from: a ``.ckpt`` file, a run directory (its newest of
+    ``checkpoints/last.ckpt`` and the periodic ``latest-step*.ckpt``), or ``last``: the newest
+    such checkpoint under ``runs_dir`` outside the current run."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
         found = [
             p
-            for p in runs_dir.glob("**/checkpoints/last.ckpt")
+            for run in {c.parent.parent for c in runs_dir.glob("**/checkpoints/*.ckpt")}
+            for p in _run_checkpoints(run)
             if output_dir.resolve() not in p.resolve().parents
         ]
         if not found:
@@ -225,12 +244,13 @@ def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path, output_dir: Path) -
                 f"ckpt_path=last: no checkpoints/last.ckpt under {runs_dir}; "
                 "pass ckpt_path=<run dir or .ckpt file>"
             )
-        newest = max(found, key=lambda p: p.stat().st_mtime)
+        newest = _newest(found)
         log.info("resuming from %s", newest)
         return str(newest)
     path = Path(ckpt_path)
     if path.is_dir():
-        path = path / "checkpoints" / "last.ckpt"
+        found = _run_checkpoints(path)
+        path = _newest(found) if found else path / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise TrainingError(
             f"ckpt_path={ckpt_path}: checkpoint not found; pass a .ckpt written by train.py, its "
