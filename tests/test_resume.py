@@ -3,9 +3,9 @@
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from test_training import config
 
 from elmo_lm.training import train
-from test_training import config  # noqa: I001
 
 
 class Recorder(Callback):
