@@ -245,6 +245,9 @@ class Vocabulary:
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.writelines(f"{token}\n" for token in self.tokens)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
