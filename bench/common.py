@@ -9,6 +9,7 @@ import time
 import torch
 
 from elmo_lm.options import BiLMOptions, CharCNNOptions, LSTMOptions
+from elmo_lm.tables import format_table as table  # noqa: F401  (the benchmarks print with it)
 
 
 def small_options() -> BiLMOptions:
@@ -73,13 +74,3 @@ def distinct_sentences(n: int, min_len: int, max_len: int, seed: int = 0) -> lis
     rng = random.Random(seed)
     it = iter(words)
     return [[next(it) for _ in range(rng.randint(min_len, max_len))] for _ in range(n)]
-
-
-def table(rows: list[dict], columns: list[str]) -> str:
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    lines = [
-        " | ".join(c.ljust(widths[c]) for c in columns),
-        "-+-".join("-" * widths[c] for c in columns),
-    ]
-    lines += [" | ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from elmo_lm.elmo import Elmo  # noqa: E402
 from elmo_lm.embed_file import USER_ERRORS  # noqa: E402
+from elmo_lm.tables import format_table  # noqa: E402
 
 # word -> sense -> its context words
 Senses = dict[str, dict[str, set[str]]]
@@ -146,17 +147,6 @@ def sense_tables(
     return summary, examples
 
 
-def table(rows: list[dict]) -> str:
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    lines = [
-        " | ".join(c.ljust(widths[c]) for c in columns),
-        "-+-".join("-" * widths[c] for c in columns),
-    ]
-    lines += [" | ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -202,9 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     if not summary:
         sys.exit(f"demo_senses: {args.corpus}: no word occurs in two senses; use a bigger corpus")
     print(f"ELMo layer: {args.layer}; static: layer 0 (the context-independent token embedding)\n")
-    print(table(summary))
+    print(format_table(summary))
     print("\nOne occurrence per sense and its nearest neighbour by ELMo cosine:\n")
-    print(table(examples))
+    print(format_table(examples))
 
 
 if __name__ == "__main__":
