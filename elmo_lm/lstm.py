@@ -135,6 +135,9 @@ class LstmSteps(torch.autograd.Function):
     computes the recurrent and projection weight gradients as one matmul over all steps, instead
     of one small matmul per step.
 
+    Under autocast (mixed precision) the steps run in float32: the recurrence and its clipping
+    stay exact, only the large input matmul before them runs in low precision.
+
     Inputs: z_in (2, N, 4H) time-major packed input contributions (bias and forget bias in);
     h (2, B, P) and c (2, B, H) initial states of the rows sorted by length; w_rec (2, P, 4H);
     proj (2, H, P); batch_sizes, the running rows per step. Returns the packed outputs
@@ -142,6 +145,8 @@ class LstmSteps(torch.autograd.Function):
     """
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, z_in, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip):
         dim = c.shape[-1]
         h0, c0 = h, c
@@ -176,6 +181,8 @@ class LstmSteps(torch.autograd.Function):
         return out, h_final, c_final
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_out, d_h_final, d_c_final):
         h0, c0, w_rec, proj, out = ctx.saved_tensors
         cell_clip, proj_clip = ctx.clips

@@ -46,7 +46,9 @@ def test_gradients_match_autograd(clip, lengths):
     state = tuple(s.double().normal_().requires_grad_() for s in lstm.zero_state(5, inputs.float()))
     lens = torch.tensor(lengths) if lengths else None
     outputs, (h, c) = lstm(inputs, state, lens)
-    ref_outputs, (rh, rc) = reference(lstm, inputs, state, lens if lens is not None else torch.full((5,), 5))
+    ref_outputs, (rh, rc) = reference(
+        lstm, inputs, state, lens if lens is not None else torch.full((5,), 5)
+    )
     weights = [torch.randn_like(o) for o in outputs] + [torch.randn_like(h), torch.randn_like(c)]
     params = [inputs, *state, *lstm.parameters()]
 
@@ -61,3 +63,21 @@ def test_gradients_match_autograd(clip, lengths):
     torch.testing.assert_close(c, rc)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
+
+
+def test_mixed_precision_training_runs_the_recurrence_in_float32():
+    """Under autocast (bf16-mixed training) the steps take float32 inputs and give float32 grads."""
+    from elmo_lm import BiLM, batch_to_ids
+
+    torch.manual_seed(0)
+    bilm = BiLM(tiny_options()).train()
+    ids = batch_to_ids([["a", "b", "c"], ["d", "e", "f"]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fwd, bwd, _ = bilm.lm_forward(ids, ids.flip(1))
+    (fwd.float().square().mean() + bwd.float().square().mean()).backward()
+    grads = [p.grad for p in bilm.lstm.parameters()]
+    assert all(
+        g.dtype == torch.float32 and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        assert len(bilm.eval()(ids)["layers"]) == 3
