@@ -57,12 +57,19 @@ def read_sentences(path: str | os.PathLike) -> list[str]:
         raise EmbedFileError(
             f"{path}: input file not found; pass a text file with one sentence per line"
         )
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    except UnicodeDecodeError as exc:
-        raise EmbedFileError(
-            f"{path}: not UTF-8 text (byte {exc.start}); convert the file to UTF-8"
-        ) from None
+    # Lines end at "\n" only (as `wc -l` counts them), so dataset i is line i of the file.
+    raw = path.read_bytes().split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    lines = []
+    for number, line in enumerate(raw, start=1):
+        try:
+            lines.append(line.decode("utf-8").strip())
+        except UnicodeDecodeError as exc:
+            raise EmbedFileError(
+                f"{path}: line {number} is not UTF-8 (byte {exc.start} of the line); "
+                "convert the file to UTF-8"
+            ) from None
     if not any(lines):
         raise EmbedFileError(f"{path}: the input file is empty; it needs one sentence per line")
     return lines

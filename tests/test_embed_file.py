@@ -148,3 +148,14 @@ def test_one_line_errors(model, corpus, tmp_path, capsys):
     assert not (tmp_path / "out.hdf5").exists() and not (tmp_path / "out.hdf5.tmp").exists()
     with pytest.raises(EmbedFileError, match="not one of"):
         embed_file(elmo, corpus, out, mode="mix", progress=False)
+
+
+def test_lines_are_newline_separated_and_bad_bytes_name_their_line(tmp_path):
+    from elmo_lm.embed_file import EmbedFileError, read_sentences
+
+    path = tmp_path / "in.txt"
+    path.write_bytes("a b\n\nc\u2028d\n".encode())
+    assert read_sentences(path) == ["a b", "", "c\u2028d"]  # U+2028 does not end a line
+    path.write_bytes(b"fine\nalso fine\n\xff bad\n")
+    with pytest.raises(EmbedFileError, match=r"line 3 is not UTF-8"):
+        read_sentences(path)
