@@ -137,3 +137,38 @@ def test_sparse_gradients_are_averaged_over_ranks(tmp_path):
         got = torch.load(tmp_path / f"{rank}.pt")
         torch.testing.assert_close(got["sparse"], expected)
         torch.testing.assert_close(got["dense"], torch.full((3,), 1.5))
+
+
+@pytest.mark.slow
+def test_multi_node_config_under_an_external_launcher(tmp_path):
+    """hardware=multi_node as SLURM or torchrun start it: here torchrun, 1 node x 2 CPU processes."""
+    lines = [f"w{i % 17} w{(i * 3) % 17} w{(i * 5) % 17} ." for i in range(200)]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc-per-node=2",
+        str(ROOT / "train.py"),
+        "hardware=multi_node",
+        "trainer.num_nodes=1",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "model=tiny",
+        f"data.train_files={tmp_path / 'train.txt'}",
+        f"data.valid_files={tmp_path / 'train.txt'}",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        "name=mn",
+    ]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr + result.stdout
+    # Both processes agreed on one run directory, named after the job.
+    (run_dir,) = (tmp_path / "runs" / "mn").iterdir()
+    assert run_dir.name.startswith("job_")
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
