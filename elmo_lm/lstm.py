@@ -76,9 +76,8 @@ class ElmoLstm(nn.Module):
         if lengths is None:
             order = None
             batch_sizes = [batch] * time
-            x = inputs.transpose(1, 2).reshape(
-                2, time * batch, p
-            )  # time-major: step t is rows t*B..
+            # Time-major packed: step t is positions t * B .. (t + 1) * B - 1.
+            x = inputs.transpose(1, 2).reshape(2, time * batch, p)
         else:
             lengths, order = lengths.sort(descending=True)
             inputs = inputs[:, order]
