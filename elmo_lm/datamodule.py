@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from elmo_lm.characters import MAX_CHARACTERS_PER_TOKEN
-from elmo_lm.stream import TrainStream, ValidationSentences, resolve_rank, steps_per_epoch
+from elmo_lm.stream import HeldOutStreams, TrainStream, resolve_rank, steps_per_epoch
 from elmo_lm.vocabulary import CorpusStats, Files, Vocabulary, count_corpus
 
 
@@ -30,12 +30,15 @@ class ElmoDataModule(L.LightningDataModule):
         vocab_max_size: when building, keep at most this many tokens (specials included).
         batch_size: rows per training batch, per rank (the original's 128 per GPU).
         unroll_steps: tokens per row per training batch (truncated BPTT length).
-        valid_batch_size: sentences per validation batch.
+        valid_batch_size: held-out streams, in total over all ranks (the original's
+            ``test()`` batch); held-out perplexity carries the LSTM state along each stream, so
+            the number is the same on any number of devices.
         max_characters_per_token: char ids per token (the options' value).
-        max_valid_sentence_tokens: longer held-out sentences are scored in pieces of this many words.
+        max_valid_sentence_tokens: kept for configs that set it; held-out streams need no cap.
         num_workers: data-loader workers per rank.
         shuffle_files: shuffle the order of the training files every epoch.
-        seed: seeds the file order.
+        shuffle_buffer: sentences held to shuffle the training order every epoch (0: none).
+        seed: seeds the file order and the sentence shuffling.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class ElmoDataModule(L.LightningDataModule):
         max_valid_sentence_tokens: int = 400,
         num_workers: int = 0,
         shuffle_files: bool = True,
+        shuffle_buffer: int = 100_000,
         seed: int = 0,
     ):
         super().__init__()
@@ -68,6 +72,7 @@ class ElmoDataModule(L.LightningDataModule):
         self.max_valid_sentence_tokens = max_valid_sentence_tokens
         self.num_workers = num_workers
         self.shuffle_files = shuffle_files
+        self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.vocab: Vocabulary | None = None
         self.train_stats: CorpusStats | None = None
@@ -112,6 +117,7 @@ class ElmoDataModule(L.LightningDataModule):
             world_size=world_size,
             seed=self.seed,
             shuffle_files=self.shuffle_files,
+            shuffle_buffer=self.shuffle_buffer,
         )
         self._resume_position(dataset)
         return self._loader(dataset)
@@ -134,12 +140,12 @@ class ElmoDataModule(L.LightningDataModule):
         if self.valid_files is None:
             return []
         rank, world_size = self._rank()
-        dataset = ValidationSentences(
+        dataset = HeldOutStreams(
             self.valid_files,
             self._vocab(),
-            batch_size=self.valid_batch_size,
+            n_streams=self.valid_batch_size,
+            unroll_steps=self.unroll_steps,
             max_characters_per_token=self.max_characters_per_token,
-            max_sentence_tokens=self.max_valid_sentence_tokens,
             rank=rank,
             world_size=world_size,
             num_workers=self.num_workers,

@@ -1,14 +1,23 @@
-"""The LightningModule that trains a biLM: a softmax per direction, Adagrad, perplexities.
+"""The LightningModule that trains a biLM as the original ELMo trainer did.
 
 Training batches come from ``ElmoDataModule`` (see docs/CONTRACTS.md): the LSTM state is carried
 from one window of a stream to the next (``stream_id``), cut at each window, and zeroed when a
-batch says ``reset``. The loss is the mean of the forward and backward LMs' losses.
+batch says ``reset``. The loss is the mean of the forward and backward LMs' losses; as in the
+original (``opt.compute_gradients(loss * unroll_steps)``), the gradient is that of ``loss *
+unroll_steps``, so Adagrad's learning rate and the global-norm clip mean what they meant there.
+One softmax (weights and biases) is shared by both directions; each draws its own negatives.
+
+Randomness (negatives, dropout, state resets) is drawn from the global generator, seeded at the
+start of every step from (seed, rank, step): ranks draw differently, a run is reproducible, and a
+resumed run draws what the uninterrupted one would have drawn.
 
 Under DDP the softmax matrices are kept out of DDP's gradient reducer (their gradient is sparse,
 which NCCL cannot all-reduce, and DDP's bucketing would make it dense anyway); their gradients are
-all-gathered and averaged here instead, before the global-norm clip, so every rank applies the
-same update. Validation perplexity sums log-likelihoods and token counts over all ranks before
-taking ``exp(-sum / count)``, so it is exact whatever the number of ranks.
+all-gathered and averaged right after the backward pass, before mixed precision's unscale and
+overflow check and before the global-norm clip, so every rank sees the same gradients, makes the
+same skip-or-step decision and applies the same update. Held-out perplexity sums
+log-likelihoods and token counts over all ranks before taking ``exp(-sum / count)``, so it is
+exact whatever the number of ranks.
 """
 
 from __future__ import annotations
@@ -120,7 +129,7 @@ def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
 
 
 class ElmoLM(L.LightningModule):
-    """A biLM and its two softmaxes, trained as the original ELMo trainer did.
+    """A biLM and its softmax, trained as the original ELMo trainer did.
 
     Every argument is a plain value, so a checkpoint rebuilds the module without any config:
     ``ElmoLM.load_from_checkpoint(path)``.
@@ -135,7 +144,11 @@ class ElmoLM(L.LightningModule):
         clip_norm: gradients are clipped to this global norm.
         softmax: ``auto`` (sampled when the vocabulary is larger than ``n_negative_samples``),
             ``sampled`` or ``full``. Validation always uses the full softmax.
-        n_negative_samples: negatives per step of the sampled softmax.
+        n_negative_samples: negatives per step and direction of the sampled softmax.
+        seed: seeds each step's random draws together with the rank and the step.
+        reset_state_prob: chance that a row's carried LSTM state is zeroed before a training
+            window, so that the model also learns to start from a zero state (as held-out text
+            and stateless embeddings do); 0 never resets, as the original.
     """
 
     def __init__(
@@ -147,6 +160,8 @@ class ElmoLM(L.LightningModule):
         clip_norm: float = 10.0,
         softmax: str = "auto",
         n_negative_samples: int = 8192,
+        seed: int = 0,
+        reset_state_prob: float = 0.0,
     ):
         super().__init__()
         vocab = [str(t) for t in vocab]
@@ -154,6 +169,8 @@ class ElmoLM(L.LightningModule):
         opts.n_tokens_vocab = len(vocab)
         opts.n_negative_samples_batch = n_negative_samples
         opts.all_clip_norm_val = clip_norm
+        if not 0.0 <= reset_state_prob <= 1.0:
+            raise ValueError(f"module.reset_state_prob={reset_state_prob}: must lie in [0, 1]")
         self.save_hyperparameters(
             {
                 "options": opts.to_dict(),
@@ -163,20 +180,23 @@ class ElmoLM(L.LightningModule):
                 "clip_norm": float(clip_norm),
                 "softmax": str(softmax),
                 "n_negative_samples": int(n_negative_samples),
+                "seed": int(seed),
+                "reset_state_prob": float(reset_state_prob),
             },
             logger=False,  # the token list is no TensorBoard hyperparameter: see on_fit_start
         )
         self.bilm = BiLM(opts)
         sampled = resolve_softmax(softmax, len(vocab), n_negative_samples)
         dim = opts.lstm.projection_dim
-        self.softmax_fwd = Softmax(len(vocab), dim, n_negative_samples, sampled)
-        self.softmax_bwd = Softmax(len(vocab), dim, n_negative_samples, sampled)
+        # One softmax for both directions, as the original ("shared if bidirectional").
+        self.softmax = Softmax(len(vocab), dim, n_negative_samples, sampled)
         self.sampled = sampled
         # DDP leaves these to all_reduce_mean_grads (sparse gradients).
         self._ddp_params_and_buffers_to_ignore = [
-            n for n, _ in self.named_parameters() if n.startswith("softmax_")
+            n for n, _ in self.named_parameters() if n.startswith("softmax.")
         ]
         self._train_states: dict[int, object] = {}  # stream_id -> LSTM state
+        self._val_states: dict[int, object] = {}  # stream_id -> LSTM state of held-out streams
         self._val_sums = torch.zeros(
             4, dtype=torch.float64
         )  # nll fwd, count fwd, nll bwd, count bwd
@@ -191,7 +211,7 @@ class ElmoLM(L.LightningModule):
         return Vocabulary(self.hparams["vocab"])
 
     def softmax_parameters(self) -> list[torch.nn.Parameter]:
-        return [*self.softmax_fwd.parameters(), *self.softmax_bwd.parameters()]
+        return list(self.softmax.parameters())
 
     def configure_optimizers(self):
         # Adagrad builds sparse tensors of the sparse softmax rows; opting out explicitly (the
@@ -222,22 +242,30 @@ class ElmoLM(L.LightningModule):
             with the sampled softmax, exact otherwise.
         """
         fwd, bwd, new_state = self.bilm.lm_forward(batch["fwd_chars"], batch["bwd_chars"], state)
-        nll_fwd, n_fwd = self.softmax_fwd(fwd, batch["fwd_targets"])  # fwd: (B, T, P)
-        nll_bwd, n_bwd = self.softmax_bwd(bwd, batch["bwd_targets"])
+        nll_fwd, n_fwd = self.softmax(fwd, batch["fwd_targets"])  # fwd: (B, T, P)
+        nll_bwd, n_bwd = self.softmax(bwd, batch["bwd_targets"])  # its own negatives
         return nll_fwd, n_fwd, nll_bwd, n_bwd, new_state
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        torch.manual_seed(step_seed(self.hparams["seed"], self.global_rank, self.global_step))
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         stream = int(batch["stream_id"])
         state = None if batch["reset"] else self._train_states.get(stream)
+        if state is not None and self.hparams["reset_state_prob"] > 0:
+            state = reset_rows(state, self.hparams["reset_state_prob"])
         nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
         self._train_states[stream] = bilm_state_detach(new_state)
         loss = 0.5 * (nll_fwd / max(n_fwd, 1) + nll_bwd / max(n_bwd, 1))
         name = "train/sampled_ppl" if self.sampled else "train/ppl"
-        self.log("train/loss", loss, on_step=True)
+        self.log("train/loss", loss.detach(), on_step=True)
         self.log(name, torch.exp(loss.detach()), on_step=True, prog_bar=True)
-        return loss
+        # The original's gradient: that of loss * unroll_steps (bilm/training.py).
+        return loss * batch["fwd_targets"].shape[1]
 
-    def on_before_optimizer_step(self, optimizer) -> None:
+    def on_after_backward(self) -> None:
+        # Before the precision plugin unscales and looks for inf/NaN: every rank then holds the
+        # same softmax gradients (and DDP's averaged dense ones), so all decide alike.
         if self._distributed():
             all_reduce_mean_grads(self.softmax_parameters())
 
@@ -266,16 +294,26 @@ class ElmoLM(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self._val_states = {}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._val_sums += self.score_batch(batch)
+        self._val_sums += self.score_stream_batch(batch, self._val_states)
 
-    def score_batch(self, batch: dict) -> torch.Tensor:
-        """(nll fwd, count fwd, nll bwd, count bwd) float64 of a validation batch, from zero
-        states (each row is one sentence); exact when in eval mode (full softmax)."""
-        nll_fwd, n_fwd, nll_bwd, n_bwd, _ = self.lm_losses(batch)
+    def score_stream_batch(self, batch: dict, states: dict) -> torch.Tensor:
+        """``score_batch`` of a held-out stream batch (``HeldOutStreams``), carrying each
+        stream's state in ``states`` (stream_id -> state) from one batch to the next."""
+        stream = int(batch["stream_id"])
+        state = None if batch["reset"] else states.get(stream)
+        sums, states[stream] = self.score_batch(batch, state)
+        return sums
+
+    def score_batch(self, batch: dict, state=None) -> tuple[torch.Tensor, object]:
+        """(nll fwd, count fwd, nll bwd, count bwd) float64 of a held-out batch from ``state``
+        (None: zeros), and the state it ends in; exact when in eval mode (full softmax)."""
+        nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
         counts = torch.tensor([n_fwd, n_bwd], dtype=torch.float64, device=nll_fwd.device)
-        return torch.stack([nll_fwd.double(), counts[0], nll_bwd.double(), counts[1]])
+        sums = torch.stack([nll_fwd.double(), counts[0], nll_bwd.double(), counts[1]])
+        return sums, bilm_state_detach(new_state)
 
     def on_validation_epoch_end(self) -> None:
         sums = self._val_sums
@@ -290,6 +328,19 @@ class ElmoLM(L.LightningModule):
 
     def _distributed(self) -> bool:
         return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of one rank's random draws at one training step (distinct for each triple)."""
+    return (seed * 2**48 + rank * 2**36 + step) % 2**63
+
+
+def reset_rows(state, prob: float):
+    """``state`` with each row (batch entry) zeroed with chance ``prob``, in every layer and
+    direction alike; state tensors are (layers, 2, B, dim)."""
+    h, c = state
+    keep = (torch.rand(h.shape[2], device=h.device) >= prob).to(h.dtype)  # (B,)
+    return h * keep[:, None], c * keep[:, None].to(c.dtype)
 
 
 def perplexities(sums: torch.Tensor) -> dict[str, float]:

@@ -1,22 +1,32 @@
 """Training and validation batches, sharded across DDP ranks and data-loader workers.
 
-Training reproduces the original ELMo trainer's stateful truncated BPTT: each of the B rows of a
-batch is an endless stream of sentences ``<S> w1 .. wn </S>`` packed one after another, and each
-batch takes the next T (``unroll_steps``) tokens of every row, so a sentence cut by the window
-continues in the same row of the next batch. The backward LM reads the same sentences, each one
-reversed (``</S> wn .. w1 <S>``), packed the same way. Rows pull the next sentence of their shard
-when they need one, so memory is a few sentences per row whatever the size of the corpus.
+Training reproduces the original ELMo trainer's stateful truncated BPTT (``bilm/data.py``
+``_get_batch``): each of the B rows of a batch is an endless stream of (input, target) pairs. A
+sentence ``<S> w1 .. wn </S>`` gives its n + 1 pairs ``<S>->w1 .. wn-></S>`` and the next sentence
+follows at once, so ``</S>`` is never an input and ``<S>`` never a target. Each batch takes the
+next T (``unroll_steps``) pairs of every row, so a sentence cut by the window continues in the same
+row of the next batch. The backward LM reads the same sentences, each one reversed
+(``</S> wn .. w1 <S>``), packed the same way. Rows pull the next sentence of their shard when they
+need one, so memory is a few sentences per row, plus the shuffle buffer, whatever the size of the
+corpus.
 
 Sharding: the corpus's sentences are numbered in file order (files sorted, optionally shuffled per
 epoch), and sentence i belongs to shard ``i % n_shards``, where ``n_shards = world_size *
 num_workers`` and shard ``rank * num_workers + worker_id`` is read by one data-loader worker of one
-rank. Shards are disjoint and their union is the corpus. Every rank runs ``steps_per_epoch``
-batches per epoch, split across its workers; a shard that runs out of sentences first starts
-again from its beginning, so no rank stops early and none waits.
+rank. Shards are disjoint and their union is the corpus. Each shard's sentences pass through a
+shuffle buffer seeded by (seed, epoch, shard, pass), so the order differs every epoch, is the
+same for the same seed, and is replayed exactly when a run resumes mid-epoch. Every rank runs
+``steps_per_epoch`` batches per epoch, split across its workers; a shard that runs out of
+sentences first starts again from its beginning, so no rank stops early and none waits.
+
+Held-out text is scored as the original's ``test()`` scores it: as streams with the LSTM state
+carried from one window to the next (``HeldOutStreams``); ``ValidationSentences`` scores each
+sentence on its own from a zero state.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -87,6 +97,40 @@ def shard_sentences(files: Sequence[str], shard: Shard) -> Iterator[list[str]]:
             index += 1
 
 
+def shuffled(items: Iterator[list[str]], buffer_size: int, rng: random.Random):
+    """``items`` in a random order drawn through a buffer of ``buffer_size`` items.
+
+    The buffer holds each sentence as one string (a few MB for 100k sentences), so memory does
+    not grow with the corpus; an item moves on average about ``buffer_size`` places. A size of 0
+    or 1 keeps the order.
+    """
+    if buffer_size <= 1:
+        yield from items
+        return
+    buffer: list[str] = []
+    for tokens in items:
+        line = " ".join(tokens)
+        if len(buffer) < buffer_size:
+            buffer.append(line)
+            continue
+        j = rng.randrange(buffer_size)
+        out, buffer[j] = buffer[j], line
+        yield out.split(" ")
+    rng.shuffle(buffer)
+    for line in buffer:
+        yield line.split(" ")
+
+
+def sentence_pairs(words: list[str], ids: list[int], reverse: bool = False):
+    """The (input tokens, target ids) pairs of one sentence in a stream: ``<S> w1 .. wn`` ->
+    ``w1 .. wn </S>`` (reversed text for the backward LM); ``ids`` are those of
+    ``<S> w1 .. wn </S>``."""
+    sentence = [BOS_TOKEN, *words, EOS_TOKEN]
+    if reverse:
+        sentence, ids = sentence[::-1], ids[::-1]
+    return sentence[:-1], ids[1:]
+
+
 class CharIdCache:
     """Character ids of the tokens seen so far, so that a batch is one gather, not B*T tuples."""
 
@@ -133,8 +177,10 @@ class TrainStream(IterableDataset):
         unroll_steps: T, tokens per row per batch.
         max_characters_per_token: C.
         rank, world_size: this process's DDP rank; None reads them from ``torch.distributed``.
-        seed: seeds the per-epoch file order.
+        seed: seeds the per-epoch file order and sentence shuffling.
         shuffle_files: shuffle the order of the files every epoch.
+        shuffle_buffer: sentences held to shuffle each shard's order every epoch; 0 keeps
+            the file order.
     """
 
     def __init__(
@@ -149,6 +195,7 @@ class TrainStream(IterableDataset):
         world_size: int | None = None,
         seed: int = 0,
         shuffle_files: bool = False,
+        shuffle_buffer: int = 0,
     ):
         super().__init__()
         if batch_size < 1 or unroll_steps < 1:
@@ -164,6 +211,7 @@ class TrainStream(IterableDataset):
         )
         self.seed = seed
         self.shuffle_files = shuffle_files
+        self.shuffle_buffer = max(0, shuffle_buffer)
         # Counts the epochs this copy has started; with persistent workers every worker's copy
         # counts the same, so all shards agree on the file order. set_epoch() overrides it.
         self.epoch = 0
@@ -209,44 +257,45 @@ class TrainStream(IterableDataset):
         skip = len(range(shard.worker_id, self._skip, shard.num_workers))
         self._skip = 0
         n_steps = split_steps(self.steps_per_epoch, shard.num_workers, shard.worker_id)
-        sentences = self._endless(self.epoch_files(epoch), shard)
+        sentences = self._endless(self.epoch_files(epoch), shard, epoch)
         chars = CharIdCache(self.max_characters_per_token)
         B, T = self.batch_size, self.unroll_steps
-        # Per row, the tokens and ids not yet consumed; fwd and bwd cover the same sentences.
-        fwd_tokens: list[list[str]] = [[] for _ in range(B)]
-        bwd_tokens: list[list[str]] = [[] for _ in range(B)]
-        fwd_ids: list[list[int]] = [[] for _ in range(B)]
-        bwd_ids: list[list[int]] = [[] for _ in range(B)]
+        # Per row, the (input token, target id) pairs not yet consumed; fwd and bwd cover the
+        # same sentences.
+        fwd_inputs: list[list[str]] = [[] for _ in range(B)]
+        bwd_inputs: list[list[str]] = [[] for _ in range(B)]
+        fwd_targets: list[list[int]] = [[] for _ in range(B)]
+        bwd_targets: list[list[int]] = [[] for _ in range(B)]
         for step in range(n_steps):
             for row in range(B):
-                # A window needs T + 1 tokens: inputs t..t+T-1, targets t+1..t+T.
-                while len(fwd_tokens[row]) < T + 1:
+                while len(fwd_inputs[row]) < T:
                     words = next(sentences)
-                    sentence = [BOS_TOKEN, *words, EOS_TOKEN]
-                    ids = self.vocab.encode(sentence)
-                    fwd_tokens[row] += sentence
-                    fwd_ids[row] += ids
-                    bwd_tokens[row] += sentence[::-1]
-                    bwd_ids[row] += ids[::-1]
+                    ids = self.vocab.encode([BOS_TOKEN, *words, EOS_TOKEN])
+                    inputs, targets = sentence_pairs(words, ids)
+                    fwd_inputs[row] += inputs
+                    fwd_targets[row] += targets
+                    inputs, targets = sentence_pairs(words, ids, reverse=True)
+                    bwd_inputs[row] += inputs
+                    bwd_targets[row] += targets
             if step >= skip:
                 yield {
-                    "fwd_chars": chars([r[:T] for r in fwd_tokens]),  # (B, T, C)
-                    "fwd_targets": torch.tensor([r[1 : T + 1] for r in fwd_ids]),  # (B, T)
-                    "bwd_chars": chars([r[:T] for r in bwd_tokens]),
-                    "bwd_targets": torch.tensor([r[1 : T + 1] for r in bwd_ids]),
+                    "fwd_chars": chars([r[:T] for r in fwd_inputs]),  # (B, T, C)
+                    "fwd_targets": torch.tensor([r[:T] for r in fwd_targets]),  # (B, T)
+                    "bwd_chars": chars([r[:T] for r in bwd_inputs]),
+                    "bwd_targets": torch.tensor([r[:T] for r in bwd_targets]),
                     "stream_id": stream_id,
                     # The LSTM state is not in checkpoints: a resumed stream starts from zeros.
                     "reset": step == skip,
                 }
-            for rows in (fwd_tokens, bwd_tokens, fwd_ids, bwd_ids):
+            for rows in (fwd_inputs, bwd_inputs, fwd_targets, bwd_targets):
                 for row in range(B):
-                    # The last target is the next window's first input.
                     del rows[row][:T]
 
-    def _endless(self, files: list[str], shard: Shard) -> Iterator[list[str]]:
-        while True:
+    def _endless(self, files: list[str], shard: Shard, epoch: int) -> Iterator[list[str]]:
+        for n_pass in itertools.count():
+            rng = random.Random(f"{self.seed}/{epoch}/{shard.index}/{n_pass}")
             n = 0
-            for tokens in shard_sentences(files, shard):
+            for tokens in shuffled(shard_sentences(files, shard), self.shuffle_buffer, rng):
                 n += 1
                 yield tokens
             if n == 0:
@@ -356,3 +405,119 @@ class ValidationSentences(IterableDataset):
             "stream_id": stream_id,
             "reset": True,
         }
+
+
+class HeldOutStreams(IterableDataset):
+    """Held-out text as the original's ``test()`` reads it: streams, the LSTM state carried.
+
+    Sentence i of the held-out files (in file order) belongs to stream ``i % n_streams``; each
+    stream packs its sentences as training does (n + 1 pairs per sentence, ``</S>`` never an
+    input) and starts from a zero state. Every target of every stream is scored once: the last
+    window of a stream is padded (all-zero chars, target -1), where the original dropped its last
+    incomplete batch. Stream s is read by DDP rank ``s % world_size`` and, on that rank, by
+    data-loader worker ``(s // world_size) % num_workers``; the rows of a batch are that worker's
+    streams. Every worker of every rank yields the same number of batches (enough for the
+    longest stream), so the summed result is that of ``n_streams`` streams whatever the number of
+    ranks and workers.
+
+    Batches are as ``TrainStream``'s: ``reset`` is True on a worker's first batch, then the
+    state carries on.
+
+    Args:
+        files: held-out corpus (path, glob, or list).
+        vocab: maps target tokens to ids.
+        n_streams: streams over the whole held-out text, across all ranks.
+        unroll_steps: tokens per row per batch (the result does not depend on it).
+        max_characters_per_token: C.
+        rank, world_size: this process's DDP rank; None reads them from ``torch.distributed``.
+        num_workers: the DataLoader's ``num_workers`` (it sets ``len()``, the batches per rank).
+    """
+
+    def __init__(
+        self,
+        files: Files,
+        vocab: Vocabulary,
+        n_streams: int = 64,
+        unroll_steps: int = 20,
+        max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN,
+        rank: int | None = None,
+        world_size: int | None = None,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if n_streams < 1 or unroll_steps < 1:
+            raise ValueError(
+                f"n_streams={n_streams}, unroll_steps={unroll_steps}: must be >= 1"
+            )
+        self.files = corpus_files(files)
+        self.vocab = vocab
+        self.n_streams = n_streams
+        self.unroll_steps = unroll_steps
+        self.max_characters_per_token = max_characters_per_token
+        self.rank, self.world_size = resolve_rank(rank, world_size)
+        self.num_workers = max(1, num_workers)
+        lengths = [0] * n_streams  # pairs per stream; one streaming pass checks every file
+        for i, tokens in enumerate(self._sentences()):
+            lengths[i % n_streams] += len(tokens) + 1
+        self.stream_lengths = lengths
+        self.n_batches = max(1, -(-max(lengths) // unroll_steps))
+
+    def _sentences(self) -> Iterator[list[str]]:
+        for path in self.files:
+            yield from read_sentences(path)
+
+    def streams_of(self, worker_id: int, num_workers: int) -> list[int]:
+        """The streams one data-loader worker of this rank reads, as the rows of its batches."""
+        mine = range(self.rank, self.n_streams, self.world_size)
+        return list(mine[worker_id::num_workers])
+
+    def __len__(self) -> int:
+        return self.num_workers * self.n_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        worker_id, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if num_workers != self.num_workers:
+            raise ValueError(
+                f"HeldOutStreams(num_workers={self.num_workers}) is read by {num_workers} "
+                "data-loader workers; pass the DataLoader's num_workers"
+            )
+        streams = self.streams_of(worker_id, num_workers)
+        row_of = {s: r for r, s in enumerate(streams)}
+        B, T = max(1, len(streams)), self.unroll_steps
+        chars = CharIdCache(self.max_characters_per_token)
+        pending: list[list[list[str]]] = [[] for _ in range(B)]  # sentences read ahead, per row
+        reader = enumerate(self._sentences())
+        inputs = {d: [[] for _ in range(B)] for d in ("fwd", "bwd")}
+        targets = {d: [[] for _ in range(B)] for d in ("fwd", "bwd")}
+
+        def next_sentence(row: int) -> list[str] | None:
+            while not pending[row]:
+                i, tokens = next(reader, (None, None))
+                if i is None:
+                    return None
+                if i % self.n_streams in row_of:
+                    pending[row_of[i % self.n_streams]].append(tokens)
+            return pending[row].pop(0)
+
+        for step in range(self.n_batches):
+            for row in range(len(streams)):
+                while len(inputs["fwd"][row]) < T:
+                    words = next_sentence(row)
+                    if words is None:
+                        break
+                    ids = self.vocab.encode([BOS_TOKEN, *words, EOS_TOKEN])
+                    for d in ("fwd", "bwd"):
+                        x, y = sentence_pairs(words, ids, reverse=d == "bwd")
+                        inputs[d][row] += x
+                        targets[d][row] += y
+            batch: Batch = {}
+            for d in ("fwd", "bwd"):
+                x = [(r[:T] + [""] * T)[:T] for r in inputs[d]]  # "" is padding
+                y = [(r[:T] + [-1] * T)[:T] for r in targets[d]]
+                batch[f"{d}_chars"] = chars(x)  # (B, T, C)
+                batch[f"{d}_targets"] = torch.tensor(y, dtype=torch.long)  # (B, T)
+                for r in range(B):
+                    del inputs[d][r][:T]
+                    del targets[d][r][:T]
+            yield {**batch, "stream_id": worker_id, "reset": step == 0}

@@ -32,7 +32,7 @@ from elmo_lm.options import (
     LSTMOptions,
     OptionsError,
 )
-from elmo_lm.stream import ValidationSentences
+from elmo_lm.stream import HeldOutStreams, ValidationSentences
 from elmo_lm.vocabulary import CorpusError, Files, VocabularyError
 
 log = logging.getLogger(__name__)
@@ -300,32 +300,49 @@ def evaluate(
     batch_size: int = 64,
     max_sentence_tokens: int = 400,
     device: str = "auto",
+    unroll_steps: int = 20,
 ) -> dict[str, float]:
-    """Held-out perplexity of a checkpoint on a sentence-per-line file (full softmax, each
-    sentence on its own from a zero state, as in validation).
+    """Held-out perplexity of a checkpoint on a sentence-per-line file, with the full softmax.
+
+    ``ppl`` is the original's ``test()`` definition, as in validation: the text read as
+    ``batch_size`` streams, the LSTM state carried from one sentence to the next (every token
+    scored). ``ppl_zero_state`` scores each sentence on its own from a zero state, as stateless
+    embeddings start (sentences longer than ``max_sentence_tokens`` words in pieces).
 
     Returns:
-        ``ppl_fwd``, ``ppl_bwd``, ``ppl`` (exp of the mean of both directions' losses) and
-        ``tokens`` (targets scored per direction: words plus ``</S>``).
+        ``ppl_fwd``, ``ppl_bwd``, ``ppl`` (exp of the mean of both directions' losses), the same
+        three with ``_zero_state``, and ``tokens`` (targets per direction: words plus ``</S>``).
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     module = load_module(ckpt, map_location=device).eval()
+    max_chars = module.options.char_cnn.max_characters_per_token
+    streams = HeldOutStreams(
+        data, module.vocab, batch_size, unroll_steps, max_chars, rank=0, world_size=1
+    )
     sentences = ValidationSentences(
         data,
         module.vocab,
         batch_size=batch_size,
-        max_characters_per_token=module.options.char_cnn.max_characters_per_token,
+        max_characters_per_token=max_chars,
         max_sentence_tokens=max_sentence_tokens,
         rank=0,
         world_size=1,
     )
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    carried = torch.zeros(4, dtype=torch.float64, device=device)
+    zero = torch.zeros(4, dtype=torch.float64, device=device)
+    states: dict = {}
     with torch.inference_mode():
+        for batch in streams:
+            carried += module.score_stream_batch(_to(batch, device), states)
         for batch in sentences:
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            sums += module.score_batch(batch)
-    return {**perplexities(sums), "tokens": float(sums[1])}
+            zero += module.score_batch(_to(batch, device))[0]
+    zero_ppl = {f"{k}_zero_state": v for k, v in perplexities(zero).items()}
+    return {**perplexities(carried), **zero_ppl, "tokens": float(carried[1])}
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def export(ckpt: str | os.PathLike, out: str | os.PathLike = "weights.hdf5") -> dict[str, Path]:

@@ -80,7 +80,10 @@ def test_loaders_with_workers_split_the_epoch(corpus):
         assert {b["stream_id"] for b in batches} == {0, 1}
         assert sum(b["reset"] for b in batches) == 2  # each stream's first batch
     val = list(dm.val_dataloader())
-    assert len(val) == len(dm.val_dataloader()) == 2
+    # Two held-out streams of 8 and 3 pairs, one per worker: 2 windows of 4 each.
+    assert len(val) == len(dm.val_dataloader()) == 4
+    assert [b["stream_id"] for b in val] == [0, 1, 0, 1]
+    assert [b["reset"] for b in val] == [True, True, False, False]
     assert sum(int((b["fwd_targets"] >= 0).sum()) for b in val) == 8 + 3
 
 

@@ -67,7 +67,9 @@ def test_checkpoint_loads_without_the_config(checkpoint):
         "clip_norm",
         "softmax",
         "n_negative_samples",
+        "seed",
+        "reset_state_prob",
     }
     assert json.loads(json.dumps(hparams)) == hparams  # plain values only
     assert any(k.startswith("bilm.") for k in ckpt["state_dict"])
-    assert "softmax_fwd.weight" in ckpt["state_dict"] and "softmax_bwd.weight" in ckpt["state_dict"]
+    assert "softmax.weight" in ckpt["state_dict"] and "softmax_bwd.weight" not in ckpt["state_dict"]

@@ -64,30 +64,65 @@ def row_streams(batches, key, decode):
     return rows
 
 
-def test_windows_continue_across_batches_and_targets_are_next_inputs(corpus):
+def test_packing_is_the_originals(corpus):
+    """The pairs bilm-tf's ``_get_batch`` makes, written out by hand from its rules: a sentence
+    of n words gives n + 1 pairs, the next sentence starts when only its </S> is left (</S> is
+    never an input, <S> never a target), rows fill in order, each pulling the next sentence."""
     vocab = Vocabulary.build(corpus)
     stats = vocab.stats
     ds = TrainStream(corpus, vocab, stats.n_tokens_with_boundaries, batch_size=2, unroll_steps=3)
     batches = list(ds)
     assert len(batches) == len(ds) == stats.n_tokens_with_boundaries // 6
-    decode = decoder(all_tokens(SENTENCES))
     for b in batches:
         assert b["fwd_chars"].shape == b["bwd_chars"].shape == (2, 3, 50)
         assert b["fwd_chars"].dtype == b["fwd_targets"].dtype == torch.long
         assert b["fwd_targets"].shape == (2, 3) and b["stream_id"] == 0
     assert [b["reset"] for b in batches] == [True] + [False] * (len(batches) - 1)
+    decode = decoder(all_tokens(SENTENCES))
+    expected = {  # per batch: (row 0 inputs, row 0 targets, row 1 inputs, row 1 targets)
+        "fwd": [
+            ("<S> the cat", "the cat sat", "<S> a dog", "a dog ran"),
+            ("sat <S> x", "</S> x </S>", "ran home quickly", "home quickly today"),
+            ("<S> birds sing", "birds sing </S>", "today <S> the", "</S> the river"),
+        ],
+        "bwd": [
+            ("</S> sat cat", "sat cat the", "</S> today quickly", "today quickly home"),
+            ("the </S> x", "<S> x <S>", "home ran dog", "ran dog a"),
+            ("</S> sing birds", "sing birds <S>", "a </S> storm", "<S> storm the"),
+        ],
+    }
+    for direction, windows in expected.items():
+        for b, (in0, out0, in1, out1) in zip(batches, windows):
+            for row, (inputs, targets) in enumerate([(in0, out0), (in1, out1)]):
+                assert decode(b[direction + "_chars"][row]) == inputs.split()
+                assert b[direction + "_targets"][row].tolist() == vocab.encode(targets.split())
+    for b in batches:  # anywhere in the epoch
+        for direction in ("fwd", "bwd"):
+            inputs = [t for row in b[direction + "_chars"] for t in decode(row)]
+            assert "</S>" not in inputs if direction == "fwd" else "<S>" not in inputs
+            bos = vocab.encode(["<S>" if direction == "fwd" else "</S>"])[0]
+            assert bos not in b[direction + "_targets"].flatten().tolist()
 
-    for direction in ("fwd", "bwd"):
-        rows = row_streams(batches, direction, decode)
-        targets = torch.cat([b[direction + "_targets"] for b in batches], dim=1)
-        for r, tokens in enumerate(rows):
-            # target t is the id of input t + 1: windows continue where the last one stopped.
-            assert targets[r, :-1].tolist() == vocab.encode(tokens[1:])
-    # Rows pull sentences in corpus order: row 0 takes sentence 0, row 1 sentence 1, then
-    # whichever row runs out first takes the next one. Row 0 reads whole sentences, packed.
-    fwd = row_streams(batches, "fwd", decode)
-    assert fwd[0][:5] == ["<S>", "the", "cat", "sat", "</S>"]
-    assert fwd[1][:8] == ["<S>", *SENTENCES[1].split(), "</S>"]
+
+def test_sentence_order_is_shuffled_per_epoch_and_seed_with_bounded_memory(tmp_path):
+    path = tmp_path / "train.txt"
+    lines = [f"s{i} w" for i in range(300)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    vocab = Vocabulary.build(path)
+
+    def order(seed, epoch, buffer):
+        ds = TrainStream(path, vocab, 10_000, 1, 3, seed=seed, shuffle_buffer=buffer)
+        ds.set_epoch(epoch)
+        sentences = ds._endless(ds.epoch_files(epoch), Shard(0, 1, 0, 1), epoch)
+        return [" ".join(next(sentences)) for _ in range(300)]
+
+    assert order(0, 0, 0) == lines  # no buffer: file order
+    first = order(0, 0, 50)
+    assert sorted(first) == sorted(lines) and first != lines  # a permutation of one pass
+    assert order(0, 0, 50) == first  # deterministic
+    assert order(0, 1, 50) != first and order(1, 0, 50) != first  # per epoch and seed
+    # A sentence moves ahead by at most the buffer: memory is the buffer, not the corpus.
+    assert all(int(s.split()[0][1:]) <= i + 50 for i, s in enumerate(first))
 
 
 def test_backward_stream_reverses_each_sentence(corpus):
