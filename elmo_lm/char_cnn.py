@@ -70,8 +70,11 @@ class CharCNN(nn.Module):
             self.conv_biases.append(nn.Parameter(torch.zeros(num)))
         self.highways = nn.ModuleList(Highway(n_filters) for _ in range(cnn.n_highway))
         proj = options.lstm.projection_dim
-        self.proj_weight = nn.Parameter(torch.randn(n_filters, proj) * n_filters**-0.5)
-        self.proj_bias = nn.Parameter(torch.zeros(proj))
+        # As in the original tools, no projection when the filters total projection_dim.
+        self.proj_weight = self.proj_bias = None
+        if options.cnn_projection:
+            self.proj_weight = nn.Parameter(torch.randn(n_filters, proj) * n_filters**-0.5)
+            self.proj_bias = nn.Parameter(torch.zeros(proj))
         self.output_dim = proj
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
@@ -100,7 +103,8 @@ class CharCNN(nn.Module):
             x = torch.cat(pieces)[order.argsort()]  # (n, n_filters), back in input order
         for highway in self.highways:
             x = highway(x)
-        x = torch.addmm(self.proj_bias, x, self.proj_weight)  # (n, projection_dim)
+        if self.proj_weight is not None:
+            x = torch.addmm(self.proj_bias, x, self.proj_weight)  # (n, projection_dim)
         return x.reshape(*lead, -1)
 
     def _convolve(self, ids: torch.Tensor, n_used: int) -> torch.Tensor:

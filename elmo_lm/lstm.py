@@ -19,6 +19,8 @@ class ElmoLstm(nn.Module):
     ``i, j, f, o``; ``c = sigmoid(f + 1) * c + sigmoid(i) * tanh(j)``, clipped to ``cell_clip``;
     ``h = (sigmoid(o) * tanh(c)) @ W_P_0``, clipped to ``proj_clip``. With skip connections,
     layers after the first add their input to their output (the state keeps the plain ``h``).
+    As in the original tools, a cell with ``projection_dim == dim`` has no ``W_P_0`` and no
+    ``proj_clip``: ``h = sigmoid(o) * tanh(c)``.
 
     The two directions run in the same batched matmuls (the backward input arrives already
     reversed, so both read left to right). Rows of different lengths are packed: rows are sorted
@@ -39,11 +41,12 @@ class ElmoLstm(nn.Module):
         # Per layer, the weights file's layout with a leading direction axis.
         self.weights = nn.ParameterList()  # (2, P + P, 4H)   W_0
         self.biases = nn.ParameterList()  # (2, 4H)           B (without the forget bias of 1)
-        self.projections = nn.ParameterList()  # (2, H, P)    W_P_0
+        self.projections = nn.ParameterList()  # (2, H, P)    W_P_0; empty when P == H
         for _ in range(self.n_layers):
             self.weights.append(nn.Parameter(torch.randn(2, 2 * p, 4 * h) * (2 * p) ** -0.5))
             self.biases.append(nn.Parameter(torch.zeros(2, 4 * h)))
-            self.projections.append(nn.Parameter(torch.randn(2, h, p) * h**-0.5))
+            if options.lstm_projection:
+                self.projections.append(nn.Parameter(torch.randn(2, h, p) * h**-0.5))
         forget = torch.zeros(4 * h)
         forget[2 * h : 3 * h] = 1.0
         self.register_buffer("_forget_bias", forget, persistent=False)
@@ -120,7 +123,8 @@ class ElmoLstm(nn.Module):
         Returns the packed output (2, n_positions, P) and each row's final h and c.
         """
         p = x.shape[-1]
-        weight, proj = self.weights[layer], self.projections[layer]
+        weight = self.weights[layer]
+        proj = self.projections[layer] if len(self.projections) else None
         w_in, w_rec = weight[:, :p], weight[:, p:]  # (2, P, 4H) each
         bias = (self.biases[layer] + self._forget_bias).unsqueeze(1)  # (2, 1, 4H)
         z_in = torch.baddbmm(bias, x, w_in)  # (2, n_positions, 4H): inputs of all steps at once
@@ -139,8 +143,8 @@ class LstmSteps(torch.autograd.Function):
 
     Inputs: z_in (2, N, 4H) time-major packed input contributions (bias and forget bias in);
     h (2, B, P) and c (2, B, H) initial states of the rows sorted by length; w_rec (2, P, 4H);
-    proj (2, H, P); batch_sizes, the running rows per step. Returns the packed outputs
-    (2, N, P) and each row's final h and c.
+    proj (2, H, P), or None for no projection (and no proj_clip); batch_sizes, the running rows
+    per step. Returns the packed outputs (2, N, P) and each row's final h and c.
     """
 
     @staticmethod
@@ -164,9 +168,11 @@ class LstmSteps(torch.autograd.Function):
             c = torch.addcmul(a[..., 2 * dim : 3 * dim] * c, a[..., :dim], a[..., dim : 2 * dim])
             if cell_clip is not None:
                 c.clamp_(-cell_clip, cell_clip)
-            h = torch.bmm(a[..., 3 * dim :] * torch.tanh(c), proj)  # (2, n, P)
-            if proj_clip is not None:
-                h.clamp_(-proj_clip, proj_clip)
+            h = a[..., 3 * dim :] * torch.tanh(c)  # (2, n, H)
+            if proj is not None:
+                h = torch.bmm(h, proj)  # (2, n, P)
+                if proj_clip is not None:
+                    h.clamp_(-proj_clip, proj_clip)
             acts.append(a)
             cells.append(c)
             outs.append(h)
@@ -194,16 +200,20 @@ class LstmSteps(torch.autograd.Function):
         d_c = d_c_final.clone()  # (2, B, H)
         d_z = [None] * len(sizes)  # per step (2, n, 4H)
         d_h_proj = [None] * len(sizes)  # per step (2, n, P): gradient at the projection's output
-        w_rec_t, proj_t = w_rec.transpose(1, 2), proj.transpose(1, 2)
+        w_rec_t = w_rec.transpose(1, 2)
+        proj_t = None if proj is None else proj.transpose(1, 2)
         for t in range(len(sizes) - 1, -1, -1):
             n, s = sizes[t], starts[t]
             a, c = ctx.acts[t], ctx.cells[t]
             c_prev = c0[:, :n] if t == 0 else ctx.cells[t - 1][:, :n]
             dh = d_out[:, s : s + n] + d_h[:, :n]
-            if proj_clip is not None:
-                dh = dh * (out[:, s : s + n].abs() < proj_clip)
-            d_h_proj[t] = dh
-            dm = torch.bmm(dh, proj_t)  # (2, n, H)
+            if proj is None:
+                dm = dh  # (2, n, H)
+            else:
+                if proj_clip is not None:
+                    dh = dh * (out[:, s : s + n].abs() < proj_clip)
+                d_h_proj[t] = dh
+                dm = torch.bmm(dh, proj_t)  # (2, n, H)
             tanh_c = torch.tanh(c)
             i, g, f, o = a.split(dim, dim=-1)
             dc = torch.addcmul(d_c[:, :n], dm * o, 1 - tanh_c * tanh_c)
@@ -222,9 +232,11 @@ class LstmSteps(torch.autograd.Function):
             + [out[:, starts[t - 1] : starts[t - 1] + sizes[t]] for t in range(1, len(sizes))],
             dim=1,
         )
-        m = torch.cat(
-            [a[..., 3 * dim :] * torch.tanh(c) for a, c in zip(ctx.acts, ctx.cells)], dim=1
-        )  # (2, N, H)
         d_w_rec = torch.bmm(h_prev.transpose(1, 2), d_z_in)
-        d_proj = torch.bmm(m.transpose(1, 2), torch.cat(d_h_proj, dim=1))
+        d_proj = None
+        if proj is not None:
+            m = torch.cat(
+                [a[..., 3 * dim :] * torch.tanh(c) for a, c in zip(ctx.acts, ctx.cells)], dim=1
+            )  # (2, N, H)
+            d_proj = torch.bmm(m.transpose(1, 2), torch.cat(d_h_proj, dim=1))
         return d_z_in, d_h, d_c, d_w_rec, d_proj, None, None, None

@@ -79,6 +79,18 @@ class BiLMOptions:
         """Total number of character filters (the width of the highway layers)."""
         return sum(n for _, n in self.char_cnn.filters)
 
+    @property
+    def cnn_projection(self) -> bool:
+        """Whether the token embedding has a projection (``CNN_proj``): as in the original
+        tools, only when the filters total more than ``projection_dim``."""
+        return self.n_filters != self.lstm.projection_dim
+
+    @property
+    def lstm_projection(self) -> bool:
+        """Whether the LSTM cells project their output (``W_P_0``): as in the original tools,
+        only when ``projection_dim`` is smaller than ``lstm.dim``."""
+        return self.lstm.projection_dim != self.lstm.dim
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -144,6 +156,17 @@ class BiLMOptions:
         if lstm.n_layers < 1 or lstm.dim < 1 or lstm.projection_dim < 1:
             raise OptionsError(
                 f"{source}: lstm.n_layers, lstm.dim and lstm.projection_dim must be positive"
+            )
+        # The original tools build no projection when the sizes agree and cannot project up.
+        if self.n_filters < lstm.projection_dim:
+            raise OptionsError(
+                f"{source}: char_cnn.filters total {self.n_filters}, fewer than lstm.projection_dim "
+                f"{lstm.projection_dim}; use filters totalling at least projection_dim"
+            )
+        if lstm.dim < lstm.projection_dim:
+            raise OptionsError(
+                f"{source}: lstm.dim {lstm.dim} is smaller than lstm.projection_dim "
+                f"{lstm.projection_dim}; use a projection_dim of at most dim"
             )
         if not self.bidirectional:
             raise OptionsError(

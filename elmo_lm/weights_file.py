@@ -20,7 +20,11 @@ def _cell(d: int, layer: int) -> str:
 
 
 def expected_shapes(bilm) -> dict[str, tuple[int, ...]]:
-    """Dataset name -> shape for every dataset the readers of the format require."""
+    """Dataset name -> shape for every dataset of the model's parameters.
+
+    As in the original tools, there is no ``CNN_proj`` when the filters total ``projection_dim``
+    and no ``W_P_0`` when ``projection_dim == lstm.dim``; see ``identity_shapes``.
+    """
     opts = bilm.options
     char_dim, f_total = opts.char_cnn.embedding.dim, opts.n_filters
     p, h = opts.lstm.projection_dim, opts.lstm.dim
@@ -32,14 +36,40 @@ def expected_shapes(bilm) -> dict[str, tuple[int, ...]]:
         for name in ("transform", "carry"):
             shapes[f"CNN_high_{k}/W_{name}"] = (f_total, f_total)
             shapes[f"CNN_high_{k}/b_{name}"] = (f_total,)
-    shapes["CNN_proj/W_proj"] = (f_total, p)
-    shapes["CNN_proj/b_proj"] = (p,)
+    if opts.cnn_projection:
+        shapes["CNN_proj/W_proj"] = (f_total, p)
+        shapes["CNN_proj/b_proj"] = (p,)
     for d in range(2):
         for layer in range(opts.lstm.n_layers):
             shapes[f"{_cell(d, layer)}/W_0"] = (p + p, 4 * h)
             shapes[f"{_cell(d, layer)}/B"] = (4 * h,)
-            shapes[f"{_cell(d, layer)}/W_P_0"] = (h, p)
+            if opts.lstm_projection:
+                shapes[f"{_cell(d, layer)}/W_P_0"] = (h, p)
     return shapes
+
+
+def identity_shapes(bilm) -> dict[str, tuple[int, ...]]:
+    """The projections the model leaves out (its sizes agree), name -> shape.
+
+    Written as identity weights and zero biases: AllenNLP's reader requires ``CNN_proj`` and
+    ``W_P_0``, and the original tools ignore datasets they have no variable for. On reading they
+    may be absent (the original tools' files) or must hold that identity.
+    """
+    opts = bilm.options
+    p = opts.lstm.projection_dim
+    shapes = {}
+    if not opts.cnn_projection:
+        shapes["CNN_proj/W_proj"] = (p, p)
+        shapes["CNN_proj/b_proj"] = (p,)
+    if not opts.lstm_projection:
+        for d in range(2):
+            for layer in range(opts.lstm.n_layers):
+                shapes[f"{_cell(d, layer)}/W_P_0"] = (p, p)
+    return shapes
+
+
+def _identity(shape: tuple[int, ...]) -> np.ndarray:
+    return np.eye(shape[0], dtype=np.float32) if len(shape) == 2 else np.zeros(shape, np.float32)
 
 
 def _weights_to_file(bilm) -> dict[str, torch.Tensor]:
@@ -53,13 +83,15 @@ def _weights_to_file(bilm) -> dict[str, torch.Tensor]:
     for k, hw in enumerate(cnn.highways):
         out[f"CNN_high_{k}/W_transform"], out[f"CNN_high_{k}/W_carry"] = hw.weight.split(hw.dim, 1)
         out[f"CNN_high_{k}/b_transform"], out[f"CNN_high_{k}/b_carry"] = hw.bias.split(hw.dim)
-    out["CNN_proj/W_proj"] = cnn.proj_weight
-    out["CNN_proj/b_proj"] = cnn.proj_bias
+    if cnn.proj_weight is not None:
+        out["CNN_proj/W_proj"] = cnn.proj_weight
+        out["CNN_proj/b_proj"] = cnn.proj_bias
     for layer in range(lstm.n_layers):
         for d in range(2):
             out[f"{_cell(d, layer)}/W_0"] = lstm.weights[layer][d]
             out[f"{_cell(d, layer)}/B"] = lstm.biases[layer][d]
-            out[f"{_cell(d, layer)}/W_P_0"] = lstm.projections[layer][d]
+            if len(lstm.projections):
+                out[f"{_cell(d, layer)}/W_P_0"] = lstm.projections[layer][d]
     return out
 
 
@@ -80,6 +112,7 @@ def load_weights(bilm, weight_file: str | os.PathLike) -> None:
             f"{path}: not an HDF5 file; pass the weights .hdf5 (not options.json or a checkpoint)"
         )
     expected = expected_shapes(bilm)
+    identities = identity_shapes(bilm)
     arrays = {}
     with h5py.File(path, "r") as f:
         found = []
@@ -87,7 +120,7 @@ def load_weights(bilm, weight_file: str | os.PathLike) -> None:
             lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None
         )
         for name in found:
-            if name not in expected and _EXTRA.match(name):
+            if name not in expected and name not in identities and _EXTRA.match(name):
                 raise WeightsFileError(
                     f"{path}: dataset {name!r} is not part of the model its options describe; "
                     "use the options.json written with these weights"
@@ -105,6 +138,13 @@ def load_weights(bilm, weight_file: str | os.PathLike) -> None:
                     "use the options.json written with these weights"
                 )
             arrays[name] = np.asarray(data[...], dtype=np.float32)
+        for name, shape in identities.items():
+            if name in f and not np.array_equal(f[name][...], _identity(shape)):
+                raise WeightsFileError(
+                    f"{path}: dataset {name!r} is a real projection, but with these options "
+                    "(filters totalling projection_dim, or lstm.dim equal to it) the model has "
+                    "none; use the options.json written with these weights"
+                )
     targets = _weights_to_file(bilm)
     with torch.no_grad():
         for name, target in targets.items():
@@ -112,7 +152,8 @@ def load_weights(bilm, weight_file: str | os.PathLike) -> None:
 
 
 def save_weights(bilm, weight_file: str | os.PathLike) -> None:
-    """Writes every dataset of ``bilm`` (float32, no attributes) via a temporary name."""
+    """Writes every dataset of ``bilm`` (float32, no attributes) via a temporary name, and the
+    identity projections of ``identity_shapes``."""
     path = Path(weight_file)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -121,6 +162,8 @@ def save_weights(bilm, weight_file: str | os.PathLike) -> None:
                 f.create_dataset(
                     name, data=tensor.detach().to("cpu", torch.float32).contiguous().numpy()
                 )
+            for name, shape in identity_shapes(bilm).items():
+                f.create_dataset(name, data=_identity(shape))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

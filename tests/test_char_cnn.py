@@ -20,7 +20,7 @@ def plain_char_cnn(cnn: CharCNN, ids: torch.Tensor) -> torch.Tensor:
     x = cnn.activation(torch.cat(pieces, -1))
     for hw in cnn.highways:
         x = hw(x)
-    return x @ cnn.proj_weight + cnn.proj_bias
+    return x if cnn.proj_weight is None else x @ cnn.proj_weight + cnn.proj_bias
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -33,3 +33,15 @@ def test_matches_a_plain_convolution_for_all_lengths(activation):
     with torch.no_grad():
         torch.testing.assert_close(cnn(ids), plain_char_cnn(cnn, ids), atol=1e-5, rtol=0)
         torch.testing.assert_close(cnn(ids[:5]), plain_char_cnn(cnn, ids[:5]), atol=1e-5, rtol=0)
+
+
+def test_filters_totalling_projection_dim_have_no_projection():
+    """As the original tools: ``CNN_proj`` exists only when the filters total more than P."""
+    torch.manual_seed(0)
+    cnn = CharCNN(tiny_options(filters=[[1, 3], [2, 5]], projection_dim=8)).eval()
+    assert cnn.proj_weight is None and not any("proj" in n for n, _ in cnn.named_parameters())
+    ids = batch_to_ids([["a", "bank", "x" * 60]])[0]
+    with torch.no_grad():
+        out = cnn(ids)
+        assert out.shape == (3, 8)
+        torch.testing.assert_close(out, plain_char_cnn(cnn, ids), atol=1e-5, rtol=0)

@@ -13,7 +13,8 @@ def reference(lstm: ElmoLstm, inputs, state, lengths):
     h_all, c_all = state
     outputs, hs, cs, x = [], [], [], inputs
     for layer in range(lstm.n_layers):
-        w, b, proj = lstm.weights[layer], lstm.biases[layer], lstm.projections[layer]
+        w, b = lstm.weights[layer], lstm.biases[layer]
+        proj = lstm.projections[layer] if len(lstm.projections) else None
         h, c, out = h_all[layer], c_all[layer], []
         for t in range(time):
             z = torch.cat([x[:, :, t], h], -1) @ w + b[:, None]
@@ -21,9 +22,11 @@ def reference(lstm: ElmoLstm, inputs, state, lengths):
             c_new = torch.sigmoid(f + 1) * c + torch.sigmoid(i) * torch.tanh(j)
             if lstm.cell_clip is not None:
                 c_new = c_new.clamp(-lstm.cell_clip, lstm.cell_clip)
-            h_new = (torch.sigmoid(o) * torch.tanh(c_new)) @ proj
-            if lstm.proj_clip is not None:
-                h_new = h_new.clamp(-lstm.proj_clip, lstm.proj_clip)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            if proj is not None:  # the original's cell: no projection, no proj_clip when P == H
+                h_new = h_new @ proj
+                if lstm.proj_clip is not None:
+                    h_new = h_new.clamp(-lstm.proj_clip, lstm.proj_clip)
             live = (t < lengths).view(1, batch, 1)
             h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
             out.append(torch.where(live, h_new, torch.zeros_like(h_new)))
@@ -37,11 +40,13 @@ def reference(lstm: ElmoLstm, inputs, state, lengths):
     return outputs, (torch.stack(hs), torch.stack(cs))
 
 
+@pytest.mark.parametrize("dim", [32, 8])  # 8 = projection_dim: no W_P_0
 @pytest.mark.parametrize("clip", [0.3, None])
 @pytest.mark.parametrize("lengths", [None, [5, 2, 0, 5, 3]])
-def test_gradients_match_autograd(clip, lengths):
+def test_gradients_match_autograd(clip, lengths, dim):
     torch.manual_seed(0)
-    lstm = ElmoLstm(tiny_options(cell_clip=clip, proj_clip=clip, dropout=0.0)).double()
+    lstm = ElmoLstm(tiny_options(dim=dim, cell_clip=clip, proj_clip=clip, dropout=0.0)).double()
+    assert len(lstm.projections) == (2 if dim == 32 else 0)
     inputs = torch.randn(2, 5, 5, 8, dtype=torch.double, requires_grad=True)
     state = tuple(s.double().normal_().requires_grad_() for s in lstm.zero_state(5, inputs.float()))
     lens = torch.tensor(lengths) if lengths else None

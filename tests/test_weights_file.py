@@ -12,7 +12,11 @@ from elmo_lm import BiLM, batch_to_ids
 from elmo_lm.options import BiLMOptions, OptionsError
 from elmo_lm.weights_file import WeightsFileError
 
-SENTENCES = [["The", "bank", "of", "the", "river", "."], ["A", "bat", "flew", "."], ["Über", "naïve", "x" * 70]]
+SENTENCES = [
+    ["The", "bank", "of", "the", "river", "."],
+    ["A", "bat", "flew", "."],
+    ["Über", "naïve", "x" * 70],
+]
 
 
 def _layers(bilm):
@@ -26,7 +30,10 @@ def test_fixture_round_trip_is_identical(elmo_fixtures, tmp_path):
     again = BiLM.from_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")
     for a, b in zip(_layers(bilm), _layers(again)):
         assert torch.equal(a, b)
-    with h5py.File(elmo_fixtures / "lm_weights.hdf5", "r") as ref, h5py.File(tmp_path / "weights.hdf5", "r") as out:
+    with (
+        h5py.File(elmo_fixtures / "lm_weights.hdf5", "r") as ref,
+        h5py.File(tmp_path / "weights.hdf5", "r") as out,
+    ):
         names = []
         ref.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
         for name in names:
@@ -37,8 +44,16 @@ def test_fixture_round_trip_is_identical(elmo_fixtures, tmp_path):
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(use_skip_connections=False, n_layers=3, activation="tanh", cell_clip=None, proj_clip=None),
-        dict(n_highway=0, filters=[[2, 5], [4, 3]], char_dim=3, dim=16, projection_dim=12, n_layers=1),
+        dict(
+            use_skip_connections=False,
+            n_layers=3,
+            activation="tanh",
+            cell_clip=None,
+            proj_clip=None,
+        ),
+        dict(
+            n_highway=0, filters=[[2, 5], [4, 3]], char_dim=3, dim=16, projection_dim=6, n_layers=1
+        ),
     ],
 )
 def test_fresh_model_in_other_shapes_round_trips(tmp_path, overrides):
@@ -119,3 +134,82 @@ def test_not_hdf5_and_bad_options_are_refused(tmp_path):
     (tmp_path / "bad.json").write_text('{"lstm": {}}')
     with pytest.raises(OptionsError, match="char_cnn"):
         BiLMOptions.from_json(tmp_path / "bad.json")
+
+
+def _datasets(path) -> dict[str, np.ndarray]:
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.update({n: o[...]}) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+W_P_0 = "RNN_{}/RNN/MultiRNNCell/Cell{}/LSTMCell/W_P_0"
+
+
+@pytest.mark.parametrize(
+    "overrides, no_cnn_proj, no_w_p_0",
+    [
+        (dict(filters=[[1, 3], [2, 5]]), True, False),  # filters total projection_dim 8
+        (dict(dim=8), False, True),  # lstm.dim equals projection_dim 8
+        (dict(filters=[[1, 3], [2, 5]], dim=8), True, True),
+    ],
+)
+def test_sizes_that_agree_give_no_projection_and_round_trip(
+    tmp_path, overrides, no_cnn_proj, no_w_p_0
+):
+    """As the original tools: no CNN_proj when the filters total projection_dim, no W_P_0 when
+    lstm.dim equals it. The file still holds them as identities (AllenNLP requires them)."""
+    torch.manual_seed(0)
+    bilm = BiLM(tiny_options(**overrides))
+    names = [n for n, _ in bilm.named_parameters()]
+    assert any("proj_" in n for n in names) != no_cnn_proj
+    assert any("projections" in n for n in names) != no_w_p_0
+    opts, weights = tmp_path / "options.json", tmp_path / "weights.hdf5"
+    bilm.to_hdf5(opts, weights)
+    again = BiLM.from_hdf5(opts, weights)
+    for a, b in zip(_layers(bilm), _layers(again)):
+        assert torch.equal(a, b)
+    written = _datasets(weights)
+    identity = np.eye(8, dtype=np.float32)
+    if no_cnn_proj:
+        np.testing.assert_array_equal(written["CNN_proj/W_proj"], identity)
+        np.testing.assert_array_equal(written["CNN_proj/b_proj"], np.zeros(8, np.float32))
+    if no_w_p_0:
+        for d in range(2):
+            for layer in range(2):
+                np.testing.assert_array_equal(written[W_P_0.format(d, layer)], identity)
+    # The original tools write no dataset for a projection they do not have: that loads too.
+    with h5py.File(weights, "a") as f:
+        if no_cnn_proj:
+            del f["CNN_proj"]
+        if no_w_p_0:
+            for d in range(2):
+                for layer in range(2):
+                    del f[W_P_0.format(d, layer)]
+    without = BiLM.from_hdf5(opts, weights)
+    for a, b in zip(_layers(bilm), _layers(without)):
+        assert torch.equal(a, b)
+
+
+def test_a_real_projection_where_the_options_have_none_is_refused(tmp_path):
+    bilm = BiLM(tiny_options(filters=[[1, 3], [2, 5]]))
+    opts, weights = tmp_path / "options.json", tmp_path / "weights.hdf5"
+    bilm.to_hdf5(opts, weights)
+    with h5py.File(weights, "a") as f:
+        f["CNN_proj/W_proj"][0, 1] = 0.5
+    with pytest.raises(WeightsFileError, match="CNN_proj/W_proj.*real projection") as err:
+        BiLM.from_hdf5(opts, weights)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(filters=[[1, 3], [2, 4]]), "filters total 7, fewer than lstm.projection_dim 8"),
+        (dict(dim=6), "lstm.dim 6 is smaller than lstm.projection_dim 8"),
+    ],
+)
+def test_projections_that_would_widen_are_refused_at_config_time(overrides, message):
+    """The original tools assert n_filters > projection_dim and cannot project an LSTM up."""
+    with pytest.raises(OptionsError, match=message):
+        BiLM(tiny_options(**overrides))
