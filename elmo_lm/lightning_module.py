@@ -331,8 +331,13 @@ class ElmoLM(L.LightningModule):
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
-    """The seed of one rank's random draws at one training step (distinct for each triple)."""
-    return (seed * 2**48 + rank * 2**36 + step) % 2**63
+    """The seed of one rank's random draws at one training step.
+
+    The CPU generator (mt19937) keeps only a seed's low 32 bits, so those differ for every
+    (rank, step) of a run: steps count up by one, and ranks (and seeds) sit odd multiples of
+    the golden ratio apart in 32 bits, far from any step count.
+    """
+    return (seed * 0x85EBCA6B + rank * 0x9E3779B9 + step) % 2**32
 
 
 def reset_rows(state, prob: float):

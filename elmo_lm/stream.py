@@ -446,9 +446,7 @@ class HeldOutStreams(IterableDataset):
     ):
         super().__init__()
         if n_streams < 1 or unroll_steps < 1:
-            raise ValueError(
-                f"n_streams={n_streams}, unroll_steps={unroll_steps}: must be >= 1"
-            )
+            raise ValueError(f"n_streams={n_streams}, unroll_steps={unroll_steps}: must be >= 1")
         self.files = corpus_files(files)
         self.vocab = vocab
         self.n_streams = n_streams

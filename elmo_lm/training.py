@@ -167,6 +167,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if str(c.get("monitor", "")).startswith("val/")
             else c
             for c in callback_cfgs
+            if not str(c.get("_target_", "")).endswith("EarlyStopping")
         ]
         log.info("no data.valid_files: no validation, checkpoints are not ranked by val/ppl")
     callbacks = [instantiate(c) for c in callback_cfgs]

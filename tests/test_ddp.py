@@ -23,13 +23,26 @@ class BatchRecorder(L.Callback):
 
     def __init__(self):
         self.batches: list[list[list[int]]] = []
+        self.negatives: list[list[int]] = []  # the first sampled ids of each draw
+
+    def on_train_start(self, trainer, pl_module):
+        import elmo_lm.softmax as softmax
+
+        draw = softmax.log_uniform_candidates
+
+        def recording(*args, **kwargs):
+            ids, tries = draw(*args, **kwargs)
+            self.negatives.append(ids[:16].tolist())
+            return ids, tries
+
+        softmax.log_uniform_candidates = recording
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batches.append(batch["fwd_targets"].tolist())
 
     def on_train_end(self, trainer, pl_module):
         checksums = {n: float(p.detach().double().sum()) for n, p in pl_module.named_parameters()}
-        record = {"batches": self.batches, "checksums": checksums}
+        record = {"batches": self.batches, "checksums": checksums, "negatives": self.negatives}
         path = Path(trainer.default_root_dir) / f"batches_rank{trainer.global_rank}.json"
         path.write_text(json.dumps(record))
 
@@ -71,6 +84,7 @@ def test_ddp_two_cpu_processes(tmp_path):
         f"data.valid_files={tmp_path / 'valid.txt'}",
         "data.batch_size=4",
         "data.unroll_steps=10",
+        "data.valid_batch_size=6",  # 6 held-out streams of about 7 sentences, 3 per rank
         "module.n_negative_samples=40",  # vocabulary of 255: the sampled softmax, sparse grads
         "trainer.max_epochs=1",
         "trainer.devices=2",
@@ -89,6 +103,10 @@ def test_ddp_two_cpu_processes(tmp_path):
     seen = [sentences_of(r["batches"]) for r in ranks]
     assert seen[0] and seen[1] and not seen[0] & seen[1]
     assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) > 1
+    # Each rank draws its own negatives (and dropout masks): one draw per direction and step.
+    draws = [r["negatives"] for r in ranks]
+    assert len(draws[0]) == len(draws[1]) == 2 * len(ranks[0]["batches"])
+    assert all(a != b for a, b in zip(*draws))
     # Both ranks end with the same weights, softmax (synced by hand) included.
     for name, value in ranks[0]["checksums"].items():
         assert value == pytest.approx(ranks[1]["checksums"][name], rel=1e-6, abs=1e-6), name
@@ -96,7 +114,10 @@ def test_ddp_two_cpu_processes(tmp_path):
     # The logged validation perplexity (summed over both ranks) is the single-process one.
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert "train/sampled_ppl" in metrics
-    single = evaluate(run_dir / "checkpoints" / "last.ckpt", tmp_path / "valid.txt", device="cpu")
+    # Held-out streams carry the state along ~7 sentences each, split 3 + 3 over the ranks.
+    single = evaluate(
+        run_dir / "checkpoints" / "last.ckpt", tmp_path / "valid.txt", batch_size=6, device="cpu"
+    )
     assert metrics["val/tokens"] == single["tokens"] == 40 * 6  # 5 words + </S> per sentence
     for key in ("ppl_fwd", "ppl_bwd", "ppl"):
         assert metrics[f"val/{key}"] == pytest.approx(single[key], rel=1e-5)
