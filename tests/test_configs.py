@@ -107,9 +107,9 @@ def test_experiment_configs_instantiate(name, tmp_path):
 
 def test_small_corpus_experiment(tmp_path):
     cfg = compose_train(["+experiment=small_corpus"], tmp_path)
-    assert cfg.model.lstm_dim == 1024 and cfg.model.projection_dim == 128
-    assert cfg.model.n_highway == 1
-    assert cfg.data.batch_size == 128 and cfg.module.n_negative_samples == 8192
+    assert cfg.model.lstm_dim == 256 and cfg.model.projection_dim == 64
+    assert cfg.data.batch_size == 32 and cfg.module.n_negative_samples == 8192
+    assert cfg.callbacks.early_stopping.monitor == "val/ppl"
     assert cfg.data.train_files.endswith("data/sample/train.txt")
     cfg = compose_train(["+experiment=small_corpus", "data.train_files=/c/train.txt"], tmp_path)
     assert cfg.data.train_files == "/c/train.txt"

@@ -10,6 +10,7 @@ import torch
 import elmo_lm.stream as stream
 from elmo_lm.characters import token_to_char_ids
 from elmo_lm.stream import (
+    HeldOutStreams,
     Shard,
     TrainStream,
     ValidationSentences,
@@ -303,3 +304,51 @@ def test_ranks_read_from_torch_distributed_and_stay_in_step(corpus, tmp_path):
     assert steps[:, 2].tolist() == [0, 1]
     assert steps[0, :2].tolist() == steps[1, :2].tolist()
     assert steps[0, 0] == steps_per_epoch(count_corpus(corpus).n_tokens_with_boundaries, 1, 2, 2)
+
+
+def test_held_out_streams_carry_sentences_and_score_every_target(corpus):
+    vocab = Vocabulary.build(corpus)
+    ds = HeldOutStreams(corpus, vocab, n_streams=2, unroll_steps=4, rank=0, world_size=1)
+    batches = list(ds)
+    # Stream 0: sentences 0, 2, 4, 6, 8; stream 1: sentences 1, 3, 5, 7 (n + 1 pairs each).
+    lengths = [sum(len(SENTENCES[i].split()) + 1 for i in range(s, 9, 2)) for s in (0, 1)]
+    assert ds.stream_lengths == lengths and len(batches) == len(ds) == -(-max(lengths) // 4)
+    assert [b["reset"] for b in batches] == [True] + [False] * (len(batches) - 1)
+    decode = decoder(all_tokens(SENTENCES))
+    fwd = row_streams(batches, "fwd", decode)
+    assert fwd[0][:9] == "<S> the cat sat <S> x <S> the river".split()
+    bwd = row_streams(batches, "bwd", decode)
+    assert bwd[1][:9] == "</S> today quickly home ran dog a </S> sing".split()
+    for direction, first in (("fwd", "the"), ("bwd", "sat")):
+        targets = torch.cat([b[direction + "_targets"] for b in batches], dim=1)
+        assert targets[0, 0] == vocab.encode([first])[0]
+        for row, n in enumerate(lengths):
+            assert (targets[row, :n] >= 0).all() and (targets[row, n:] == -1).all()
+            assert decode(torch.cat([b[direction + "_chars"] for b in batches], 1)[row])[n:] == [
+                ""
+            ] * (targets.shape[1] - n)
+
+
+@pytest.mark.parametrize("world_size,num_workers", [(1, 1), (2, 1), (2, 2), (3, 2)])
+def test_held_out_streams_split_over_ranks_and_workers(
+    corpus, monkeypatch, world_size, num_workers
+):
+    """Every stream is read whole by exactly one worker of one rank, all of them in step."""
+    vocab = Vocabulary.build(corpus)
+    whole = list(HeldOutStreams(corpus, vocab, n_streams=4, unroll_steps=3, rank=0, world_size=1))
+    expected = torch.cat([b["fwd_targets"] for b in whole], dim=1)  # (4 streams, time)
+    got, counts = {}, set()
+    for rank in range(world_size):
+        ds = HeldOutStreams(
+            corpus, vocab, 4, 3, rank=rank, world_size=world_size, num_workers=num_workers
+        )
+        for worker in range(num_workers):
+            as_worker(monkeypatch, worker, num_workers)
+            batches = list(ds)
+            counts.add(len(batches))
+            targets = torch.cat([b["fwd_targets"] for b in batches], dim=1)
+            for row, s in enumerate(ds.streams_of(worker, num_workers)):
+                got[s] = targets[row]
+    assert len(counts) == 1 and sorted(got) == [0, 1, 2, 3]
+    for s in range(4):
+        assert torch.equal(got[s], expected[s])
