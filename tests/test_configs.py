@@ -111,8 +111,15 @@ def test_small_corpus_experiment(tmp_path):
     assert cfg.data.batch_size == 32 and cfg.module.n_negative_samples == 8192
     assert cfg.callbacks.early_stopping.monitor == "val/ppl"
     assert cfg.data.train_files.endswith("data/sample/train.txt")
-    cfg = compose_train(["+experiment=small_corpus", "data.train_files=/c/train.txt"], tmp_path)
-    assert cfg.data.train_files == "/c/train.txt"
+    cfg = compose_train(
+        [
+            "+experiment=small_corpus",
+            "data.train_files=/c/train.txt",
+            "trainer.max_time=00:00:30:00",
+        ],
+        tmp_path,
+    )
+    assert cfg.data.train_files == "/c/train.txt" and cfg.trainer.max_time == "00:00:30:00"
 
 
 def test_multi_node_run_dir_is_the_job_not_the_clock(tmp_path, monkeypatch):
