@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -13,6 +14,24 @@ from elmo_lm.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
 from elmo_lm.lstm import ElmoLstm, LstmState
 from elmo_lm.options import BiLMOptions
 from elmo_lm.weights_file import load_weights, save_weights
+
+WARM_UP: tuple[str, ...] = ("the man said it .", "there was a cat .")
+"""The default warm-up context: short, generic sentences (lower-case English, whitespace-
+tokenized) that a biLM reads before each sentence with ``warm_start``. More than one, so that
+the zero state they start from is forgotten (docs/EMBEDDINGS.md, bench/bench_warm_start.py)."""
+
+
+def warm_up_inputs(sentences: Sequence[str] = WARM_UP) -> tuple[list[str], list[str]]:
+    """The input tokens of a warm-up context, forward and backward, each in reading order.
+
+    In training, a sentence's ``<S>`` follows the inputs of the sentence before it
+    (``<S> w1 .. wn``; ``</S>`` is never an input), and the backward LM's ``</S>`` follows the
+    reversed sentence before it (``</S> wn .. w1``). The context is those inputs for
+    ``sentences``, read in order.
+    """
+    forward = [t for s in sentences for t in (BOS_TOKEN, *s.split())]
+    backward = [t for s in sentences for t in (EOS_TOKEN, *reversed(s.split()))]
+    return forward, backward
 
 
 def bilm_state_detach(state: LstmState | None) -> LstmState | None:
@@ -36,13 +55,29 @@ class BiLM(nn.Module):
         stateful: carry each row's LSTM state from one call to the next, like the original
             tools; ``reset_states()`` clears it. Off by default: a sentence's vectors then do not
             depend on what was embedded before.
+        warm_start: start each sentence (a stateful model: each new row) from ``warm_state()``,
+            the state after reading the ``warm_up`` sentences, as the LM in training always
+            starts a sentence after other ones. Off: from a zero state, as the original tools
+            start their first batch (needed to reproduce them bit for bit).
+        warm_up: the warm-up sentences (whitespace-tokenized); ``WARM_UP`` is lower-case English.
+            For another language or casing, a few short typical sentences of the training text.
     """
 
-    def __init__(self, options: BiLMOptions, stateful: bool = False):
+    def __init__(
+        self,
+        options: BiLMOptions,
+        stateful: bool = False,
+        warm_start: bool = True,
+        warm_up: Sequence[str] = WARM_UP,
+    ):
         super().__init__()
         options.validate()
         self.options = copy.deepcopy(options)
         self.stateful = stateful
+        self.warm_start = warm_start
+        self.warm_up = tuple(warm_up)
+        if warm_start and not self.warm_up:
+            raise ValueError("warm_up needs at least one sentence; or pass warm_start=False")
         self.char_cnn = CharCNN(self.options)
         self.lstm = ElmoLstm(self.options)
         max_chars = self.options.char_cnn.max_characters_per_token
@@ -53,6 +88,7 @@ class BiLM(nn.Module):
             "_eos", torch.tensor(token_to_char_ids(EOS_TOKEN, max_chars)), persistent=False
         )
         self._state: LstmState | None = None
+        self._warm: tuple[tuple, LstmState] | None = None  # (context and weights' versions, state)
 
     @property
     def output_dim(self) -> int:
@@ -64,13 +100,17 @@ class BiLM(nn.Module):
 
     @classmethod
     def from_hdf5(
-        cls, options_file: str | os.PathLike, weight_file: str | os.PathLike, stateful: bool = False
+        cls,
+        options_file: str | os.PathLike,
+        weight_file: str | os.PathLike,
+        stateful: bool = False,
+        warm_start: bool = True,
     ) -> BiLM:
         """Loads an ``options.json`` + weights ``.hdf5`` pair written by any ELMo trainer.
 
         The model comes back in eval mode (no dropout); call ``.train()`` to fine-tune it.
         """
-        bilm = cls(BiLMOptions.from_json(options_file), stateful=stateful)
+        bilm = cls(BiLMOptions.from_json(options_file), stateful=stateful, warm_start=warm_start)
         load_weights(bilm, weight_file)
         return bilm.eval()
 
@@ -82,7 +122,52 @@ class BiLM(nn.Module):
         options.save_json(options_file)
 
     def reset_states(self) -> None:
+        """Forgets the carried state: the next call starts every row afresh."""
         self._state = None
+
+    def context_state(self, forward: Sequence[str], backward: Sequence[str]) -> LstmState:
+        """The LSTM state after reading these input tokens from a zero state.
+
+        Args:
+            forward, backward: the inputs of each direction in its reading order, equally many.
+
+        Returns:
+            h (n_layers, 2, 1, P) and c (n_layers, 2, 1, H).
+        """
+        if len(forward) != len(backward) or not forward:
+            raise ValueError(
+                "context_state needs equally many forward and backward tokens, at least one"
+            )
+        max_chars = self.options.char_cnn.max_characters_per_token
+        ids = torch.tensor(
+            [[[token_to_char_ids(t, max_chars) for t in tokens]] for tokens in (forward, backward)],
+            device=self._bos.device,
+        )  # (2, 1, K, C)
+        _, state = self.lstm(self.embed_tokens(ids))
+        return state
+
+    def warm_state(self, batch_size: int = 1) -> LstmState:
+        """The state each sentence starts from with ``warm_start``: after the ``warm_up``
+        sentences, read from a zero state.
+
+        Computed once and kept while the weights stay the same; recomputed at every call in
+        training mode or when gradients can reach the weights (fine-tuning), so that it is never
+        stale and its gradient flows. Returns h (n_layers, 2, batch_size, P) and
+        c (n_layers, 2, batch_size, H).
+        """
+        params = [*self.char_cnn.parameters(), *self.lstm.parameters()]
+        fresh = self.training or (torch.is_grad_enabled() and any(p.requires_grad for p in params))
+        # Any in-place change of a weight (optimizer step, load_state_dict) bumps its version;
+        # a move to another device or dtype changes its storage.
+        key = (self.warm_up, *((p.data_ptr(), p._version, p.dtype) for p in params))
+        if fresh or self._warm is None or self._warm[0] != key:
+            with torch.autocast(self._bos.device.type, enabled=False):  # the same under autocast
+                state = self.context_state(*warm_up_inputs(self.warm_up))
+            self._warm = None if fresh else (key, state)
+        else:
+            state = self._warm[1]
+        h, c = state
+        return h.expand(-1, -1, batch_size, -1), c.expand(-1, -1, batch_size, -1)
 
     def embed_tokens(self, char_ids: torch.Tensor, token_cache=None) -> torch.Tensor:
         """Context-independent token embeddings, (..., max_chars) -> (..., P).
@@ -152,13 +237,19 @@ class BiLM(nn.Module):
             top = nn.functional.dropout(top, self.options.dropout, training=True)
         return top[0], top[1], new_state
 
+    def _start_state(self, batch: int, like: torch.Tensor) -> LstmState:
+        """The state of rows that start afresh: warm, or zeros."""
+        if self.warm_start:
+            return self.warm_state(batch)
+        return self.lstm.zero_state(batch, like)
+
     def _initial_state(self, batch: int, like: torch.Tensor) -> LstmState | None:
         if not self.stateful or self._state is None:
-            return None
+            return self.warm_state(batch) if self.warm_start else None
         h, c = self._state
-        if h.shape[2] < batch:  # more rows than ever before: the new rows start at zero
-            zh, zc = self.lstm.zero_state(batch - h.shape[2], like)
-            h, c = torch.cat([h, zh], 2), torch.cat([c, zc], 2)
+        if h.shape[2] < batch:  # more rows than ever before: the new rows start afresh
+            nh, nc = self._start_state(batch - h.shape[2], like)
+            h, c = torch.cat([h, nh.detach()], 2), torch.cat([c, nc.detach()], 2)
             self._state = (h, c)
         return h[:, :, :batch], c[:, :, :batch]
 

@@ -38,7 +38,8 @@ class Elmo(nn.Module):
 
     Args:
         bilm: the trained biLM (stateless, or ``stateful=True`` to carry LSTM state from one
-            batch to the next like the original tools).
+            batch to the next like the original tools; ``warm_start`` picks where sentences
+            start, see ``BiLM``).
         num_output_representations: independent ``ScalarMix``es over one biLM pass (e.g. one
             for a model's input and one for its output layer).
         do_layer_norm: layer-normalise each biLM layer inside the mixes.
@@ -86,13 +87,26 @@ class Elmo(nn.Module):
         options_file: str | os.PathLike,
         weight_file: str | os.PathLike,
         stateful: bool = False,
+        warm_start: bool = True,
         **kwargs,
     ) -> Elmo:
-        """Loads an ``options.json`` + weights ``.hdf5`` pair (ours or the original tools')."""
-        return cls(BiLM.from_hdf5(options_file, weight_file, stateful=stateful), **kwargs)
+        """Loads an ``options.json`` + weights ``.hdf5`` pair (ours or the original tools').
+
+        ``warm_start=False, stateful=True`` reproduces the original tools' vectors exactly;
+        the default (warm start, stateless) gives deterministic vectors whose first tokens are
+        as good as the rest (docs/EMBEDDINGS.md).
+        """
+        bilm = BiLM.from_hdf5(options_file, weight_file, stateful=stateful, warm_start=warm_start)
+        return cls(bilm, **kwargs)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, stateful: bool = False, **kwargs) -> Elmo:
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        stateful: bool = False,
+        warm_start: bool = True,
+        **kwargs,
+    ) -> Elmo:
         """Loads the biLM of a training checkpoint (``hparams["options"]``, ``bilm.*`` weights)."""
         path = Path(path)
         if not path.is_file():
@@ -110,7 +124,8 @@ class Elmo(nn.Module):
                 f"{path}: cannot be read as a checkpoint ({type(exc).__name__}); "
                 "pass a .ckpt written by train.py"
             ) from None
-        bilm = BiLM(BiLMOptions.from_dict(options, source=str(path)), stateful=stateful)
+        options = BiLMOptions.from_dict(options, source=str(path))
+        bilm = BiLM(options, stateful=stateful, warm_start=warm_start)
         try:
             bilm.load_state_dict(weights)
         except RuntimeError:

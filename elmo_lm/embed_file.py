@@ -148,14 +148,13 @@ def _embed_lines(
 
 def load_elmo(args: argparse.Namespace) -> Elmo:
     """The embedder the command-line arguments describe."""
-    stateful = args.stateful
-    kwargs = {}
+    kwargs = {"stateful": args.stateful, "warm_start": not args.zero_start}
     if args.word_vectors:
         kwargs["word_vectors"] = WordVectors.from_word2vec(args.word_vectors)
     if args.ckpt:
-        elmo = Elmo.from_checkpoint(args.ckpt, stateful=stateful, **kwargs)
+        elmo = Elmo.from_checkpoint(args.ckpt, **kwargs)
     elif args.options and args.weights:
-        elmo = Elmo.from_files(args.options, args.weights, stateful=stateful, **kwargs)
+        elmo = Elmo.from_files(args.options, args.weights, **kwargs)
     else:
         raise ElmoError(
             "give the model as --options OPTIONS.json --weights WEIGHTS.hdf5, or --ckpt CKPT"
@@ -210,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--stateful", action="store_true", help="carry LSTM state between batches, in file order"
+    )
+    parser.add_argument(
+        "--zero-start",
+        action="store_true",
+        help="start sentences from a zero LSTM state instead of the warm state; with --stateful, "
+        "reproduces the original tools' vectors exactly",
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -115,6 +115,29 @@ def test_command_line(model, corpus, tmp_path):
         assert f["0"].shape == (5, 16)
 
 
+def test_stateful_zero_start_reproduces_the_original_tools(elmo_fixtures, tmp_path):
+    """``--stateful --zero-start``, the fixture's batches as consecutive lines: its top layers."""
+    sentences = json.loads((elmo_fixtures / "sentences.json").read_text())
+    lines = [sentences[k][i] for i in range(10) for k in range(3)]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    model = ["--options", str(elmo_fixtures / "options.json")]
+    model += ["--weights", str(elmo_fixtures / "lm_weights.hdf5")]
+    for start in (["--zero-start"], []):
+        out = tmp_path / f"out{len(start)}.hdf5"
+        args = [str(tmp_path / "in.txt"), str(out), *model, "--mode", "top", "--quiet"]
+        main([*args, "--stateful", "--batch-size", "3", *start])
+        with h5py.File(out, "r") as f:
+            got = [f[str(line)][...] for line in range(30)]
+        matches = []
+        for k in range(3):
+            with h5py.File(elmo_fixtures / f"lm_embeddings_{k}.hdf5", "r") as f:
+                for i in range(10):
+                    ref = f[str(i)][...]  # (2, n, P): forward top, backward top
+                    expected = np.concatenate([ref[0], ref[1]], -1)
+                    matches.append(np.allclose(got[3 * i + k], expected, atol=1e-5, rtol=0))
+        assert all(matches) == bool(start)  # the warm start (default) differs on purpose
+
+
 def test_one_line_errors(model, corpus, tmp_path, capsys):
     elmo, options, weights = model
     out = str(tmp_path / "out.hdf5")

@@ -10,7 +10,13 @@ from elmo_lm import BiLM, batch_to_ids
 
 
 def test_top_layer_matches_the_original_stateful_run(elmo_fixtures):
-    bilm = BiLM.from_hdf5(elmo_fixtures / "options.json", elmo_fixtures / "lm_weights.hdf5", stateful=True).eval()
+    """The original tools start their first batch from a zero state: warm_start=False."""
+    bilm = BiLM.from_hdf5(
+        elmo_fixtures / "options.json",
+        elmo_fixtures / "lm_weights.hdf5",
+        stateful=True,
+        warm_start=False,
+    ).eval()
     sentences = json.loads((elmo_fixtures / "sentences.json").read_text())
     for i in range(10):
         batch = [sentences[k][i].split() for k in range(3)]
@@ -25,8 +31,12 @@ def test_top_layer_matches_the_original_stateful_run(elmo_fixtures):
 
 def test_stateless_differs_from_stateful_after_the_first_batch(elmo_fixtures):
     sentences = json.loads((elmo_fixtures / "sentences.json").read_text())
-    stateful = BiLM.from_hdf5(elmo_fixtures / "options.json", elmo_fixtures / "lm_weights.hdf5", stateful=True).eval()
-    stateless = BiLM.from_hdf5(elmo_fixtures / "options.json", elmo_fixtures / "lm_weights.hdf5").eval()
+    stateful = BiLM.from_hdf5(
+        elmo_fixtures / "options.json", elmo_fixtures / "lm_weights.hdf5", stateful=True
+    ).eval()
+    stateless = BiLM.from_hdf5(
+        elmo_fixtures / "options.json", elmo_fixtures / "lm_weights.hdf5"
+    ).eval()
     batches = [batch_to_ids([sentences[k][i].split() for k in range(3)]) for i in range(2)]
     with torch.no_grad():
         a0, b0 = stateful(batches[0])["layers"][-1], stateless(batches[0])["layers"][-1]
