@@ -55,6 +55,7 @@ CONTEXTS = {
         "the man said it .",
         "there was a cat .",
     ],
+    "The man said it . | There was a cat .": ["The man said it .", "There was a cat ."],
     "it was a cat . | the dog ran . | a man said it .": [
         "it was a cat .",
         "the dog ran .",

@@ -1,0 +1,401 @@
+"""Held-out perplexity and training speed against the original trainer (allenai/bilm-tf).
+
+Usage: python bench/bench_peer.py [--steps 600] [--seeds 1 2 3] [--shape mini] [--out DIR]
+       python bench/bench_peer.py --steps 30 --seeds 1      # a quick look, a few minutes
+       python bench/bench_peer.py --from_results /tmp/bench_peer/results.json   # the table again
+
+Both trainers learn the same corpus (default data/fortunes, ``python scripts/make_real_corpus.py``)
+with the same vocabulary file (``make_vocab.py`` of the original trainer's tools: ``<S> </S>
+<UNK>``, then every training token by count), the same shape (``conf/model/<shape>.yaml``), batch,
+unroll, sampled softmax and number of steps, one seed after another, never two at once.
+
+- The original: ``train_peer.py`` of ../shared/tools/original-trainer (its README), which runs the
+  unmodified ``bilm.training.train()`` and then ``test()`` and prints one JSON line.
+- Ours: ``python train.py`` with overrides (the whole path a user runs, data loading included),
+  no validation while training, one checkpoint at the last step; then
+  ``elmo_lm.training.evaluate`` of that checkpoint on the held-out file.
+
+Held-out perplexity is the original ``test()``'s definition for both: the held-out text as
+``--test_batch_size`` streams, the LSTM state carried from a zero start, the full softmax; ``ppl``
+is exp of the mean of both directions' mean losses. (``test()`` drops its last incomplete batch;
+ours scores every token.) "ppl zero" is ours only: every sentence from a zero state.
+
+tokens/s is train_peer.py's definition for both: ``steps * batch * unroll`` over the time from the
+first batch in hand to the end of training (the final checkpoint included). "tokens/s after k" is
+ours only: from the end of step k (``--warmup``) to the end of the last step. "others" is the
+CPU that other processes used during a run, in cores (the machine's busy time less this
+benchmark's and its runs'): a shared machine slows the trainers down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+from common import table  # noqa: E402
+
+from elmo_lm.options import BiLMOptions  # noqa: E402
+from elmo_lm.training import build_options, evaluate  # noqa: E402
+
+PEER = Path(os.environ.get("ELMO_ORIGINAL_TRAINER", ROOT.parent / "shared/tools/original-trainer"))
+PEER_PYTHON = Path(
+    os.environ.get("ELMO_ORIGINAL_PYTHON", Path.home() / ".cache/elmo-original-trainer/bin/python")
+)
+PPL_TARGET = 0.03  # ours within 3% of the original's held-out perplexity
+SPEED_TARGET = 2.0  # ours at least twice the original's tokens/s
+
+
+class StepTimer(L.Callback):
+    """Writes to ``path`` the times (``time.perf_counter``) of the first training batch's start,
+    every step's end and the end of training, with the tokens of each step."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.first: float | None = None
+        self.step_ends: list[float] = []
+        self.tokens: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.step_ends.append(time.perf_counter())
+        self.tokens.append(int(batch["fwd_targets"].numel()))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        record = {"first": self.first, "end": time.perf_counter(), "step_ends": self.step_ends}
+        self.path.write_text(json.dumps({**record, "tokens": self.tokens}))
+
+
+def shape_options(shape: str) -> BiLMOptions:
+    """The biLM of ``conf/model/<shape>.yaml``, read as train.py reads it."""
+    return build_options(
+        **OmegaConf.to_container(OmegaConf.load(ROOT / f"conf/model/{shape}.yaml"))
+    )
+
+
+def original_shape_flags(options: BiLMOptions) -> list[str]:
+    """train_peer.py's flags for a biLM shape (they mirror options.json)."""
+    lstm, cnn = options.lstm, options.char_cnn
+    if lstm.cell_clip is None or lstm.proj_clip is None:
+        raise SystemExit("train_peer.py always clips: the shape needs cell_clip and proj_clip")
+    flags = {
+        "lstm_dim": lstm.dim,
+        "projection_dim": lstm.projection_dim,
+        "n_layers": lstm.n_layers,
+        "cell_clip": lstm.cell_clip,
+        "proj_clip": lstm.proj_clip,
+        "filters": json.dumps(cnn.filters),
+        "char_dim": cnn.embedding.dim,
+        "n_highway": cnn.n_highway,
+        "max_characters_per_token": cnn.max_characters_per_token,
+        "activation": cnn.activation,
+        "dropout": options.dropout,
+    }
+    args = [f"--{k}={v}" for k, v in flags.items()]
+    return args if lstm.use_skip_connections else [*args, "--no_skip_connections"]
+
+
+class OthersCPU:
+    """Context: ``.cores``, the CPU other processes used meanwhile, in cores (Linux; else None)."""
+
+    def __enter__(self):
+        self.start = (time.perf_counter(), _busy_seconds(), _own_cpu_seconds())
+        return self
+
+    def __exit__(self, *exc):
+        wall, busy, own = (
+            b - a
+            for a, b in zip(self.start, (time.perf_counter(), _busy_seconds(), _own_cpu_seconds()))
+        )
+        self.cores = None if math.isnan(busy) else (busy - own) / wall
+
+
+def _busy_seconds() -> float:
+    """Non-idle CPU time of the whole machine since boot, from /proc/stat."""
+    try:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, Path("/proc/stat").read_text().split()[1:9]
+        )
+    except (OSError, ValueError):
+        return float("nan")
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the trainings)."""
+    return sum(
+        u.ru_utime + u.ru_stime
+        for u in (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+    )
+
+
+def run_logged(cmd: list[str], log: Path, **kwargs) -> str:
+    """Runs ``cmd``, its stderr into ``log``; returns its stdout, or exits with the log's tail."""
+    with log.open("w") as err:
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, **kwargs)
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-30:])
+        raise SystemExit(f"{cmd[0]} ... failed ({done.returncode}); {log}:\n{tail}")
+    return done.stdout
+
+
+def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        str(PEER_PYTHON),
+        str(PEER / "train_peer.py"),
+        f"--train={args.train}",
+        f"--valid={args.valid}",
+        f"--vocab={vocab}",
+        f"--out={out}",
+        f"--steps={args.steps}",
+        f"--batch_size={args.batch_size}",
+        f"--unroll_steps={args.unroll_steps}",
+        f"--n_negative_samples={args.n_negative_samples}",
+        f"--test_batch_size={args.test_batch_size}",
+        f"--seed={seed}",
+        *original_shape_flags(options),
+    ]
+    stdout = run_logged(cmd, out / "stderr.log")
+    result = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+    return {
+        "ppl": result["test_ppl"],
+        "ppl_fwd": result["test_ppl_forward"],
+        "ppl_bwd": result["test_ppl_backward"],
+        "tokens_per_s": result["tokens_per_s"],
+        "train_s": result["train_seconds"],
+        "steps": result["steps"],
+        "scored": result["test_predictions_scored_per_direction"]
+        / result["valid_predictions_total_per_direction"],
+    }
+
+
+def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    options = shape_options(shape)
+    timing = out / "timing.json"
+    overrides = [
+        f"hydra.run.dir={out}",
+        f"paths.runs_dir={out}",
+        "name=bench_peer",
+        f"model={shape}",
+        "hardware=cpu",
+        f"data.train_files={args.train}",
+        f"data.valid_files={args.valid}",
+        f"data.vocab_file={vocab}",
+        f"data.batch_size={args.batch_size}",
+        f"data.unroll_steps={args.unroll_steps}",
+        f"data.max_characters_per_token={options.char_cnn.max_characters_per_token}",
+        "data.num_workers=0",
+        "module.softmax=sampled",
+        f"module.n_negative_samples={args.n_negative_samples}",
+        f"trainer.max_steps={args.steps}",
+        "trainer.max_epochs=-1",
+        "trainer.limit_val_batches=0",  # held-out perplexity afterwards, as the original
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        # One checkpoint, at the last step, as the original's train() saves at its end.
+        f"callbacks.periodic.every_n_train_steps={args.steps}",
+        f"seed={seed}",
+        "+callbacks.timer._target_=bench_peer.StepTimer",
+        f"+callbacks.timer.path={timing}",
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)])}
+    cmd = [sys.executable, str(ROOT / "train.py"), *overrides]
+    run_logged(cmd, out / "stderr.log", cwd=ROOT, env=env)
+
+    t = json.loads(timing.read_text())
+    steps, k = len(t["step_ends"]), args.warmup
+    ckpt = out / "checkpoints" / f"latest-step{steps}.ckpt"
+    held_out = evaluate(
+        ckpt,
+        args.valid,
+        batch_size=args.test_batch_size,
+        device="cpu",
+        unroll_steps=args.unroll_steps,
+    )
+    return {
+        "ppl": held_out["ppl"],
+        "ppl_fwd": held_out["ppl_fwd"],
+        "ppl_bwd": held_out["ppl_bwd"],
+        "ppl_zero_state": held_out.get("ppl_zero_state"),
+        "tokens_per_s": sum(t["tokens"]) / (t["end"] - t["first"]),
+        "tokens_per_s_after_k": (
+            sum(t["tokens"][k:]) / (t["step_ends"][-1] - t["step_ends"][k - 1])
+            if steps > k
+            else None
+        ),
+        "train_s": t["end"] - t["first"],
+        "steps": steps,
+        "scored": 1.0,
+    }
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def run_row(trainer: str, seed, r: dict, warmup: int) -> dict:
+    return {
+        "trainer": trainer,
+        "seed": seed,
+        "steps": r.get("steps", "-"),
+        "ppl": fmt(r["ppl"], 2),
+        "ppl fwd": fmt(r["ppl_fwd"], 2),
+        "ppl bwd": fmt(r["ppl_bwd"], 2),
+        "ppl zero": fmt(r.get("ppl_zero_state"), 1),
+        "scored": fmt(100 * r["scored"], 0) + "%" if "scored" in r else "-",
+        "tokens/s": fmt(r["tokens_per_s"], 0),
+        f"tokens/s after {warmup}": fmt(r.get("tokens_per_s_after_k"), 0),
+        "train s": fmt(r.get("train_s"), 1),
+        "others": fmt(r.get("others_cores"), 2),
+    }
+
+
+KEYS = ("ppl", "ppl_fwd", "ppl_bwd", "ppl_zero_state", "tokens_per_s", "tokens_per_s_after_k")
+
+
+def summary(runs: list[dict], how, at_least: int = 1) -> dict:
+    """``how`` (mean, stdev) of each quantity over the runs that have it (None: too few)."""
+    values = {k: [r[k] for r in runs if r.get(k) is not None] for k in KEYS}
+    return {k: how(v) if len(v) >= at_least else None for k, v in values.items()}
+
+
+def report(results: dict[str, dict[int, dict]], warmup: int) -> str:
+    """The table of every run, each trainer's mean, median and sd over seeds, and the ratios."""
+    rows = [run_row(t, seed, r, warmup) for t, runs in results.items() for seed, r in runs.items()]
+    stats = {}
+    for trainer, runs in results.items():
+        runs = list(runs.values())
+        # The median too: one seed whose zero-state start blows up dominates a mean of three.
+        stats[trainer] = {
+            "mean": summary(runs, statistics.mean),
+            "median": summary(runs, statistics.median),
+            "sd": summary(runs, statistics.stdev, at_least=2),
+        }
+        rows += [run_row(trainer, name, v, warmup) for name, v in stats[trainer].items()]
+    text = table(rows, list(rows[0]))
+    if set(stats) != {"ours", "original"}:
+        return text
+    ours, orig = stats["ours"], stats["original"]
+    ratios = []
+    for key, label in (
+        ("ppl", "ppl"),
+        ("ppl_fwd", "ppl fwd"),
+        ("ppl_bwd", "ppl bwd"),
+        ("tokens_per_s", "tokens/s"),
+    ):
+        r = {how: ours[how][key] / orig[how][key] for how in ("mean", "median")}
+        if key == "tokens_per_s":
+            target, met = f">= {SPEED_TARGET:g}x", {h: v >= SPEED_TARGET for h, v in r.items()}
+        else:
+            target = f"within {100 * PPL_TARGET:g}%"
+            met = {h: abs(v - 1) <= PPL_TARGET for h, v in r.items()}
+        ratios.append(
+            {
+                "ours / original": label,
+                "of means": f"{r['mean']:.3f}",
+                "of medians": f"{r['median']:.3f}",
+                "target": target,
+                "met (means, medians)": ", ".join("yes" if m else "no" for m in met.values()),
+            }
+        )
+    return text + "\n\n" + table(ratios)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, default=ROOT / "data/fortunes/train.txt")
+    parser.add_argument("--valid", type=Path, default=ROOT / "data/fortunes/valid.txt")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--unroll_steps", type=int, default=20)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--n_negative_samples", type=int, default=8192)
+    parser.add_argument("--test_batch_size", type=int, default=256, help="held-out streams")
+    parser.add_argument("--shape", default="mini", help="a conf/model/<shape>.yaml")
+    parser.add_argument("--warmup", type=int, default=10, help="steps before 'tokens/s after k'")
+    parser.add_argument("--skip_original", action="store_true")
+    parser.add_argument("--skip_ours", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench_peer"), help="work directory")
+    parser.add_argument(
+        "--from_results", type=Path, help="print the table of an earlier run's results.json"
+    )
+    args = parser.parse_args()
+    if args.from_results:
+        print(report(json.loads(args.from_results.read_text()), args.warmup))
+        return
+    args.train, args.valid, args.out = (
+        args.train.resolve(),
+        args.valid.resolve(),
+        args.out.resolve(),
+    )
+    for path in (args.train, args.valid):
+        if not path.is_file():
+            raise SystemExit(
+                f"{path}: no such corpus file; make it with scripts/make_real_corpus.py"
+            )
+    if not (PEER / "make_vocab.py").is_file():
+        raise SystemExit(f"{PEER}: not the original trainer's tools; set ELMO_ORIGINAL_TRAINER")
+    if not args.skip_original and not PEER_PYTHON.is_file():
+        raise SystemExit(
+            f"{PEER_PYTHON}: no original trainer; run {PEER}/setup.sh (or --skip_original)"
+        )
+
+    options = shape_options(args.shape)
+    args.out.mkdir(parents=True, exist_ok=True)
+    vocab = args.out / "vocab.txt"
+    subprocess.run(
+        [sys.executable, str(PEER / "make_vocab.py"), str(args.train), str(vocab)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    n_vocab = sum(1 for _ in vocab.open())
+    print(
+        f"corpus {args.train} ({n_vocab:,} vocabulary), held out {args.valid}; shape {args.shape}; "
+        f"{args.steps} steps of {args.batch_size} x {args.unroll_steps}, "
+        f"{args.n_negative_samples} negatives",
+        flush=True,
+    )
+
+    results: dict[str, dict[int, dict]] = {"original": {}, "ours": {}}
+    for seed in args.seeds:
+        if not args.skip_original:
+            with OthersCPU() as others:
+                r = train_original(args, options, vocab, seed, args.out / f"original/seed{seed}")
+            r["others_cores"] = others.cores
+            results["original"][seed] = r
+            print(f"original seed {seed}: {json.dumps(r)}", flush=True)
+        if not args.skip_ours:
+            with OthersCPU() as others:
+                r = train_ours(args, args.shape, vocab, seed, args.out / f"ours/seed{seed}")
+            r["others_cores"] = others.cores
+            results["ours"][seed] = r
+            print(f"ours seed {seed}: {json.dumps(r)}", flush=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"runs in {args.out}\n")
+    print(report({t: runs for t, runs in results.items() if runs}, args.warmup))
+
+
+if __name__ == "__main__":
+    main()
