@@ -48,19 +48,17 @@ class BatchRecorder(L.Callback):
 
 
 def sentences_of(batches: list[list[list[int]]]) -> set[tuple[int, ...]]:
-    """The whole sentences (ids between <S>=0 and </S>=1) in each row's stream of targets."""
+    """The whole sentences in each row's stream of targets: ``w1 .. wn </S>`` (</S> = 1), one
+    after another from the row's start (<S> is never a target)."""
     rows = [sum((batch[r] for batch in batches), []) for r in range(len(batches[0]))]
     found = set()
     for row in rows:
-        current = None
+        current: list[int] = []
         for token in row:
-            if token == 0:
+            if token == 1:
+                found.add(tuple(current))
                 current = []
-            elif token == 1:
-                if current is not None:
-                    found.add(tuple(current))
-                current = None
-            elif current is not None:
+            else:
                 current.append(token)
     return found
 
