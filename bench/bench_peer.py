@@ -13,7 +13,9 @@ unroll, sampled softmax and number of steps, one seed after another, never two a
   unmodified ``bilm.training.train()`` and then ``test()`` and prints one JSON line.
 - Ours: ``python train.py`` with overrides (the whole path a user runs, data loading included),
   no validation while training, one checkpoint at the last step; then
-  ``elmo_lm.training.evaluate`` of that checkpoint on the held-out file.
+  ``elmo_lm.training.evaluate`` of that checkpoint on the held-out file. Everything else is
+  conf/train.yaml's default, e.g. ``module.reset_state_prob`` (the original never resets a row's
+  state; ``--ours_overrides module.reset_state_prob=0`` trains as it does).
 
 Held-out perplexity is the original ``test()``'s definition for both: the held-out text as
 ``--test_batch_size`` streams, the LSTM state carried from a zero start, the full softmax; ``ppl``
@@ -21,8 +23,9 @@ is exp of the mean of both directions' mean losses. (``test()`` drops its last i
 ours scores every token.) "ppl zero" is ours only: every sentence from a zero state.
 
 tokens/s is train_peer.py's definition for both: ``steps * batch * unroll`` over the time from the
-first batch in hand to the end of training (the final checkpoint included). "tokens/s after k" is
-ours only: from the end of step k (``--warmup``) to the end of the last step. "others" is the
+first batch in hand to the end of training (the final checkpoint included). "tokens/s after k",
+for both, leaves the start out: from the end of step k (``--warmup``) to the end of the last step
+whose time the original logs (every 100 steps; the checkpoint not included). "others" is the
 CPU that other processes used during a run, in cores (the machine's busy time less this
 benchmark's and its runs'): a shared machine slows the trainers down.
 """
@@ -182,6 +185,11 @@ def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path
         "ppl_fwd": result["test_ppl_forward"],
         "ppl_bwd": result["test_ppl_backward"],
         "tokens_per_s": result["tokens_per_s"],
+        "tokens_per_s_after_k": rate_after(
+            original_step_times(out / "stderr.log"),
+            args.warmup,
+            args.batch_size * args.unroll_steps,
+        ),
         "train_s": result["train_seconds"],
         "steps": result["steps"],
         "scored": result["test_predictions_scored_per_direction"]
@@ -219,13 +227,14 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
         f"seed={seed}",
         "+callbacks.timer._target_=bench_peer.StepTimer",
         f"+callbacks.timer.path={timing}",
+        *args.ours_overrides,
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT)])}
     cmd = [sys.executable, str(ROOT / "train.py"), *overrides]
     run_logged(cmd, out / "stderr.log", cwd=ROOT, env=env)
 
     t = json.loads(timing.read_text())
-    steps, k = len(t["step_ends"]), args.warmup
+    steps = len(t["step_ends"])
     ckpt = out / "checkpoints" / f"latest-step{steps}.ckpt"
     held_out = evaluate(
         ckpt,
@@ -240,15 +249,34 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
         "ppl_bwd": held_out["ppl_bwd"],
         "ppl_zero_state": held_out.get("ppl_zero_state"),
         "tokens_per_s": sum(t["tokens"]) / (t["end"] - t["first"]),
-        "tokens_per_s_after_k": (
-            sum(t["tokens"][k:]) / (t["step_ends"][-1] - t["step_ends"][k - 1])
-            if steps > k
-            else None
+        "tokens_per_s_after_k": rate_after(
+            dict(enumerate(t["step_ends"], start=1)), args.warmup, t["tokens"][0]
         ),
         "train_s": t["end"] - t["first"],
         "steps": steps,
         "scored": 1.0,
     }
+
+
+def original_step_times(log: Path) -> dict[int, float]:
+    """Step -> seconds of the original's training loop, from its log's ``Batch <step>, ...``
+    and ``Total time: <s>`` lines (every 100 steps)."""
+    times, step = {}, None
+    for line in log.read_text().splitlines():
+        if line.startswith("Batch "):
+            step = int(line.split()[1].rstrip(","))
+        elif line.startswith("Total time: ") and step is not None:
+            times[step] = float(line.split()[2])
+    return times
+
+
+def rate_after(times: dict[int, float], k: int, tokens_per_step: int) -> float | None:
+    """Tokens/s from the end of step k to the end of the last step that is a multiple of 100
+    (the original's log's steps); None when there is no such window."""
+    end = max((step for step in times if step % 100 == 0), default=0)
+    if k not in times or end <= k:
+        return None
+    return (end - k) * tokens_per_step / (times[end] - times[k])
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -334,9 +362,17 @@ def main() -> None:
     parser.add_argument("--n_negative_samples", type=int, default=8192)
     parser.add_argument("--test_batch_size", type=int, default=256, help="held-out streams")
     parser.add_argument("--shape", default="mini", help="a conf/model/<shape>.yaml")
-    parser.add_argument("--warmup", type=int, default=10, help="steps before 'tokens/s after k'")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        help="steps before 'tokens/s after k' (a multiple of 100)",
+    )
     parser.add_argument("--skip_original", action="store_true")
     parser.add_argument("--skip_ours", action="store_true")
+    parser.add_argument(
+        "--ours_overrides", nargs="*", default=[], help="more train.py key=value overrides"
+    )
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_peer"), help="work directory")
     parser.add_argument(
         "--from_results", type=Path, help="print the table of an earlier run's results.json"
@@ -374,7 +410,7 @@ def main() -> None:
     print(
         f"corpus {args.train} ({n_vocab:,} vocabulary), held out {args.valid}; shape {args.shape}; "
         f"{args.steps} steps of {args.batch_size} x {args.unroll_steps}, "
-        f"{args.n_negative_samples} negatives",
+        f"{args.n_negative_samples} negatives; ours also {' '.join(args.ours_overrides) or '-'}",
         flush=True,
     )
 
