@@ -32,6 +32,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from elmo_lm.allocator import keep_freed_memory
 from elmo_lm.bilm import BiLM, bilm_state_detach
 from elmo_lm.options import BiLMOptions
 from elmo_lm.softmax import Softmax
@@ -226,6 +227,7 @@ class ElmoLM(L.LightningModule):
         )
 
     def on_fit_start(self) -> None:
+        keep_freed_memory()  # steps reuse their buffers instead of page-faulting (allocator.py)
         if self._distributed():
             # Not synchronised by DDP at wrap time: start every rank from rank 0's softmax.
             for p in self.softmax_parameters():
@@ -258,7 +260,7 @@ class ElmoLM(L.LightningModule):
             state = reset_rows(state, self.hparams["reset_state_prob"])
         nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
         self._train_states[stream] = bilm_state_detach(new_state)
-        loss = 0.5 * (nll_fwd / max(n_fwd, 1) + nll_bwd / max(n_bwd, 1))
+        loss = 0.5 * (nll_fwd / n_fwd.clamp(min=1) + nll_bwd / n_bwd.clamp(min=1))
         name = "train/sampled_ppl" if self.sampled else "train/ppl"
         self.log("train/loss", loss.detach(), on_step=True)
         self.log(name, torch.exp(loss.detach()), on_step=True, prog_bar=True)
@@ -313,8 +315,7 @@ class ElmoLM(L.LightningModule):
         """(nll fwd, count fwd, nll bwd, count bwd) float64 of a held-out batch from ``state``
         (None: zeros), and the state it ends in; exact when in eval mode (full softmax)."""
         nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
-        counts = torch.tensor([n_fwd, n_bwd], dtype=torch.float64, device=nll_fwd.device)
-        sums = torch.stack([nll_fwd.double(), counts[0], nll_bwd.double(), counts[1]])
+        sums = torch.stack([nll_fwd.double(), n_fwd.double(), nll_bwd.double(), n_bwd.double()])
         return sums, bilm_state_detach(new_state)
 
     def on_validation_epoch_end(self) -> None:

@@ -14,6 +14,7 @@ vocabulary does not need a (tokens, vocabulary) matrix at once.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -27,51 +28,148 @@ def log_uniform_probs(ids: torch.Tensor, range_max: int) -> torch.Tensor:
     return torch.log1p(1.0 / (ids + 1.0)) / math.log1p(range_max)
 
 
-def expected_counts(probs: torch.Tensor, num_tries: int, num_sampled: int) -> torch.Tensor:
+def expected_counts(
+    probs: torch.Tensor, num_tries: torch.Tensor | int, num_sampled: int
+) -> torch.Tensor:
     """Expected times a class is drawn in ``num_tries`` draws (TF's ``ExpectedCountHelper``).
 
     ``num_sampled * p`` when no draw was rejected as a duplicate, else
     ``1 - (1 - p) ** num_tries`` (the chance it was drawn at all, as it appears once).
+    ``num_tries`` may be a tensor (it stays on the device: no host synchronisation).
     """
-    if num_tries == num_sampled:
-        return probs * num_sampled
-    return -torch.expm1(num_tries * torch.log1p(-probs))
+    num_tries = torch.as_tensor(num_tries, device=probs.device)
+    return torch.where(
+        num_tries == num_sampled,
+        probs * num_sampled,
+        -torch.expm1(num_tries.to(probs.dtype) * torch.log1p(-probs)),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def draws_needed(num_sampled: int, range_max: int, sigmas: float = 8.0) -> int:
+    """Log-uniform draws that give ``num_sampled`` distinct ids out of ``range_max`` but with a
+    chance far below 1e-12 of falling short: the expected number of distinct ids in ``m`` draws,
+    ``sum(1 - (1 - p) ** m)``, less ``sigmas`` standard deviations, reaches ``num_sampled``.
+    """
+    p = log_uniform_probs(torch.arange(range_max), range_max)
+    log_miss = torch.log1p(-p)
+
+    def short(m: int) -> bool:
+        q = -torch.expm1(m * log_miss)  # chance that id is among m draws
+        return float(q.sum() - sigmas * (q * (1 - q)).sum().sqrt()) < num_sampled
+
+    lo, hi = num_sampled, 2 * num_sampled
+    while short(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > max(1, lo // 256):
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if short(mid) else (lo, mid)
+    return hi
+
+
+def first_distinct(
+    draws: torch.Tensor, num_sampled: int, range_max: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first ``num_sampled`` distinct values of ``draws`` (M,) in order of first draw, how
+    many draws it took to see them (``num_tries``), and how many distinct values there are.
+
+    Fixed shapes only (a first-draw table over the ids, a running count): no sort, no loop, and
+    no host synchronisation, so it runs as a few kernels on any device.
+    """
+    m = draws.shape[0]
+    positions = torch.arange(m, device=draws.device)
+    first = torch.full((range_max,), m, device=draws.device)  # (V,) first draw of each id
+    first.scatter_reduce_(0, draws, positions, "amin")
+    new = first[draws] == positions  # (M,) the draw is its id's first
+    rank = new.cumsum(0)  # (M,) distinct ids up to and including each draw
+    take = new & (rank <= num_sampled)
+    ids = draws.new_zeros(num_sampled + 1)  # the last slot collects every draw not taken
+    ids.scatter_(0, torch.where(take, rank - 1, num_sampled), draws)
+    num_tries = torch.searchsorted(rank, num_sampled) + 1
+    return ids[:num_sampled], num_tries, rank[-1]
 
 
 def log_uniform_candidates(
-    num_sampled: int, range_max: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, int]:
+    num_sampled: int,
+    range_max: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draws ``num_sampled`` distinct ids log-uniformly from ``[0, range_max)``, as TF's
-    ``log_uniform_candidate_sampler(unique=True)``: draws are repeated until that many distinct
-    ids came up, and ``num_tries`` counts all draws.
+    ``log_uniform_candidate_sampler(unique=True)``: a stream of draws is read until that many
+    distinct ids came up, and ``num_tries`` counts the draws read.
+
+    The stream is drawn ``draws_needed`` at a time, in one vectorised pass (``first_distinct``),
+    which holds enough distinct ids but with a chance far below 1e-12. On the CPU, where a check
+    costs nothing, a pass that falls short reads more of the stream; on an accelerator the check
+    is an asynchronous assertion, so that the step needs no host synchronisation.
 
     Returns:
-        The ids (num_sampled,) long on the CPU, in order of first draw, and ``num_tries``.
+        The ids (num_sampled,) long on ``device``, in order of first draw, and ``num_tries``, a
+        0-dim long tensor there.
     """
     if not 0 < num_sampled < range_max:
         raise ValueError(f"num_sampled={num_sampled} must lie in (0, range_max={range_max})")
+    device = torch.device(device or "cpu")
+    m = draws_needed(num_sampled, range_max)
     log_range = math.log1p(range_max)
-    accepted = torch.empty(0, dtype=torch.long)
-    num_tries = 0
-    while len(accepted) < num_sampled:
-        need = num_sampled - len(accepted)
-        m = max(2 * need, 1024)
-        u = torch.rand(m, generator=generator, dtype=torch.float64)
-        draws = ((u * log_range).exp().long() - 1).clamp_(0, range_max - 1)  # (m,)
-        # A draw is new when it is its value's first draw in this chunk and was not accepted before.
-        uniq, inverse = torch.unique(draws, return_inverse=True)
-        positions = torch.arange(m)
-        first = torch.full((len(uniq),), m).scatter_reduce_(0, inverse, positions, "amin")
-        new = (first[inverse] == positions) & ~torch.isin(draws, accepted)
-        found = new.cumsum(0)
-        if found[-1] >= need:
-            stop = int(torch.searchsorted(found, need)) + 1  # draws used to reach `need`
-            num_tries += stop
-            accepted = torch.cat([accepted, draws[:stop][new[:stop]]])
-        else:
-            num_tries += m
-            accepted = torch.cat([accepted, draws[new]])
-    return accepted, num_tries
+
+    def draw(n: int) -> torch.Tensor:
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+        return ((u * log_range).exp().long() - 1).clamp_(0, range_max - 1)  # (n,)
+
+    draws = draw(m)
+    ids, num_tries, found = first_distinct(draws, num_sampled, range_max)
+    if device.type != "cpu":
+        torch._assert_async(found >= num_sampled, "too few distinct log-uniform draws")
+        return ids, num_tries
+    while found < num_sampled:  # far below 1e-12 per call
+        draws = torch.cat([draws, draw(m)])
+        ids, num_tries, found = first_distinct(draws, num_sampled, range_max)
+    return ids, num_tries
+
+
+class _SampledNLL(torch.autograd.Function):
+    """-log softmax([true, sampled])[0] per row, from the true logits and the sampled classes'
+    rows, with a hand-written backward.
+
+    The (N, S) logits are made once by a matmul and turned into exp(logit - row max) in place;
+    that one matrix serves the loss and the backward pass (whose gradient is it, scaled per
+    row), so the whole softmax reads and writes it a few times instead of autograd's dozen.
+    Accidental hits get -inf by a scatter of one column per row, with no (N, S) mask. The
+    softmax arithmetic runs in float32 whatever the matmul's precision (autocast).
+    """
+
+    @staticmethod
+    def forward(ctx, true_logits, inputs, sampled_w, sampled_b, hit_cols):
+        logits = torch.addmm(sampled_b, inputs, sampled_w.t()).float()  # (N, S)
+        true_logits = true_logits.float()  # (N,)
+        if hit_cols is not None:  # (N,) column of the row's target among the sampled, or -1
+            hit = hit_cols[:, None] >= 0
+            cols = hit_cols.clamp(min=0)[:, None]  # (N, 1); a row without a hit rewrites col 0
+            kept = logits.gather(1, cols)
+            logits.scatter_(1, cols, torch.where(hit, float("-inf"), kept))
+        top = torch.maximum(logits.amax(1), true_logits)  # (N,)
+        exps = logits.sub_(top[:, None]).exp_()  # (N, S) exp(logit - top), in place
+        true_exp = (true_logits - top).exp()  # (N,)
+        total = exps.sum(1) + true_exp  # (N,)
+        ctx.save_for_backward(exps, true_exp, total, inputs, sampled_w)
+        ctx.used = False
+        return top + total.log() - true_logits
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.used:
+            raise RuntimeError("the sampled softmax's backward pass runs once (no retain_graph)")
+        ctx.used = True
+        exps, true_exp, total, inputs, sampled_w = ctx.saved_tensors
+        scale = grad.float() / total  # (N,)
+        d_true = scale * true_exp - grad.float()  # (N,)
+        d_logits = exps.mul_(scale[:, None])  # (N, S): softmax probabilities times grad
+        d_inputs = (d_logits @ sampled_w.float()).to(inputs.dtype)  # (N, P)
+        d_w = (d_logits.t() @ inputs.float()).to(sampled_w.dtype)  # (S, P)
+        d_b = d_logits.sum(0)  # (S,)
+        return d_true, d_inputs, d_w, d_b, None
 
 
 def sampled_softmax_nll(
@@ -92,7 +190,7 @@ def sampled_softmax_nll(
         weight: (V, P) softmax weights; only the target and sampled rows are read, through a
             sparse embedding lookup, so their gradient is sparse.
         bias: (V, 1) softmax biases (a column, so that its lookup is sparse too).
-        sampled: (S,) sampled class ids.
+        sampled: (S,) distinct sampled class ids.
         log_true_expected: (N,) log expected count of each target, subtracted from its logit;
             None for no correction.
         log_sampled_expected: (S,) the same for the sampled classes.
@@ -112,12 +210,13 @@ def sampled_softmax_nll(
         true_logits = true_logits - log_true_expected
     if log_sampled_expected is not None:
         sampled_b = sampled_b - log_sampled_expected
-    sampled_logits = torch.addmm(sampled_b, inputs, sampled_w.t())  # (N, S)
+    hit_cols = None
     if remove_accidental_hits:
-        hits = sampled[None, :] == targets[:, None]  # (N, S)
-        sampled_logits = sampled_logits.masked_fill(hits, float("-inf"))
-    # -log softmax([true, sampled])[0], without building the (N, 1 + S) matrix.
-    return torch.logaddexp(true_logits, sampled_logits.logsumexp(-1)) - true_logits
+        # Each class's column among the sampled (-1: not sampled), looked up per target.
+        column = torch.full((weight.shape[0],), -1, dtype=torch.long, device=sampled.device)
+        column[sampled] = torch.arange(len(sampled), device=sampled.device)
+        hit_cols = column[targets]  # (N,)
+    return _SampledNLL.apply(true_logits, inputs, sampled_w, sampled_b, hit_cols)
 
 
 def full_softmax_nll(
@@ -174,7 +273,9 @@ class Softmax(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_classes, dim) * dim**-0.5)  # (V, P)
         self.bias = nn.Parameter(torch.zeros(n_classes, 1))  # (V, 1)
 
-    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def forward(
+        self, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed loss over the targets that are not -1, and their number.
 
         Args:
@@ -183,20 +284,30 @@ class Softmax(nn.Module):
 
         Returns:
             The summed negative log-likelihood (sampled in training mode when ``sampled``, else
-            exact) and the count of targets.
+            exact) and the count of targets, a 0-dim long tensor. In training mode every
+            position is computed and those without a target are zeroed, so that the shapes do
+            not depend on the targets (no host synchronisation).
         """
         keep = targets >= 0
+        count = keep.sum()
+        if self.training:
+            x, t = inputs.reshape(-1, inputs.shape[-1]), targets.reshape(-1)  # (N, P), (N,)
+            if not self.sampled:
+                b = self.bias.squeeze(1)
+                nll = F.cross_entropy(
+                    F.linear(x, self.weight, b), t, ignore_index=-1, reduction="sum"
+                )
+                return nll, count
+            nll = self.sampled_nll(x, t.clamp(min=0))  # (N,)
+            return (nll * keep.reshape(-1).to(nll.dtype)).sum(), count
         x, t = inputs[keep], targets[keep]  # (N, P), (N,)
-        if self.training and self.sampled:
-            nll = self.sampled_nll(x, t)
-        else:
-            nll = full_softmax_nll(x, t, self.weight, self.bias)
-        return nll.sum(), len(t)
+        return full_softmax_nll(x, t, self.weight, self.bias).sum(), count
 
     def sampled_nll(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(N, P), (N,) -> (N,) sampled-softmax losses with freshly drawn negatives."""
-        sampled, num_tries = log_uniform_candidates(self.n_negative_samples, self.n_classes)
-        sampled = sampled.to(targets.device, non_blocking=True)
+        sampled, num_tries = log_uniform_candidates(
+            self.n_negative_samples, self.n_classes, device=targets.device
+        )
         log_q = [
             expected_counts(
                 log_uniform_probs(ids, self.n_classes), num_tries, self.n_negative_samples
