@@ -17,6 +17,7 @@ from torch import nn
 
 from elmo_lm.bilm import BiLM
 from elmo_lm.characters import batch_to_ids
+from elmo_lm.errors import UserError
 from elmo_lm.options import BiLMOptions
 from elmo_lm.scalar_mix import ScalarMix
 from elmo_lm.token_cache import TokenCache
@@ -29,7 +30,7 @@ MODES = ("all", "concat", "top", "average", "mix")
 ``mix``: the first ``ScalarMix`` (n, D)."""
 
 
-class ElmoError(ValueError):
+class ElmoError(UserError):
     """A model file or an input that cannot be embedded."""
 
 

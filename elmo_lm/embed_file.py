@@ -13,7 +13,9 @@ Choices where the original tools differ or are silent:
       separately (no context crosses a cut) and joined again: the dataset still has one vector
       per token of the line.
     * A sentence repeated on several lines maps to its first line in ``sentence_to_index``.
-    * The file is written under ``OUTPUT.tmp`` and renamed when complete.
+    * The output path is checked before any work (its directory exists and takes a file), and
+      the file is written under a temporary name beside it and renamed when complete
+      (``elmo_lm.atomic``): a killed run leaves the old output or none, never half a file.
 """
 
 from __future__ import annotations
@@ -30,20 +32,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from elmo_lm.atomic import atomic_path, check_output_file
 from elmo_lm.elmo import Elmo, ElmoError
-from elmo_lm.options import OptionsError
+from elmo_lm.errors import user_errors
 from elmo_lm.token_cache import TokenCache, TokenCacheError
-from elmo_lm.weights_file import WeightsFileError
-from elmo_lm.word_vectors import WordVectors, WordVectorsError
+from elmo_lm.word_vectors import WordVectors
 
 FILE_MODES = ("all", "top", "average", "concat")
-USER_ERRORS = (
-    ElmoError,
-    OptionsError,
-    WeightsFileError,
-    WordVectorsError,
-    TokenCacheError,
-)
 
 
 class EmbedFileError(ElmoError):
@@ -102,11 +97,10 @@ def embed_file(
     if max_tokens < 1 or batch_size < 1:
         raise EmbedFileError("batch_size and max_tokens must be at least 1")
     lines = read_sentences(input_file)
-    output = Path(output_file)
-    tmp = output.with_name(output.name + ".tmp")
+    output = check_output_file(output_file, "output")
     sentence_to_index: dict[str, str] = {}
     chunk = 16 * batch_size
-    try:
+    with atomic_path(output) as tmp:
         with (
             h5py.File(tmp, "w") as f,
             tqdm(total=len(lines), unit="sent", disable=not progress, desc="elmo-embed") as bar,
@@ -123,9 +117,6 @@ def embed_file(
                 bar.update(len(texts))
             index = f.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     return len(lines)
 
 
@@ -224,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """``elmo-embed`` / ``python embed.py``."""
     args = build_parser().parse_args(argv)
-    try:
+    with user_errors("elmo-embed"):
+        check_output_file(args.output, "output")  # before the model is read
         elmo = load_elmo(args)
         n = embed_file(
             elmo,
@@ -235,8 +227,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             max_tokens=args.max_tokens,
             progress=not args.quiet,
         )
-    except USER_ERRORS as exc:
-        sys.exit(f"elmo-embed: error: {exc}")
     if not args.quiet:
         print(f"wrote {n} sentences to {args.output}", file=sys.stderr)
 

@@ -8,8 +8,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from elmo_lm.atomic import write_text
+from elmo_lm.errors import UserError
 
-class OptionsError(ValueError):
+
+class OptionsError(UserError):
     """An ``options.json`` that cannot describe a biLM."""
 
 
@@ -130,10 +133,7 @@ class BiLMOptions:
 
     def save_json(self, path: str | os.PathLike) -> None:
         """Writes ``options.json`` (via a temporary name, so no half file is left behind)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def validate(self, source: str = "options") -> None:
         cnn, lstm = self.char_cnn, self.lstm

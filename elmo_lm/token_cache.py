@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from elmo_lm.atomic import atomic_path
 from elmo_lm.characters import token_to_char_ids
+from elmo_lm.errors import UserError
 
 
-class TokenCacheError(ValueError):
+class TokenCacheError(UserError):
     """A vocabulary or token-embedding file that cannot be used."""
 
 
@@ -134,11 +136,8 @@ class TokenCache(nn.Module):
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the original tools' layout: dataset ``embedding`` (n_vocab, P) float32."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with h5py.File(tmp, "w") as f:
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
             f.create_dataset("embedding", data=self.embeddings.cpu().numpy().astype(np.float32))
-        os.replace(tmp, path)
 
     @classmethod
     def from_file(

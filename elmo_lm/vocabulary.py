@@ -11,25 +11,26 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from elmo_lm.atomic import write_text
 from elmo_lm.characters import BOS_TOKEN, EOS_TOKEN, UNK_TOKEN
+from elmo_lm.errors import UserError
 
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
 
 Files = str | os.PathLike | Sequence[str | os.PathLike]
 
 
-class VocabularyError(ValueError):
+class VocabularyError(UserError):
     """A vocabulary file that cannot be used; the message names the file, the line and the fix."""
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus file that cannot be used; the message names the file and the fix."""
 
 
@@ -238,17 +239,7 @@ class Vocabulary:
         return cls(tokens)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes one token per line, atomically (a temporary file renamed over ``path``)."""
+        """Writes one token per line, atomically (``elmo_lm.atomic``)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.writelines(f"{token}\n" for token in self.tokens)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_text(path, "".join(f"{token}\n" for token in self.tokens))

@@ -10,8 +10,11 @@ import h5py
 import numpy as np
 import torch
 
+from elmo_lm.atomic import atomic_path
+from elmo_lm.errors import UserError
 
-class WeightsFileError(ValueError):
+
+class WeightsFileError(UserError):
     """A weights file that cannot be loaded with its options."""
 
 
@@ -111,8 +114,22 @@ def load_weights(bilm, weight_file: str | os.PathLike) -> None:
         raise WeightsFileError(
             f"{path}: not an HDF5 file; pass the weights .hdf5 (not options.json or a checkpoint)"
         )
-    expected = expected_shapes(bilm)
-    identities = identity_shapes(bilm)
+    try:
+        arrays = _read_arrays(path, expected_shapes(bilm), identity_shapes(bilm))
+    except (OSError, KeyError, RuntimeError) as exc:  # h5py on a truncated or damaged file
+        reason = str(exc).split("\n")[0][:100]
+        raise WeightsFileError(
+            f"{path}: cannot be read as HDF5, the file is truncated or damaged ({reason}); "
+            "export or download it again"
+        ) from None
+    targets = _weights_to_file(bilm)
+    with torch.no_grad():
+        for name, target in targets.items():
+            target.copy_(torch.from_numpy(arrays[name]).reshape(target.shape))
+
+
+def _read_arrays(path: Path, expected: dict, identities: dict) -> dict[str, np.ndarray]:
+    """The datasets of ``expected``, checked against the names and shapes the options need."""
     arrays = {}
     with h5py.File(path, "r") as f:
         found = []
@@ -145,25 +162,16 @@ def load_weights(bilm, weight_file: str | os.PathLike) -> None:
                     "(filters totalling projection_dim, or lstm.dim equal to it) the model has "
                     "none; use the options.json written with these weights"
                 )
-    targets = _weights_to_file(bilm)
-    with torch.no_grad():
-        for name, target in targets.items():
-            target.copy_(torch.from_numpy(arrays[name]).reshape(target.shape))
+    return arrays
 
 
 def save_weights(bilm, weight_file: str | os.PathLike) -> None:
-    """Writes every dataset of ``bilm`` (float32, no attributes) via a temporary name, and the
-    identity projections of ``identity_shapes``."""
-    path = Path(weight_file)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for name, tensor in _weights_to_file(bilm).items():
-                f.create_dataset(
-                    name, data=tensor.detach().to("cpu", torch.float32).contiguous().numpy()
-                )
-            for name, shape in identity_shapes(bilm).items():
-                f.create_dataset(name, data=_identity(shape))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Writes every dataset of ``bilm`` (float32, no attributes), and the identity projections
+    of ``identity_shapes``, atomically (``elmo_lm.atomic``)."""
+    with atomic_path(weight_file) as tmp, h5py.File(tmp, "w") as f:
+        for name, tensor in _weights_to_file(bilm).items():
+            f.create_dataset(
+                name, data=tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+            )
+        for name, shape in identity_shapes(bilm).items():
+            f.create_dataset(name, data=_identity(shape))

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from elmo_lm.errors import UserError
 
-class WordVectorsError(ValueError):
+
+class WordVectorsError(UserError):
     """A word-vector file that cannot be read."""
 
 

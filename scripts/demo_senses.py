@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from elmo_lm.elmo import Elmo  # noqa: E402
-from elmo_lm.embed_file import USER_ERRORS  # noqa: E402
+from elmo_lm.errors import UserError  # noqa: E402
 from elmo_lm.tables import format_table  # noqa: E402
 
 # word -> sense -> its context words
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"(python export.py ckpt=... out={args.model_dir}) or pass --options/--weights or --ckpt"
                 )
             elmo = Elmo.from_files(options, weights)
-    except USER_ERRORS as exc:
+    except UserError as exc:
         sys.exit(f"demo_senses: {exc}")
     if args.layer.isdigit() and int(args.layer) >= elmo.bilm.num_layers:
         sys.exit(
