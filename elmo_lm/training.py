@@ -7,13 +7,10 @@ checkpoint, never the config it was trained with.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -22,35 +19,37 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from elmo_lm.atomic import (
+    check_output_file,
+    check_writable_dir,
+    remove_stale_temporaries,
+    write_text,
+)
 from elmo_lm.bilm import BiLM
+from elmo_lm.callbacks import MetricsFile, plain_metrics
 from elmo_lm.characters import MAX_CHARACTERS_PER_TOKEN
+from elmo_lm.checkpoints import AtomicCheckpointIO, newest_that_loads, read_checkpoint
+from elmo_lm.errors import OutputError, UserError, os_reason, user_errors
 from elmo_lm.lightning_module import ElmoLM, perplexities
 from elmo_lm.options import (
     BiLMOptions,
     CharCNNOptions,
     CharEmbeddingOptions,
     LSTMOptions,
-    OptionsError,
 )
 from elmo_lm.stream import HeldOutStreams, ValidationSentences
-from elmo_lm.vocabulary import CorpusError, Files, VocabularyError
+from elmo_lm.vocabulary import Files
 
 log = logging.getLogger(__name__)
 
 PUBLISHED_FILTERS = [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
 
 
-class TrainingError(ValueError):
+__all__ = ["TrainingError", "evaluate", "export", "train", "user_errors"]
+
+
+class TrainingError(UserError):
     """A mistake in what the user asked for; the message says what to fix."""
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turns errors a user can cause into a one-line message and exit status 1 (entry points)."""
-    try:
-        yield
-    except (TrainingError, OptionsError, VocabularyError, CorpusError) as exc:
-        sys.exit(f"error: {exc}")
 
 
 def parse_args(argv: list[str], defaults: dict, usage: str) -> dict:
@@ -128,11 +127,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
         The last logged metrics (``val/ppl`` and friends), also written to
         ``<output_dir>/metrics.json`` by rank 0, with the vocabulary as ``vocab.txt``.
     """
+    check_config(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
     output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, Path(cfg.paths.runs_dir), output_dir)
+    _check_run_dir(output_dir)
+    ckpt_path = resolve_ckpt_path(
+        cfg.ckpt_path, Path(cfg.paths.runs_dir), output_dir, cfg.get("name")
+    )
 
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
@@ -171,20 +174,102 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ]
         log.info("no data.valid_files: no validation, checkpoints are not ranked by val/ppl")
     callbacks = [instantiate(c) for c in callback_cfgs]
+    callbacks.append(MetricsFile(output_dir / "metrics.json"))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), AtomicCheckpointIO()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=plugins)
+    if trainer.is_global_zero:
+        # Written now, so that a killed run can be resumed with data.vocab_file=<run>/vocab.txt.
+        vocab.save(output_dir / "vocab.txt")
+        log.info("run directory: %s", output_dir)
     # ElmoDataModule continues a restored epoch where it stopped (ElmoDataModule._resume_position).
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
     # The streams' length is exact per rank and worker (TrainStream.steps_per_epoch).
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = plain_metrics(trainer)
     if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        vocab.save(output_dir / "vocab.txt")
-        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+_POSITIVE_INTS = (
+    "data.batch_size",
+    "data.unroll_steps",
+    "data.valid_batch_size",
+    "data.vocab_min_count",
+    "trainer.log_every_n_steps",
+    "module.n_negative_samples",
+    "callbacks.periodic.every_n_train_steps",
+)
+_NON_NEGATIVE_INTS = ("data.num_workers", "data.shuffle_buffer", "trainer.num_sanity_val_steps")
+_POSITIVE_NUMBERS = ("module.lr", "module.clip_norm", "trainer.val_check_interval")
+_NON_NEGATIVE_NUMBERS = ("module.initial_accumulator_value",)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuses impossible settings before anything is read or built, naming the key.
+
+    Raises:
+        TrainingError: e.g. ``data.batch_size=0: must be an integer >= 1``.
+    """
+
+    def value(key):
+        return OmegaConf.select(cfg, key, default=None)
+
+    def refuse(key, need):
+        raise TrainingError(f"{key}={value(key)}: must be {need}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v):
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    for key in _POSITIVE_INTS:
+        if value(key) is not None and not (is_int(value(key)) and value(key) >= 1):
+            refuse(key, "an integer >= 1")
+    for key in _NON_NEGATIVE_INTS:
+        if value(key) is not None and not (is_int(value(key)) and value(key) >= 0):
+            refuse(key, "an integer >= 0")
+    for key in _POSITIVE_NUMBERS:
+        if value(key) is not None and not (is_number(value(key)) and value(key) > 0):
+            refuse(key, "a number > 0")
+    for key in _NON_NEGATIVE_NUMBERS:
+        if value(key) is not None and not (is_number(value(key)) and value(key) >= 0):
+            refuse(key, "a number >= 0")
+    chars = value("data.max_characters_per_token")
+    if chars is not None and not (is_int(chars) and chars >= 3):
+        refuse("data.max_characters_per_token", "an integer >= 3 (<bow>, a character, <eow>)")
+    size = value("data.vocab_max_size")
+    if size is not None and not (is_int(size) and size >= 4):
+        refuse("data.vocab_max_size", "null or an integer >= 4 (<S>, </S>, <UNK> and a word)")
+    prob = value("module.reset_state_prob")
+    if prob is not None and not (is_number(prob) and 0 <= prob <= 1):
+        refuse("module.reset_state_prob", "a number in [0, 1]")
+    for key in ("trainer.max_epochs", "trainer.max_steps"):
+        v = value(key)
+        if v is not None and not (is_int(v) and (v >= 1 or v == -1)):
+            refuse(key, "an integer >= 1, or -1 for no limit")
+    v = value("trainer.limit_train_batches")
+    if v is not None and not (is_number(v) and v > 0):
+        refuse("trainer.limit_train_batches", "null, a fraction in (0, 1] or a number >= 1")
+    v = value("trainer.limit_val_batches")
+    if v is not None and not (is_number(v) and v >= 0):
+        refuse("trainer.limit_val_batches", "null, 0 (no validation), a fraction or a number")
+
+
+def _check_run_dir(output_dir: Path) -> None:
+    """The run directory exists (Hydra makes it) or can be made, and accepts files."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"run directory {output_dir}: cannot be created ({exc.filename}: {os_reason(exc)}); "
+            "pass paths.runs_dir=<a writable directory>"
+        ) from None
+    check_writable_dir(output_dir, "run directory")
 
 
 def _initial_options(cfg: DictConfig) -> BiLMOptions:
@@ -219,45 +304,61 @@ RESUME_CHECKPOINTS = ("last.ckpt", "latest-step*.ckpt")
 the periodic ``latest-step<N>.ckpt`` (every ``callbacks.periodic.every_n_train_steps``)."""
 
 
-def _newest(checkpoints: list[Path]) -> Path:
-    return max(checkpoints, key=lambda p: p.stat().st_mtime)
-
-
 def _run_checkpoints(run_dir: Path) -> list[Path]:
     return [p for pattern in RESUME_CHECKPOINTS for p in (run_dir / "checkpoints").glob(pattern)]
 
 
-def resolve_ckpt_path(ckpt_path: str | None, runs_dir: Path, output_dir: Path) -> str | None:
-    """The checkpoint to resume from: a ``.ckpt`` file, a run directory (its newest of
-    ``checkpoints/last.ckpt`` and the periodic ``latest-step*.ckpt``), or ``last``: the newest
-    such checkpoint under ``runs_dir`` outside the current run."""
+def resolve_ckpt_path(
+    ckpt_path: str | None, runs_dir: Path, output_dir: Path, name: str | None = None
+) -> str | None:
+    """The checkpoint to resume from: a ``.ckpt`` file, a run directory (the newest of its
+    ``checkpoints/last.ckpt`` and periodic ``latest-step*.ckpt`` that loads), or ``last``: the
+    same among every earlier run under ``runs_dir/<name>`` (all of ``runs_dir`` without
+    ``name``). Newer checkpoints that do not load are skipped with a warning naming them."""
     if ckpt_path in (None, ""):
         return None
     if ckpt_path == "last":
+        where = runs_dir / name if name else runs_dir
+        runs = {c.parent.parent for c in where.glob("**/checkpoints/*.ckpt")}
         found = [
             p
-            for run in {c.parent.parent for c in runs_dir.glob("**/checkpoints/*.ckpt")}
+            for run in runs
+            if run.resolve() != output_dir.resolve()
             for p in _run_checkpoints(run)
-            if output_dir.resolve() not in p.resolve().parents
         ]
         if not found:
             raise TrainingError(
-                f"ckpt_path=last: no checkpoints/last.ckpt under {runs_dir}; "
+                f"ckpt_path=last: no checkpoints/last.ckpt or latest-step*.ckpt under {where}; "
                 "pass ckpt_path=<run dir or .ckpt file>"
             )
-        newest = _newest(found)
-        log.info("resuming from %s", newest)
-        return str(newest)
+        return str(_newest_that_loads(found, f"ckpt_path=last ({where})"))
     path = Path(ckpt_path)
     if path.is_dir():
         found = _run_checkpoints(path)
-        path = _newest(found) if found else path / "checkpoints" / "last.ckpt"
+        for tmp in remove_stale_temporaries(path / "checkpoints"):
+            log.warning("removed %s, left by a run killed while writing it", tmp)
+        if found:
+            return str(_newest_that_loads(found, f"ckpt_path={ckpt_path}"))
+        path = path / "checkpoints" / "last.ckpt"
     if not path.is_file():
         raise TrainingError(
             f"ckpt_path={ckpt_path}: checkpoint not found; pass a .ckpt written by train.py, its "
             "run directory, or ckpt_path=last"
         )
     return str(path)
+
+
+def _newest_that_loads(found: list[Path], what: str) -> Path:
+    newest, skipped = newest_that_loads(found)
+    for path, reason in skipped:
+        log.warning("skipping %s: cannot be read as a checkpoint (%s)", path, reason)
+    if newest is None:
+        raise TrainingError(
+            f"{what}: none of its {len(found)} checkpoints can be read "
+            f"({', '.join(str(p) for p, _ in skipped)}); pass ckpt_path=<a .ckpt that loads>"
+        )
+    log.info("resuming from %s", newest)
+    return newest
 
 
 def _module_for_resume(ckpt_path: str, tokens: list[str]) -> ElmoLM:
@@ -279,10 +380,11 @@ def _read_checkpoint(ckpt: str | os.PathLike) -> dict:
             "(runs/<name>/<time>/checkpoints/last.ckpt)"
         )
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many kinds on a file that is not a checkpoint
+        checkpoint = read_checkpoint(path)
+    except ValueError as exc:
         raise TrainingError(
-            f"{ckpt}: cannot be read as a checkpoint ({type(exc).__name__})"
+            f"{ckpt}: cannot be read as a checkpoint ({exc}); the file is truncated or not a "
+            "checkpoint: pass another .ckpt, or the run directory to take the newest that loads"
         ) from None
     if "options" not in checkpoint.get("hyper_parameters", {}):
         raise TrainingError(f"{ckpt}: not a checkpoint written by train.py (no options)")
@@ -355,14 +457,21 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike = "weights.hdf5") -> 
     Returns:
         The paths written: ``weights``, ``options``, ``vocab``.
     """
-    module = load_module(ckpt)
-    weights = Path(out)
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights = check_output_file(out, "out", create_dir=True)
     paths = {
         "weights": weights,
         "options": weights.with_name("options.json"),
         "vocab": weights.with_name("vocab.txt"),
     }
-    module.bilm.to_hdf5(paths["options"], paths["weights"])
-    module.vocab.save(paths["vocab"])
+    for path in paths.values():
+        if path.is_dir():
+            raise OutputError(f"{path}: is a directory; export needs it free for a file")
+    module = load_module(ckpt)
+    try:
+        module.bilm.to_hdf5(paths["options"], paths["weights"])
+        module.vocab.save(paths["vocab"])
+    except OSError as exc:
+        raise OutputError(
+            f"{exc.filename or weights}: cannot write the export: {os_reason(exc)}"
+        ) from None
     return paths

@@ -78,31 +78,22 @@ def test_tiny_model_learns_a_tiny_corpus(tmp_path):
 
 
 def test_resume_continues_from_the_saved_step(tmp_path):
-    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=4", name="a"))
-    first = tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt"
+    quick = ("trainer.limit_train_batches=4", "name=exp")
+    train(config(tmp_path, "trainer.max_epochs=1", *quick, name="exp/a"))
+    first = tmp_path / "runs" / "exp" / "a" / "checkpoints" / "last.ckpt"
     assert torch.load(first, weights_only=True)["global_step"] == 4
-    train(
-        config(
-            tmp_path,
-            "trainer.max_epochs=2",
-            "trainer.limit_train_batches=4",
-            f"ckpt_path={first}",
-            name="b",
-        )
-    )
-    second = torch.load(tmp_path / "runs" / "b" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert second["global_step"] == 8 and second["epoch"] == 1
-    # ckpt_path=last: the newest last.ckpt of an earlier run (here b's).
-    cfg = config(
-        tmp_path,
-        "trainer.max_epochs=3",
-        "trainer.limit_train_batches=4",
-        "ckpt_path=last",
-        name="c",
-    )
-    train(cfg)
-    third = torch.load(tmp_path / "runs" / "c" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert third["global_step"] == 12
+    train(config(tmp_path, "trainer.max_epochs=2", *quick, f"ckpt_path={first}", name="exp/b"))
+    second = tmp_path / "runs" / "exp" / "b" / "checkpoints" / "last.ckpt"
+    assert torch.load(second, weights_only=True)["global_step"] == 8
+    assert torch.load(second, weights_only=True)["epoch"] == 1
+    # A newer run of another experiment, which ckpt_path=last must not take.
+    other = tmp_path / "runs" / "other" / "x" / "checkpoints" / "last.ckpt"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(first.read_bytes())
+    # ckpt_path=last: the newest checkpoint of an earlier run of this name (here b's).
+    train(config(tmp_path, "trainer.max_epochs=3", *quick, "ckpt_path=last", name="exp/c"))
+    third = tmp_path / "runs" / "exp" / "c" / "checkpoints" / "last.ckpt"
+    assert torch.load(third, weights_only=True)["global_step"] == 12
 
 
 def test_fine_tune_from_an_exported_pair(tmp_path):
