@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import lightning as L
 
 from elmo_lm.atomic import write_text
+
+log = logging.getLogger(__name__)
 
 
 def plain_metrics(trainer: L.Trainer) -> dict[str, float]:
@@ -27,3 +30,43 @@ class MetricsFile(L.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         write_text(self.path, json.dumps(plain_metrics(trainer), indent=2) + "\n")
+
+
+class ModelSummary(L.pytorch.callbacks.ModelSummary):
+    """Lightning's layer table without its FLOPs column and total when they are all zero (they
+    are counted only for a model run once on an example input, which this one is not)."""
+
+    @staticmethod
+    def summarize(
+        summary_data,
+        total_parameters,
+        trainable_parameters,
+        model_size,
+        total_training_modes,
+        total_flops,
+        **kwargs,
+    ) -> None:
+        from lightning.pytorch.utilities.model_summary.model_summary import (
+            _format_summary_table,
+        )
+
+        table = _without_flops(summary_data)
+        text = _format_summary_table(
+            total_parameters,
+            trainable_parameters,
+            model_size,
+            total_training_modes,
+            total_flops,
+            *table,
+        )
+        if len(table) < len(summary_data):
+            text = "\n".join(line for line in text.split("\n") if not line.endswith("Total Flops"))
+        log.info("\n" + text)
+
+
+def _without_flops(summary_data: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    return [
+        (name, values)
+        for name, values in summary_data
+        if not (name == "FLOPs" and all(str(v).strip() == "0" for v in values))
+    ]

@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback as HydraCallback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -128,6 +129,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ``<output_dir>/metrics.json`` by rank 0, with the vocabulary as ``vocab.txt``.
     """
     check_config(cfg)
+    quiet_libraries()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
@@ -164,6 +166,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
 
     callback_cfgs = [c for c in (cfg.get("callbacks") or {}).values() if c]
+    if not cfg.trainer.get("enable_model_summary", True):
+        callback_cfgs = [c for c in callback_cfgs if "ModelSummary" not in c.get("_target_", "")]
     if datamodule.valid_files is None:  # nothing to monitor: keep the latest checkpoint only
         callback_cfgs = [
             OmegaConf.merge(c, {"monitor": None})
@@ -191,7 +195,45 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = plain_metrics(trainer)
     if trainer.is_global_zero:
         write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        for line in run_summary(trainer, output_dir, metrics):
+            log.info(line)
     return metrics
+
+
+def run_summary(trainer: L.Trainer, output_dir: Path, metrics: dict[str, float]) -> list[str]:
+    """What a finished run leaves: held-out perplexity, the best checkpoint, how to export it."""
+    lines = [f"run directory: {output_dir}"]
+    best = trainer.checkpoint_callback
+    if "val/ppl" in metrics:
+        score = getattr(best, "best_model_score", None)
+        best_ppl = f"best {float(score):.3f}, " if score is not None else ""
+        lines.append(f"held-out perplexity: {best_ppl}last {metrics['val/ppl']:.3f}")
+    path = getattr(best, "best_model_path", "") or getattr(best, "last_model_path", "")
+    if path:
+        lines.append(f"best checkpoint: {path}")
+        lines.append(
+            f"export it: python export.py ckpt={path} out={output_dir / 'export' / 'weights.hdf5'}"
+        )
+    return lines
+
+
+class _NoTips(logging.Filter):
+    NOISE = ("Tip:", "Skipping setting a default `ModelSummary`")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self.NOISE)
+
+
+def quiet_libraries() -> None:
+    """No noise a user did not ask for: Lightning's promotional tips, and deprecation warnings
+    the libraries raise about each other (printed into the progress bar otherwise)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings(
+            "ignore",
+            category=category,
+            module=r"(lightning|lightning_fabric|lightning_utilities|torch|tensorboard)\b",
+        )
 
 
 _POSITIVE_INTS = (
@@ -260,13 +302,22 @@ def check_config(cfg: DictConfig) -> None:
         refuse("trainer.limit_val_batches", "null, 0 (no validation), a fraction or a number")
 
 
+class CheckRunDir(HydraCallback):
+    """Hydra callback: checks the run directory before Hydra makes it, so that a read-only or
+    impossible ``paths.runs_dir`` is ``error: ...`` (exit 1), not a traceback from Hydra."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        with user_errors():
+            _check_run_dir(Path(config.hydra.run.dir))
+
+
 def _check_run_dir(output_dir: Path) -> None:
     """The run directory exists (Hydra makes it) or can be made, and accepts files."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(
-            f"run directory {output_dir}: cannot be created ({exc.filename}: {os_reason(exc)}); "
+            f"run directory {output_dir}: cannot be created: {os_reason(exc)}; "
             "pass paths.runs_dir=<a writable directory>"
         ) from None
     check_writable_dir(output_dir, "run directory")
