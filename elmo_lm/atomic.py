@@ -114,6 +114,9 @@ def check_output_file(
     if path.is_dir():
         raise OutputError(f"{what} {path}: is a directory; pass a file name (e.g. {path}/out.hdf5)")
     parent = path.parent
+    above = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise OutputError(f"{what} {path}: {above} is a file, not a directory; write elsewhere")
     if create_dir:
         try:
             parent.mkdir(parents=True, exist_ok=True)

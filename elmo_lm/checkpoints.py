@@ -56,7 +56,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # torch.load raises many kinds on a file that is not a checkpoint
-        reason = str(exc).split("\n")[0][:120]
+        reason = str(exc).split("\n")[0].split(". ")[0][:160]
         raise ValueError(f"{type(exc).__name__}: {reason}") from None
 
 

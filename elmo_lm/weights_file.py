@@ -117,7 +117,7 @@ def load_weights(bilm, weight_file: str | os.PathLike) -> None:
     try:
         arrays = _read_arrays(path, expected_shapes(bilm), identity_shapes(bilm))
     except (OSError, KeyError, RuntimeError) as exc:  # h5py on a truncated or damaged file
-        reason = str(exc).split("\n")[0][:100]
+        reason = str(exc).split("\n")[0].split(". ")[0][:160]
         raise WeightsFileError(
             f"{path}: cannot be read as HDF5, the file is truncated or damaged ({reason}); "
             "export or download it again"

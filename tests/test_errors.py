@@ -1,0 +1,253 @@
+"""Every bad input we know of ends in one line and exit status 1; docs/ERRORS.md is this table.
+
+``ELMO_WRITE_DOCS=1 pytest tests/test_errors.py`` rewrites docs/ERRORS.md from the cases.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_training import config
+
+from elmo_lm.bilm import BiLM
+from elmo_lm.embed_file import main as embed_main
+from elmo_lm.errors import user_errors
+from elmo_lm.training import evaluate, export, parse_args, train
+from tests.conftest import tiny_options
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "ERRORS.md"
+EVALUATE = {"ckpt": None, "data": None, "batch_size": 64, "device": "auto"}
+
+
+def _cases(tmp: Path) -> list[tuple[str, str, object]]:
+    """(command, bad input, the call that must fail) for each bad input."""
+    (tmp / "a_file").write_text("x\n")
+    pair = tmp / "model"
+    pair.mkdir()
+    BiLM(tiny_options()).to_hdf5(pair / "options.json", pair / "weights.hdf5")
+    whole = (pair / "weights.hdf5").read_bytes()
+    (tmp / "cut").mkdir()
+    (tmp / "cut" / "weights.hdf5").write_bytes(whole[: len(whole) // 2])
+    (tmp / "cut" / "options.json").write_text((pair / "options.json").read_text())
+    (tmp / "bad.ckpt").write_bytes(b"PK\x03\x04 half a checkpoint")
+    (tmp / "bad_options.json").write_text("{not json")
+    (tmp / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (tmp / "vocab.txt").write_text("a\nb\n")
+    text = tmp / "input.txt"
+    text.write_text("a b c\n")
+    model = ["--options", str(pair / "options.json"), "--weights", str(pair / "weights.hdf5")]
+
+    def run_train(*overrides):
+        return lambda: train(config(tmp, *overrides))
+
+    def run_embed(*argv):
+        return lambda: embed_main([*argv, "--quiet"])
+
+    def run_evaluate(*argv):
+        return lambda: evaluate(**parse_args(list(argv), EVALUATE, "python evaluate.py ..."))
+
+    return [
+        ("train.py", "data.batch_size=0", run_train("data.batch_size=0")),
+        ("train.py", "data.unroll_steps=-1", run_train("data.unroll_steps=-1")),
+        ("train.py", "data.valid_batch_size=0", run_train("data.valid_batch_size=0")),
+        ("train.py", "data.num_workers=-2", run_train("data.num_workers=-2")),
+        (
+            "train.py",
+            "data.max_characters_per_token=2",
+            run_train("data.max_characters_per_token=2"),
+        ),
+        ("train.py", "data.vocab_max_size=2", run_train("data.vocab_max_size=2")),
+        ("train.py", "module.lr=0", run_train("module.lr=0")),
+        ("train.py", "module.clip_norm=-1", run_train("module.clip_norm=-1")),
+        ("train.py", "module.reset_state_prob=2", run_train("module.reset_state_prob=2")),
+        ("train.py", "module.softmax=dense", run_train("module.softmax=dense")),
+        ("train.py", "trainer.max_epochs=0", run_train("trainer.max_epochs=0")),
+        ("train.py", "trainer.limit_train_batches=0", run_train("trainer.limit_train_batches=0")),
+        (
+            "train.py",
+            "callbacks.periodic.every_n_train_steps=0",
+            run_train("callbacks.periodic.every_n_train_steps=0"),
+        ),
+        (
+            "train.py",
+            "data.train_files=<missing file>",
+            run_train(f"data.train_files={tmp / 'missing.txt'}"),
+        ),
+        (
+            "train.py",
+            "data.vocab_file=<no <S>, </S>, <UNK>>",
+            run_train(f"data.vocab_file={tmp / 'vocab.txt'}"),
+        ),
+        ("train.py", "ckpt_path=<missing file>", run_train(f"ckpt_path={tmp / 'missing.ckpt'}")),
+        (
+            "train.py",
+            "ckpt_path=<truncated checkpoint>",
+            run_train(f"ckpt_path={tmp / 'bad.ckpt'}"),
+        ),
+        ("train.py", "ckpt_path=last, no earlier run", run_train("ckpt_path=last")),
+        ("train.py", "init_from=<missing file>", run_train(f"init_from={tmp / 'missing.hdf5'}")),
+        (
+            "train.py",
+            "init_from=<truncated .hdf5>",
+            run_train(f"init_from={tmp / 'cut' / 'weights.hdf5'}"),
+        ),
+        (
+            "train.py",
+            "paths.runs_dir=<under a file>",
+            run_train(f"paths.output_dir={tmp / 'a_file' / 'run'}"),
+        ),
+        ("export.py", "ckpt=<missing file>", lambda: export(tmp / "missing.ckpt", tmp / "w.hdf5")),
+        (
+            "export.py",
+            "ckpt=<truncated checkpoint>",
+            lambda: export(tmp / "bad.ckpt", tmp / "w.hdf5"),
+        ),
+        ("export.py", "out=<a directory>", lambda: export(tmp / "bad.ckpt", tmp)),
+        (
+            "export.py",
+            "out=<under a file>",
+            lambda: export(tmp / "bad.ckpt", tmp / "a_file" / "w.hdf5"),
+        ),
+        (
+            "export.py",
+            "an unknown argument",
+            lambda: parse_args(
+                ["output=x"],
+                {"ckpt": None, "out": "w.hdf5"},
+                "python export.py ckpt=PATH.ckpt out=weights.hdf5",
+            ),
+        ),
+        ("evaluate.py", "no ckpt=", run_evaluate(f"data={text}")),
+        (
+            "evaluate.py",
+            "ckpt=<missing file>",
+            run_evaluate(f"ckpt={tmp / 'missing.ckpt'}", f"data={text}"),
+        ),
+        ("elmo-embed", "no model given", run_embed(str(text), str(tmp / "out.hdf5"))),
+        (
+            "elmo-embed",
+            "INPUT missing",
+            run_embed(str(tmp / "missing.txt"), str(tmp / "out.hdf5"), *model),
+        ),
+        (
+            "elmo-embed",
+            "INPUT not UTF-8",
+            run_embed(str(tmp / "latin1.txt"), str(tmp / "out.hdf5"), *model),
+        ),
+        (
+            "elmo-embed",
+            "OUTPUT in a missing directory",
+            run_embed(str(text), str(tmp / "no" / "out.hdf5"), *model),
+        ),
+        ("elmo-embed", "OUTPUT is a directory", run_embed(str(text), str(tmp), *model)),
+        (
+            "elmo-embed",
+            "--weights <truncated .hdf5>",
+            run_embed(
+                str(text),
+                str(tmp / "out.hdf5"),
+                "--options",
+                str(pair / "options.json"),
+                "--weights",
+                str(tmp / "cut" / "weights.hdf5"),
+            ),
+        ),
+        (
+            "elmo-embed",
+            "--options <not JSON>",
+            run_embed(
+                str(text),
+                str(tmp / "out.hdf5"),
+                "--options",
+                str(tmp / "bad_options.json"),
+                "--weights",
+                str(pair / "weights.hdf5"),
+            ),
+        ),
+        (
+            "elmo-embed",
+            "--ckpt <truncated checkpoint>",
+            run_embed(str(text), str(tmp / "out.hdf5"), "--ckpt", str(tmp / "bad.ckpt")),
+        ),
+        (
+            "elmo-embed",
+            "--token-cache without --vocab",
+            run_embed(
+                str(text), str(tmp / "out.hdf5"), *model, "--token-cache", str(tmp / "c.hdf5")
+            ),
+        ),
+    ]
+
+
+def _line(call, command: str) -> str:
+    """The line the entry point prints for ``call``'s error (it must exit with status 1)."""
+    try:
+        with user_errors("elmo-embed" if command == "elmo-embed" else ""):
+            call()
+    except SystemExit as exc:
+        assert isinstance(exc.code, str), f"{command}: exit {exc.code!r}, not a one-line error"
+        return exc.code
+    raise AssertionError(f"{command}: no error")
+
+
+def _table(tmp: Path) -> str:
+    rows = [
+        "# Errors a user can cause",
+        "",
+        "Every bad input below ends in one line on stderr and exit status 1, never a traceback.",
+        "Generated by `tests/test_errors.py` (`ELMO_WRITE_DOCS=1 pytest tests/test_errors.py`",
+        "rewrites it; the test fails when a message changes and this file does not).",
+        "`<tmp>` stands for the directory the files were in.",
+        "",
+        "| command | bad input | the line it prints |",
+        "|---|---|---|",
+    ]
+    for command, bad, call in _cases(tmp):
+        line = _line(call, command)
+        assert "\n" not in line and "Traceback" not in line, line
+        line = line.replace(str(tmp), "<tmp>").replace(str(ROOT), ".").replace("|", "\\|")
+        rows.append(f"| `{command}` | `{bad}` | `{line}` |")
+    return "\n".join(rows) + "\n"
+
+
+def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(tmp_path):
+    table = _table(tmp_path)
+    if os.environ.get("ELMO_WRITE_DOCS"):
+        DOC.write_text(table)
+    assert DOC.read_text() == table, (
+        "docs/ERRORS.md is out of date: ELMO_WRITE_DOCS=1 pytest tests/test_errors.py"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train.py", "data.batch_size=0"],
+        ["export.py", "ckpt=missing.ckpt"],
+        ["evaluate.py", "data=x.txt"],
+        ["embed.py", "in.txt", "out.hdf5"],
+    ],
+)
+def test_entry_points_print_one_line_and_exit_1(tmp_path, argv):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / argv[0]),
+            *argv[1:],
+            *(["hydra.run.dir=" + str(tmp_path / "run")] if argv[0] == "train.py" else []),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: " in result.stderr.strip().splitlines()[-1]
