@@ -39,7 +39,7 @@ from elmo_lm.options import (
     LSTMOptions,
 )
 from elmo_lm.stream import HeldOutStreams, ValidationSentences
-from elmo_lm.vocabulary import Files
+from elmo_lm.vocabulary import Files, corpus_files, iter_sentences
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +465,9 @@ def evaluate(
 
     Returns:
         ``ppl_fwd``, ``ppl_bwd``, ``ppl`` (exp of the mean of both directions' losses), the same
-        three with ``_zero_state``, and ``tokens`` (targets per direction: words plus ``</S>``).
+        three with ``_zero_state``, ``tokens`` (targets per direction: words plus ``</S>``) and
+        ``oov_rate``, the share of words outside the vocabulary (scored as ``<UNK>``; a warning
+        above ``OOV_WARNING``, as the perplexity then says little).
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -492,7 +494,28 @@ def evaluate(
         for batch in sentences:
             zero += module.score_batch(_to(batch, device))[0]
     zero_ppl = {f"{k}_zero_state": v for k, v in perplexities(zero).items()}
-    return {**perplexities(carried), **zero_ppl, "tokens": float(carried[1])}
+    oov = oov_rate(module.vocab, data)
+    if oov > OOV_WARNING:
+        log.warning(
+            "%.0f%% of the words of %s are not in the model's vocabulary: they are all scored as "
+            "<UNK>, so the perplexity flatters the model",
+            100 * oov,
+            data,
+        )
+    return {**perplexities(carried), **zero_ppl, "tokens": float(carried[1]), "oov_rate": oov}
+
+
+OOV_WARNING = 0.1
+"""``evaluate`` warns when more than this share of the words is out of the vocabulary."""
+
+
+def oov_rate(vocab, data: Files) -> float:
+    """The share of the words of ``data`` that ``vocab`` does not hold."""
+    n = unknown = 0
+    for tokens in iter_sentences(corpus_files(data)):
+        n += len(tokens)
+        unknown += sum(t not in vocab for t in tokens)
+    return unknown / max(n, 1)
 
 
 def _to(batch: dict, device) -> dict:

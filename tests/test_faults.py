@@ -337,3 +337,17 @@ def test_user_errors_are_one_base_class():
         OutputError,
     ):
         assert issubclass(cls, UserError), cls
+
+
+def test_evaluate_reports_the_oov_rate_and_warns_when_high(tmp_path, caplog):
+    from elmo_lm.training import evaluate
+
+    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+    ckpt = tmp_path / "runs" / "run" / "checkpoints" / "last.ckpt"
+    assert evaluate(ckpt, tmp_path / "valid.txt", device="cpu")["oov_rate"] == 0
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("w1 zz yy xx\nw2 qq\n")
+    with caplog.at_level("WARNING", logger="elmo_lm.training"):
+        result = evaluate(ckpt, foreign, device="cpu")
+    assert result["oov_rate"] == pytest.approx(4 / 6)
+    assert "67% of the words" in caplog.text
