@@ -94,6 +94,7 @@ def log_uniform_candidates(
     range_max: int,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    read_on: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draws ``num_sampled`` distinct ids log-uniformly from ``[0, range_max)``, as TF's
     ``log_uniform_candidate_sampler(unique=True)``: a stream of draws is read until that many
@@ -102,7 +103,8 @@ def log_uniform_candidates(
     The stream is drawn ``draws_needed`` at a time, in one vectorised pass (``first_distinct``),
     which holds enough distinct ids but with a chance far below 1e-12. On the CPU, where a check
     costs nothing, a pass that falls short reads more of the stream; on an accelerator the check
-    is an asynchronous assertion, so that the step needs no host synchronisation.
+    is an asynchronous assertion, so that the step needs no host synchronisation
+    (``read_on=False`` skips the CPU check too, as a test of that path).
 
     Returns:
         The ids (num_sampled,) long on ``device``, in order of first draw, and ``num_tries``, a
@@ -123,7 +125,7 @@ def log_uniform_candidates(
     if device.type != "cpu":
         torch._assert_async(found >= num_sampled, "too few distinct log-uniform draws")
         return ids, num_tries
-    while found < num_sampled:  # far below 1e-12 per call
+    while read_on and found < num_sampled:  # far below 1e-12 per call
         draws = torch.cat([draws, draw(m)])
         ids, num_tries, found = first_distinct(draws, num_sampled, range_max)
     return ids, num_tries

@@ -8,9 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import elmo_lm.softmax as softmax_module
 from elmo_lm.softmax import (
     Softmax,
+    draws_needed,
     expected_counts,
+    first_distinct,
     full_softmax_nll,
     log_uniform_candidates,
     log_uniform_probs,
@@ -124,3 +127,129 @@ def test_eval_mode_is_the_exact_full_softmax():
     )
     assert count == 6
     torch.testing.assert_close(total, full)
+
+
+def _stream_reference(draws: list[int], num_sampled: int) -> tuple[list[int], int]:
+    """TF's unique sampler read draw by draw: keep unseen ids until there are enough."""
+    seen: list[int] = []
+    for tries, d in enumerate(draws, 1):
+        if d not in seen:
+            seen.append(d)
+            if len(seen) == num_sampled:
+                return seen, tries
+    raise AssertionError("the stream ran out")
+
+
+def _log_uniform_stream(seed: int, n: int, range_max: int) -> list[int]:
+    u = torch.rand(n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    ids = ((u * math.log1p(range_max)).exp().long() - 1).clamp_(0, range_max - 1)
+    return ids.tolist()
+
+
+@pytest.mark.parametrize("num_sampled, range_max", [(200, 1000), (900, 1000), (64, 50_000)])
+def test_candidates_are_the_first_distinct_ids_of_the_draw_stream(num_sampled, range_max):
+    ids, tries = log_uniform_candidates(
+        num_sampled, range_max, generator=torch.Generator().manual_seed(7)
+    )
+    stream = _log_uniform_stream(7, draws_needed(num_sampled, range_max), range_max)
+    expected, expected_tries = _stream_reference(stream, num_sampled)
+    assert ids.tolist() == expected
+    assert int(tries) == expected_tries and tries.shape == ()
+
+
+def test_a_pass_that_falls_short_reads_on_in_the_same_stream(monkeypatch):
+    # Too few draws per pass: the sampler must read further passes of the same stream.
+    monkeypatch.setattr(softmax_module, "draws_needed", lambda s, v: s)
+    ids, tries = log_uniform_candidates(300, 1000, generator=torch.Generator().manual_seed(3))
+    expected, expected_tries = _stream_reference(_log_uniform_stream(3, 300 * 20, 1000), 300)
+    assert int(tries) > 300  # more than one pass was needed
+    assert ids.tolist() == expected and int(tries) == expected_tries
+
+
+def test_draws_needed_falls_short_almost_never():
+    # The expected distinct count less 8 standard deviations reaches S, so 300 seeds all
+    # find enough in the first pass (a pass that falls short would read on, see above).
+    s, v = 500, 2000
+    m = draws_needed(s, v)
+    tries = []
+    for seed in range(300):
+        _, used, found = first_distinct(torch.tensor(_log_uniform_stream(seed, m, v)), s, v)
+        assert found >= s
+        tries.append(int(used))
+    assert m < 1.3 * max(tries)  # and not wastefully many draws
+
+
+def _dense_reference(inputs, targets, weight, bias, sampled, log_q_true, log_q_sampled):
+    """The sampled softmax with a dense accidental-hit mask and autograd's logsumexp."""
+    true = (inputs * weight[targets]).sum(-1) + bias[targets, 0] - log_q_true
+    logits = inputs @ weight[sampled].t() + bias[sampled, 0] - log_q_sampled
+    logits = logits.masked_fill(sampled[None, :] == targets[:, None], float("-inf"))
+    return torch.logaddexp(true, logits.logsumexp(-1)) - true
+
+
+def test_fused_loss_and_gradients_equal_the_dense_reference():
+    inputs, targets, weight, bias = _problem(n=40, p=8, v=300, seed=1)
+    sampled, tries = log_uniform_candidates(60, 300, generator=torch.Generator().manual_seed(1))
+    targets[:10] = sampled[:10]  # accidental hits
+    log_q = [
+        expected_counts(log_uniform_probs(i, 300), tries, 60).log().float()
+        for i in (targets, sampled)
+    ]
+    grad_out = torch.rand(40)
+    results = []
+    for fn in (sampled_softmax_nll, _dense_reference):
+        x, w, b = (t.clone().requires_grad_() for t in (inputs, weight, bias))
+        nll = fn(x, targets, w, b, sampled, *log_q)
+        nll.backward(grad_out)
+        dense = [g.to_dense() if g.is_sparse else g for g in (x.grad, w.grad, b.grad)]
+        results.append((nll.detach(), *dense))
+    for ours, reference in zip(*results):
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_no_dense_hit_mask_and_no_host_synchronisation(monkeypatch):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    # As on an accelerator: the sampler's check is left to an asynchronous assertion.
+    sampler = softmax_module.log_uniform_candidates
+    monkeypatch.setattr(
+        softmax_module,
+        "log_uniform_candidates",
+        lambda *args, **kwargs: sampler(*args, **kwargs, read_on=False),
+    )
+
+    n, s, v = 48, 256, 5000
+
+    class Record(TorchDispatchMode):
+        ops: list[tuple[str, torch.Size, torch.dtype]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, tuple | list) else [out]:
+                if isinstance(t, torch.Tensor):
+                    self.ops.append((str(func), t.shape, t.dtype))
+            if "_local_scalar_dense" in str(func) or "nonzero" in str(func):
+                self.ops.append((str(func), torch.Size(), torch.bool))
+            return out
+
+    softmax = Softmax(v, 8, n_negative_samples=s).train()
+    inputs = torch.randn(2, n // 2, 8, requires_grad=True)
+    targets = torch.randint(0, v, (2, n // 2))
+    targets[0, 0] = -1
+    softmax(inputs, targets)  # draws_needed is worked out once per (S, V), on the host
+    with Record():
+        loss, count = softmax(inputs, targets)
+        loss.backward()
+    names = [op for op, _, _ in Record.ops]
+    assert not [op for op in names if "_local_scalar_dense" in op or "nonzero" in op], names
+    assert not [o for o in Record.ops if o[2] == torch.bool and o[1].numel() >= n * s]
+    assert int(count) == n - 1
+
+
+def test_backward_runs_once():
+    inputs, targets, weight, bias = _problem()
+    x = inputs.clone().requires_grad_()
+    nll = sampled_softmax_nll(x, targets, weight, bias, torch.tensor([1, 2, 3]), None, None)
+    nll.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="runs once"):
+        nll.sum().backward()
