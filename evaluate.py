@@ -4,7 +4,9 @@
 import json
 import sys
 
-from elmo_lm.training import evaluate, parse_args, user_errors
+from elmo_lm.cli import parse_args
+from elmo_lm.errors import user_errors
+from elmo_lm.evaluation import evaluate
 
 USAGE = "python evaluate.py ckpt=PATH.ckpt data=FILE_OR_GLOB [batch_size=64] [device=auto]"
 

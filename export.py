@@ -3,7 +3,9 @@ out=weights.hdf5``; ``options.json`` and ``vocab.txt`` are written beside the we
 
 import sys
 
-from elmo_lm.training import export, parse_args, user_errors
+from elmo_lm.cli import parse_args
+from elmo_lm.errors import user_errors
+from elmo_lm.export import export
 
 USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5"
 

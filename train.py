@@ -1,6 +1,7 @@
 """Train an ELMo biLM: ``python train.py [overrides]``; see docs/TRAINING_GUIDE.md and conf/."""
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -9,6 +10,7 @@ from omegaconf import DictConfig
 # conf/ paths (the bundled corpus, runs/) are relative to this repository wherever we run from.
 os.environ.setdefault("ELMO_LM_ROOT", str(Path(__file__).resolve().parent))
 
+from elmo_lm.config import check_overrides  # noqa: E402
 from elmo_lm.training import train, user_errors  # noqa: E402
 
 
@@ -19,4 +21,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    with user_errors():
+        check_overrides(sys.argv[1:])  # renamed keys are one line, not Hydra's error
     main()

@@ -13,7 +13,7 @@ unroll, sampled softmax and number of steps, one seed after another, never two a
   unmodified ``bilm.training.train()`` and then ``test()`` and prints one JSON line.
 - Ours: ``python train.py`` with overrides (the whole path a user runs, data loading included),
   no validation while training, one checkpoint at the last step; then
-  ``elmo_lm.training.evaluate`` of that checkpoint on the held-out file. Everything else is
+  ``elmo_lm.evaluation.evaluate`` of that checkpoint on the held-out file. Everything else is
   conf/train.yaml's default, e.g. ``module.reset_state_prob`` (the original never resets a row's
   state; ``--ours_overrides module.reset_state_prob=0`` trains as it does).
 
@@ -51,8 +51,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from common import table  # noqa: E402
 
+from elmo_lm.config import model_options  # noqa: E402
+from elmo_lm.evaluation import evaluate  # noqa: E402
 from elmo_lm.options import BiLMOptions  # noqa: E402
-from elmo_lm.training import build_options, evaluate  # noqa: E402
 
 PEER = Path(os.environ.get("ELMO_ORIGINAL_TRAINER", ROOT.parent / "shared/tools/original-trainer"))
 PEER_PYTHON = Path(
@@ -87,9 +88,7 @@ class StepTimer(L.Callback):
 
 def shape_options(shape: str) -> BiLMOptions:
     """The biLM of ``conf/model/<shape>.yaml``, read as train.py reads it."""
-    return build_options(
-        **OmegaConf.to_container(OmegaConf.load(ROOT / f"conf/model/{shape}.yaml"))
-    )
+    return model_options(OmegaConf.load(ROOT / f"conf/model/{shape}.yaml"))
 
 
 def original_shape_flags(options: BiLMOptions) -> list[str]:
@@ -199,7 +198,6 @@ def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path
 
 def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    options = shape_options(shape)
     timing = out / "timing.json"
     overrides = [
         f"hydra.run.dir={out}",
@@ -212,7 +210,6 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
         f"data.vocab_file={vocab}",
         f"data.batch_size={args.batch_size}",
         f"data.unroll_steps={args.unroll_steps}",
-        f"data.max_characters_per_token={options.char_cnn.max_characters_per_token}",
         "data.num_workers=0",
         "module.softmax=sampled",
         f"module.n_negative_samples={args.n_negative_samples}",

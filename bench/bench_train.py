@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import lstm_flops, matmul_peak, small_options, table, token_encoder_flops, zipf_words  # noqa: E402
 
 from elmo_lm.characters import token_to_char_ids  # noqa: E402
-from elmo_lm.lightning_module import ElmoLM, clip_grad_norm  # noqa: E402
+from elmo_lm.gradients import clip_grad_norm  # noqa: E402
+from elmo_lm.lightning_module import ElmoLM  # noqa: E402
 
 
 def make_batches(n: int, batch: int, unroll: int, vocab_size: int, seed: int = 0) -> list[dict]:
@@ -66,7 +67,7 @@ def step_times(module: ElmoLM, batches: list[dict], warmup: int) -> list[float]:
         t = time.perf_counter()
         loss = module.training_step(batch, i)
         loss.backward()
-        clip_grad_norm(module.parameters(), module.hparams["clip_norm"])
+        clip_grad_norm(module.parameters(), module.options.all_clip_norm_val)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if i >= warmup:
@@ -104,7 +105,8 @@ def main() -> None:
     rows, median = [], {}
     for vocab_size in (50_000, 800_000):
         vocab = ["<S>", "</S>", "<UNK>", *(f"w{i}" for i in range(vocab_size - 3))]
-        module = ElmoLM(options.to_dict(), vocab, n_negative_samples=args.negatives)
+        options.n_negative_samples_batch = args.negatives
+        module = ElmoLM(options.to_dict(), vocab)
         batches = make_batches(args.warmup + args.steps, args.batch_size, args.unroll, vocab_size)
         median[vocab_size] = statistics.median(step_times(module, batches, args.warmup))
         tokens = args.batch_size * args.unroll

@@ -202,9 +202,9 @@ def distance_row(name: str, results, reference) -> dict:
 def load(args):
     """The biLM, the (forward, backward) softmaxes or Nones, and the vocabulary or None."""
     if args.ckpt:
-        from elmo_lm.training import load_module
+        from elmo_lm.lightning_module import ElmoLM
 
-        module = load_module(args.ckpt).eval()
+        module = ElmoLM.from_checkpoint(args.ckpt).eval()
         shared = getattr(module, "softmax", None)
         softmaxes = (shared or module.softmax_fwd, shared or module.softmax_bwd)
         return module.bilm, softmaxes, module.vocab

@@ -5,18 +5,21 @@ from __future__ import annotations
 import random
 import string
 import time
+from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
-from elmo_lm.options import BiLMOptions, CharCNNOptions, LSTMOptions
+from elmo_lm.config import model_options
+from elmo_lm.options import BiLMOptions
 from elmo_lm.tables import format_table as table  # noqa: F401  (the benchmarks print with it)
 
 
 def small_options() -> BiLMOptions:
-    """The published "small" ELMo: 2 x 1024 cells, projection 128, 2048 filters, 1 highway."""
-    return BiLMOptions(
-        lstm=LSTMOptions(dim=1024, projection_dim=128, n_layers=2),
-        char_cnn=CharCNNOptions(n_highway=1),
+    """The published "small" ELMo of conf/model/small.yaml: 2 x 1024 cells, projection 128,
+    2048 filters, 1 highway."""
+    return model_options(
+        OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/model/small.yaml")
     )
 
 

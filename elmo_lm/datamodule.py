@@ -33,8 +33,8 @@ class ElmoDataModule(L.LightningDataModule):
         valid_batch_size: held-out streams, in total over all ranks (the original's
             ``test()`` batch); held-out perplexity carries the LSTM state along each stream, so
             the number is the same on any number of devices.
-        max_characters_per_token: char ids per token (the options' value).
-        max_valid_sentence_tokens: kept for configs that set it; held-out streams need no cap.
+        max_characters_per_token: char ids per token: the options' value, which ``train()``
+            passes (``model.char_cnn.max_characters_per_token``, or the checkpoint's).
         num_workers: data-loader workers per rank.
         shuffle_files: shuffle the order of the training files every epoch.
         shuffle_buffer: sentences held to shuffle the training order every epoch (0: none).
@@ -52,7 +52,6 @@ class ElmoDataModule(L.LightningDataModule):
         unroll_steps: int = 20,
         valid_batch_size: int = 64,
         max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN,
-        max_valid_sentence_tokens: int = 400,
         num_workers: int = 0,
         shuffle_files: bool = True,
         shuffle_buffer: int = 100_000,
@@ -69,7 +68,6 @@ class ElmoDataModule(L.LightningDataModule):
         self.unroll_steps = unroll_steps
         self.valid_batch_size = valid_batch_size
         self.max_characters_per_token = max_characters_per_token
-        self.max_valid_sentence_tokens = max_valid_sentence_tokens
         self.num_workers = num_workers
         self.shuffle_files = shuffle_files
         self.shuffle_buffer = shuffle_buffer

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,6 +16,7 @@ from torch import nn
 
 from elmo_lm.bilm import BiLM
 from elmo_lm.characters import batch_to_ids
+from elmo_lm.checkpoints import bilm_weights, load_checkpoint
 from elmo_lm.errors import UserError
 from elmo_lm.options import BiLMOptions
 from elmo_lm.scalar_mix import ScalarMix
@@ -108,27 +108,16 @@ class Elmo(nn.Module):
         warm_start: bool = True,
         **kwargs,
     ) -> Elmo:
-        """Loads the biLM of a training checkpoint (``hparams["options"]``, ``bilm.*`` weights)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ElmoError(f"{path}: checkpoint not found; pass a .ckpt written by train.py")
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            options = ckpt["hyper_parameters"]["options"]
-            weights = {k[5:]: v for k, v in ckpt["state_dict"].items() if k.startswith("bilm.")}
-        except (KeyError, TypeError):
-            raise ElmoError(
-                f"{path}: not a training checkpoint (no hyper_parameters.options or state_dict)"
-            ) from None
-        except Exception as exc:  # torch.load raises many kinds on a file that is not a checkpoint
-            raise ElmoError(
-                f"{path}: cannot be read as a checkpoint ({type(exc).__name__}); "
-                "pass a .ckpt written by train.py"
-            ) from None
-        options = BiLMOptions.from_dict(options, source=str(path))
+        """Loads the biLM of a training checkpoint (``hparams["options"]``, ``bilm.*`` weights).
+
+        Raises:
+            CheckpointError: the file is missing, unreadable or not a training checkpoint.
+        """
+        checkpoint = load_checkpoint(path)
+        options = BiLMOptions.from_dict(checkpoint["hyper_parameters"]["options"], str(path))
         bilm = BiLM(options, stateful=stateful, warm_start=warm_start)
         try:
-            bilm.load_state_dict(weights)
+            bilm.load_state_dict(bilm_weights(checkpoint))
         except RuntimeError:
             raise ElmoError(f"{path}: its bilm.* weights do not match its options") from None
         return cls(bilm, **kwargs)

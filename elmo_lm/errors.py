@@ -18,6 +18,10 @@ class UserError(ValueError):
     """A mistake in what the user asked for or gave; the message says what to fix."""
 
 
+class TrainingError(UserError):
+    """A mistake in what the user asked ``train.py`` for (a config key, a value, a path)."""
+
+
 class OutputError(UserError):
     """A file that cannot be written where the user asked (missing directory, a directory in
     its place, read-only, full disk)."""

@@ -23,10 +23,10 @@ exact whatever the number of ranks.
 from __future__ import annotations
 
 import logging
-import math
+import os
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch
@@ -34,7 +34,10 @@ import torch.distributed as dist
 
 from elmo_lm.allocator import keep_freed_memory
 from elmo_lm.bilm import BiLM, bilm_state_detach
+from elmo_lm.checkpoints import load_checkpoint
+from elmo_lm.gradients import all_reduce_mean_grads, clip_grad_norm
 from elmo_lm.options import BiLMOptions
+from elmo_lm.perplexity import perplexities
 from elmo_lm.softmax import Softmax
 from elmo_lm.vocabulary import Vocabulary
 
@@ -67,85 +70,24 @@ def resolve_softmax(mode: str, vocab_size: int, n_negative_samples: int) -> bool
     return False
 
 
-def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Clips the global L2 norm of all gradients, dense or sparse, to ``max_norm``.
-
-    Sparse gradients are coalesced first (their norm is that of the summed rows), and stay sparse.
-
-    Returns:
-        The norm before clipping.
-    """
-    grads = []
-    for p in parameters:
-        if p.grad is None:
-            continue
-        if p.grad.is_sparse:
-            p.grad = p.grad.coalesce()
-            grads.append(p.grad._values())
-        else:
-            grads.append(p.grad)
-    if not grads:
-        return torch.tensor(0.0)
-    total = torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
-    )
-    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.to(g.dtype))
-    return total
-
-
-def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
-    """Averages gradients over the ranks of ``torch.distributed``, keeping sparse ones sparse.
-
-    A sparse gradient is all-gathered (row ids and rows from every rank) and summed, which works
-    on gloo and NCCL alike and moves only the touched rows.
-    """
-    world = dist.get_world_size()
-    for p in parameters:
-        g = p.grad
-        if g is None:
-            continue
-        if not g.is_sparse:
-            dist.all_reduce(g)
-            g.div_(world)
-            continue
-        g = g.coalesce()
-        rows, values = g._indices()[0], g._values()  # (n,), (n, *row_shape)
-        size = torch.tensor([len(rows)], device=rows.device)
-        sizes = [torch.zeros_like(size) for _ in range(world)]
-        dist.all_gather(sizes, size)
-        sizes = [int(s) for s in sizes]
-        longest = max(sizes)
-        pad = longest - len(rows)
-        rows = torch.cat([rows, rows.new_zeros(pad)])
-        values = torch.cat([values, values.new_zeros(pad, *values.shape[1:])])
-        all_rows = [torch.empty_like(rows) for _ in range(world)]
-        all_values = [torch.empty_like(values) for _ in range(world)]
-        dist.all_gather(all_rows, rows)
-        dist.all_gather(all_values, values)
-        rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
-        values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / world
-        p.grad = torch.sparse_coo_tensor(rows[None], values, g.shape).coalesce()
-
-
 class ElmoLM(L.LightningModule):
     """A biLM and its softmax, trained as the original ELMo trainer did.
 
     Every argument is a plain value, so a checkpoint rebuilds the module without any config:
-    ``ElmoLM.load_from_checkpoint(path)``.
+    ``ElmoLM.from_checkpoint(path)``.
 
     Args:
-        options: ``BiLMOptions.to_dict()``; ``n_tokens_vocab``, ``n_negative_samples_batch`` and
-            ``all_clip_norm_val`` are set from the arguments below.
+        options: ``BiLMOptions.to_dict()`` of the run (``elmo_lm.config.run_options``), stored
+            as given: ``n_negative_samples_batch`` is the number of negatives per step and
+            direction of the sampled softmax, ``all_clip_norm_val`` the global norm gradients
+            are clipped to, and ``n_tokens_vocab`` must be the vocabulary's size (0: not given).
         vocab: the vocabulary's tokens in id order (``<S>``, ``</S>``, ``<UNK>``, then by
             descending count); the softmax classes.
         lr: Adagrad learning rate.
         initial_accumulator_value: Adagrad's initial sum of squared gradients.
-        clip_norm: gradients are clipped to this global norm.
-        softmax: ``auto`` (sampled when the vocabulary is larger than ``n_negative_samples``),
-            ``sampled`` or ``full``. Validation always uses the full softmax.
-        n_negative_samples: negatives per step and direction of the sampled softmax.
+        softmax: ``auto`` (sampled when the vocabulary is larger than the options'
+            ``n_negative_samples_batch``), ``sampled`` or ``full``. Validation always uses the
+            full softmax.
         seed: seeds each step's random draws together with the rank and the step.
         reset_state_prob: chance that a row's carried LSTM state is zeroed before a training
             window, so that the model also learns to start from a zero state (as held-out text
@@ -160,18 +102,20 @@ class ElmoLM(L.LightningModule):
         vocab: list[str],
         lr: float = 0.2,
         initial_accumulator_value: float = 1.0,
-        clip_norm: float = 10.0,
         softmax: str = "auto",
-        n_negative_samples: int = 8192,
         seed: int = 0,
         reset_state_prob: float = 0.02,
     ):
         super().__init__()
         vocab = [str(t) for t in vocab]
         opts = BiLMOptions.from_dict(_plain(options))  # plain values: checkpoints load weights_only
+        if opts.n_tokens_vocab not in (0, len(vocab)):
+            raise ValueError(
+                f"options.n_tokens_vocab={opts.n_tokens_vocab}, but the vocabulary has "
+                f"{len(vocab)} tokens"
+            )
         opts.n_tokens_vocab = len(vocab)
-        opts.n_negative_samples_batch = n_negative_samples
-        opts.all_clip_norm_val = clip_norm
+        n_negative_samples = opts.n_negative_samples_batch
         if not 0.0 <= reset_state_prob <= 1.0:
             raise ValueError(f"module.reset_state_prob={reset_state_prob}: must lie in [0, 1]")
         self.save_hyperparameters(
@@ -180,9 +124,7 @@ class ElmoLM(L.LightningModule):
                 "vocab": vocab,
                 "lr": float(lr),
                 "initial_accumulator_value": float(initial_accumulator_value),
-                "clip_norm": float(clip_norm),
                 "softmax": str(softmax),
-                "n_negative_samples": int(n_negative_samples),
                 "seed": int(seed),
                 "reset_state_prob": float(reset_state_prob),
             },
@@ -204,6 +146,17 @@ class ElmoLM(L.LightningModule):
             4, dtype=torch.float64
         )  # nll fwd, count fwd, nll bwd, count bwd
         self._step_ends: deque[float] = deque(maxlen=21)  # perf_counter at the last steps' ends
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> ElmoLM:
+        """The trained module of a checkpoint, without any config (``load_checkpoint``'s
+        one-line errors when it is missing or unreadable)."""
+        checkpoint = load_checkpoint(path)
+        module = cls(**checkpoint["hyper_parameters"])
+        module.load_state_dict(checkpoint["state_dict"])
+        return module.to(map_location)
 
     @property
     def options(self) -> BiLMOptions:
@@ -277,8 +230,8 @@ class ElmoLM(L.LightningModule):
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
     ):
         # Our own global-norm clip (sparse softmax gradients included); the Trainer's
-        # gradient_clip_val, when set, overrides the module's clip_norm.
-        max_norm = gradient_clip_val or self.hparams["clip_norm"]
+        # gradient_clip_val, when set, overrides the options' all_clip_norm_val.
+        max_norm = gradient_clip_val or self.options.all_clip_norm_val
         norm = clip_grad_norm(self.parameters(), max_norm)
         self.log("train/grad_norm", norm, on_step=True)
 
@@ -349,18 +302,6 @@ def reset_rows(state, prob: float):
     h, c = state
     keep = (torch.rand(h.shape[2], device=h.device) >= prob).to(h.dtype)  # (B,)
     return h * keep[:, None], c * keep[:, None].to(c.dtype)
-
-
-def perplexities(sums: torch.Tensor) -> dict[str, float]:
-    """``ppl_fwd``, ``ppl_bwd`` and ``ppl`` (exp of the mean of both directions' mean losses,
-    as the original reported) from summed (nll fwd, count fwd, nll bwd, count bwd)."""
-    nll_fwd, n_fwd, nll_bwd, n_bwd = (float(s) for s in sums)
-    loss_fwd, loss_bwd = nll_fwd / max(n_fwd, 1.0), nll_bwd / max(n_bwd, 1.0)
-    return {
-        "ppl_fwd": math.exp(loss_fwd),
-        "ppl_bwd": math.exp(loss_bwd),
-        "ppl": math.exp(0.5 * (loss_fwd + loss_bwd)),
-    }
 
 
 def _plain(value):

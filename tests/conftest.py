@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
-from elmo_lm.options import BiLMOptions, CharCNNOptions, CharEmbeddingOptions, LSTMOptions
+from elmo_lm.config import model_options
+from elmo_lm.options import BiLMOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,23 +28,31 @@ def elmo_fixtures() -> Path:
     path = fixtures_dir()
     if path is None:
         if os.environ.get("ELMO_REQUIRE_FIXTURES"):
-            pytest.fail("ELMO_REQUIRE_FIXTURES is set but the ELMo fixtures were not found; set ELMO_FIXTURES")
+            pytest.fail(
+                "ELMO_REQUIRE_FIXTURES is set but the ELMo fixtures were not found; set ELMO_FIXTURES"
+            )
         pytest.skip("ELMo reference fixtures not found (set ELMO_FIXTURES)")
     return path
 
 
+def model_config(name: str) -> BiLMOptions:
+    """The biLM of ``conf/model/<name>.yaml``, read as train.py reads it."""
+    return model_options(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
+
+
 def tiny_options(**overrides) -> BiLMOptions:
-    """A biLM small enough to train and test in seconds."""
-    lstm = dict(dim=32, projection_dim=8, n_layers=2, cell_clip=3.0, proj_clip=3.0, use_skip_connections=True)
-    cnn = dict(activation="relu", filters=[[1, 4], [2, 8], [3, 8]], n_highway=1, max_characters_per_token=50, n_characters=261)
-    for key in list(overrides):
-        if key in lstm:
-            lstm[key] = overrides.pop(key)
-        elif key in cnn:
-            cnn[key] = overrides.pop(key)
-    char_dim = overrides.pop("char_dim", 4)
-    return BiLMOptions(
-        lstm=LSTMOptions(**lstm),
-        char_cnn=CharCNNOptions(embedding=CharEmbeddingOptions(dim=char_dim), **cnn),
-        **overrides,
-    )
+    """``conf/model/tiny.yaml`` (a biLM that trains and tests in seconds), with ``overrides`` of
+    ``lstm`` and ``char_cnn`` fields, ``char_dim`` or top-level options by name."""
+    options = model_config("tiny")
+    for key, value in overrides.items():
+        if key == "char_dim":
+            options.char_cnn.embedding.dim = value
+        elif hasattr(options.lstm, key):
+            setattr(options.lstm, key, value)
+        elif hasattr(options.char_cnn, key):
+            setattr(options.char_cnn, key, value)
+        elif hasattr(options, key):
+            setattr(options, key, value)
+        else:
+            raise TypeError(f"tiny_options: no option {key!r}")
+    return options

@@ -11,9 +11,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from elmo_lm.bilm import BiLM
+from elmo_lm.config import model_options, module_arguments, run_options
 from elmo_lm.datamodule import ElmoDataModule
+from elmo_lm.errors import TrainingError
 from elmo_lm.lightning_module import ElmoLM
-from elmo_lm.training import build_options
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -42,8 +43,10 @@ def instantiate_all(cfg, tmp_path: Path, vocab=TINY_VOCAB):
     logger = instantiate(cfg.logger)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     datamodule = instantiate(cfg.data)
-    options = build_options(**OmegaConf.to_container(cfg.model, resolve=True))
-    module = instantiate(cfg.module, options=options.to_dict(), vocab=vocab, _convert_="all")
+    options = run_options(model_options(cfg.model), cfg, len(vocab), n_train_tokens=0)
+    module = instantiate(
+        module_arguments(cfg), options=options.to_dict(), vocab=vocab, _convert_="all"
+    )
     return trainer, datamodule, module
 
 
@@ -65,9 +68,9 @@ def test_default_config_instantiates(tmp_path):
 
 
 @pytest.mark.parametrize("name", options_of("model"))
-def test_model_configs_build_options(name, tmp_path):
+def test_model_configs_are_options(name, tmp_path):
     cfg = compose_train([f"model={name}"], tmp_path)
-    options = build_options(**OmegaConf.to_container(cfg.model, resolve=True))
+    options = model_options(cfg.model)
     with torch.device("meta"):  # shapes only: no memory for the large ones
         n_params = sum(p.numel() for p in BiLM(options).parameters())
     published = {"small": 13.6e6, "medium": 28.0e6, "original": 93.6e6}
@@ -107,7 +110,7 @@ def test_experiment_configs_instantiate(name, tmp_path):
 
 def test_small_corpus_experiment(tmp_path):
     cfg = compose_train(["+experiment=small_corpus"], tmp_path)
-    assert cfg.model.lstm_dim == 256 and cfg.model.projection_dim == 64
+    assert cfg.model.lstm.dim == 256 and cfg.model.lstm.projection_dim == 64
     assert cfg.data.batch_size == 32 and cfg.module.n_negative_samples == 8192
     assert cfg.callbacks.early_stopping.monitor == "val/ppl"
     assert cfg.data.train_files.endswith("data/sample/train.txt")
@@ -132,3 +135,45 @@ def test_multi_node_run_dir_is_the_job_not_the_clock(tmp_path, monkeypatch):
         )
     assert cfg.hydra.run.dir.endswith("runs/default/job_4242")
     assert cfg.trainer.num_nodes == 2 and cfg.trainer.strategy == "ddp"
+
+
+def test_model_configs_mirror_options_json(tmp_path):
+    """A model config's keys are options.json's: the file train.py exports reads back as the
+    config it came from."""
+    cfg = compose_train(["model=mini"], tmp_path)
+    options = model_options(cfg.model)
+    exported = options.to_dict()
+    config = OmegaConf.to_container(cfg.model)
+    assert {k: exported[k] for k in config} == {**config, "char_cnn": exported["char_cnn"]}
+    assert {k: exported["char_cnn"][k] for k in config["char_cnn"]} == config["char_cnn"]
+    assert model_options(OmegaConf.create(exported)) == options
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.lstm_dim=64", "model.lstm_dim: renamed model.lstm.dim"),
+        ("model.char_dim=8", "model.char_dim: renamed model.char_cnn.embedding.dim"),
+        ("data.max_characters_per_token=20", "renamed model.char_cnn.max_characters_per_token"),
+        ("+model.lstm.dimm=3", "model.lstm.dimm: not an options.json key"),
+        ("+model.hidden=3", "model.hidden: not an options.json key"),
+    ],
+)
+def test_old_and_unknown_model_keys_are_one_line(tmp_path, override, message):
+    from elmo_lm.config import check_config, check_overrides
+
+    with pytest.raises(TrainingError, match=message):
+        check_overrides([override])
+        cfg = compose_train(["model=tiny", override], tmp_path)
+        check_config(cfg)
+        model_options(cfg.model)
+
+
+def test_an_old_flat_model_file_is_one_line(tmp_path):
+    from elmo_lm.config import check_config
+
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "old.yaml").write_text("lstm_dim: 64\nprojection_dim: 16\n")
+    cfg = compose_train([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=old"], tmp_path)
+    with pytest.raises(TrainingError, match="model.lstm_dim: renamed model.lstm.dim"):
+        check_config(cfg)

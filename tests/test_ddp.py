@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 import torch
 
-from elmo_lm.training import evaluate
+from elmo_lm.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def _average_on_rank(rank: int, init_file: str, out_dir: str) -> None:
     torch.distributed.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
     )
-    from elmo_lm.lightning_module import all_reduce_mean_grads
+    from elmo_lm.gradients import all_reduce_mean_grads
 
     sparse = torch.nn.Parameter(torch.zeros(6, 2))
     dense = torch.nn.Parameter(torch.zeros(3))

@@ -10,6 +10,7 @@ import torch
 
 from elmo_lm.bilm import BiLM
 from elmo_lm.characters import batch_to_ids
+from elmo_lm.checkpoints import CheckpointError
 from elmo_lm.elmo import Elmo, ElmoError
 from elmo_lm.options import OptionsError
 from elmo_lm.token_cache import TokenCache
@@ -185,13 +186,13 @@ def test_bad_model_files(bilm, tmp_path):
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(WeightsFileError, match="use the options.json written with these weights"):
         Elmo.from_files(tmp_path / "other.json", tmp_path / "weights.hdf5")
-    with pytest.raises(ElmoError, match="checkpoint not found"):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
         Elmo.from_checkpoint(tmp_path / "nope.ckpt")
     (tmp_path / "empty.ckpt").write_bytes(b"")
-    with pytest.raises(ElmoError, match="cannot be read as a checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot be read as a checkpoint"):
         Elmo.from_checkpoint(tmp_path / "empty.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
-    with pytest.raises(ElmoError, match="not a training checkpoint"):
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
         Elmo.from_checkpoint(tmp_path / "plain.ckpt")
     state = {f"bilm.{k}": v for k, v in bilm.state_dict().items()}
     torch.save({"hyper_parameters": {"options": other}, "state_dict": state}, tmp_path / "bad.ckpt")

@@ -14,9 +14,13 @@ import pytest
 from test_training import config
 
 from elmo_lm.bilm import BiLM
+from elmo_lm.cli import parse_args
+from elmo_lm.config import check_overrides
 from elmo_lm.embed_file import main as embed_main
 from elmo_lm.errors import user_errors
-from elmo_lm.training import evaluate, export, parse_args, train
+from elmo_lm.evaluation import evaluate
+from elmo_lm.export import export
+from elmo_lm.training import train
 from tests.conftest import tiny_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,9 +62,11 @@ def _cases(tmp: Path) -> list[tuple[str, str, object]]:
         ("train.py", "data.num_workers=-2", run_train("data.num_workers=-2")),
         (
             "train.py",
-            "data.max_characters_per_token=2",
-            run_train("data.max_characters_per_token=2"),
+            "model.char_cnn.max_characters_per_token=2",
+            run_train("model.char_cnn.max_characters_per_token=2"),
         ),
+        ("train.py", "model.lstm_dim=2048", lambda: check_overrides(["model.lstm_dim=2048"])),
+        ("train.py", "+model.lstm.dimm=64", run_train("+model.lstm.dimm=64")),
         ("train.py", "data.vocab_max_size=2", run_train("data.vocab_max_size=2")),
         ("train.py", "module.lr=0", run_train("module.lr=0")),
         ("train.py", "module.clip_norm=-1", run_train("module.clip_norm=-1")),

@@ -12,7 +12,8 @@ import torch
 
 from elmo_lm.bilm import BiLM
 from elmo_lm.characters import batch_to_ids
-from elmo_lm.training import load_module, train
+from elmo_lm.lightning_module import ElmoLM
+from elmo_lm.training import train
 from elmo_lm.vocabulary import Vocabulary
 from tests.test_training import config
 
@@ -38,7 +39,7 @@ def test_export_command_writes_the_three_files(checkpoint, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     options = json.loads((out.parent / "options.json").read_text())
-    module = load_module(checkpoint)
+    module = ElmoLM.from_checkpoint(checkpoint)
     assert options["char_cnn"]["n_characters"] == 262
     assert options["n_tokens_vocab"] == len(module.hparams["vocab"]) == 13
     assert options["n_train_tokens"] == 1000  # the corpus's words, counted
@@ -64,12 +65,13 @@ def test_checkpoint_loads_without_the_config(checkpoint):
         "vocab",
         "lr",
         "initial_accumulator_value",
-        "clip_norm",
         "softmax",
-        "n_negative_samples",
         "seed",
         "reset_state_prob",
     }
+    # Settings options.json records are stored there only, once.
+    assert hparams["options"]["all_clip_norm_val"] == 10.0
+    assert hparams["options"]["n_negative_samples_batch"] == 8192
     assert json.loads(json.dumps(hparams)) == hparams  # plain values only
     assert any(k.startswith("bilm.") for k in ckpt["state_dict"])
     assert "softmax.weight" in ckpt["state_dict"] and "softmax_bwd.weight" not in ckpt["state_dict"]

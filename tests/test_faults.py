@@ -21,7 +21,8 @@ import torch
 from test_training import config, cyclic_corpus
 
 from elmo_lm.errors import OutputError, UserError
-from elmo_lm.training import export, train
+from elmo_lm.export import export
+from elmo_lm.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,7 +147,7 @@ def test_resume_skips_a_newer_checkpoint_that_does_not_load(tmp_path, caplog):
     # A newer periodic checkpoint cut short, as a copy killed half-way leaves one.
     broken = run / "checkpoints" / "latest-step9.ckpt"
     broken.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with caplog.at_level("INFO", logger="elmo_lm.training"):
+    with caplog.at_level("INFO", logger="elmo_lm.checkpoints"):
         train(
             config(
                 tmp_path,
@@ -315,16 +316,20 @@ def test_export_refuses_an_unwritable_place_before_reading_and_leaves_no_pair_ha
 
 
 def test_user_errors_are_one_base_class():
+    from elmo_lm.checkpoints import CheckpointError
+    from elmo_lm.cli import ArgumentError
     from elmo_lm.elmo import ElmoError
     from elmo_lm.embed_file import EmbedFileError
+    from elmo_lm.errors import TrainingError
     from elmo_lm.options import OptionsError
     from elmo_lm.token_cache import TokenCacheError
-    from elmo_lm.training import TrainingError
     from elmo_lm.vocabulary import CorpusError, VocabularyError
     from elmo_lm.weights_file import WeightsFileError
     from elmo_lm.word_vectors import WordVectorsError
 
     for cls in (
+        ArgumentError,
+        CheckpointError,
         ElmoError,
         EmbedFileError,
         OptionsError,
@@ -340,14 +345,14 @@ def test_user_errors_are_one_base_class():
 
 
 def test_evaluate_reports_the_oov_rate_and_warns_when_high(tmp_path, caplog):
-    from elmo_lm.training import evaluate
+    from elmo_lm.evaluation import evaluate
 
     train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
     ckpt = tmp_path / "runs" / "run" / "checkpoints" / "last.ckpt"
     assert evaluate(ckpt, tmp_path / "valid.txt", device="cpu")["oov_rate"] == 0
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("w1 zz yy xx\nw2 qq\n")
-    with caplog.at_level("WARNING", logger="elmo_lm.training"):
+    with caplog.at_level("WARNING", logger="elmo_lm.evaluation"):
         result = evaluate(ckpt, foreign, device="cpu")
     assert result["oov_rate"] == pytest.approx(4 / 6)
     assert "67% of the words" in caplog.text

@@ -3,6 +3,7 @@ state carrying, gradient clipping and the errors a user can cause."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -12,8 +13,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from elmo_lm.lightning_module import ElmoLM, clip_grad_norm
-from elmo_lm.training import TrainingError, evaluate, export, train
+from elmo_lm.errors import TrainingError, UserError
+from elmo_lm.evaluation import evaluate
+from elmo_lm.export import export
+from elmo_lm.gradients import clip_grad_norm
+from elmo_lm.lightning_module import ElmoLM
+from elmo_lm.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = [f"w{i}" for i in range(10)]
@@ -27,7 +32,7 @@ def cyclic_corpus(path: Path, n: int, offset: int = 0) -> Path:
     return path
 
 
-def config(tmp_path: Path, *overrides: str, name: str = "run"):
+def config(tmp_path: Path, *overrides: str, name: str = "run", model: str = "tiny"):
     train_file = cyclic_corpus(tmp_path / "train.txt", 200)
     valid_file = cyclic_corpus(tmp_path / "valid.txt", 30, offset=3)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -37,7 +42,7 @@ def config(tmp_path: Path, *overrides: str, name: str = "run"):
                 f"paths.root={ROOT}",
                 f"paths.runs_dir={tmp_path / 'runs'}",
                 f"paths.output_dir={tmp_path / 'runs' / name}",
-                "model=tiny",
+                f"model={model}",
                 "hardware=cpu",
                 f"data.train_files={train_file}",
                 f"data.valid_files={valid_file}",
@@ -117,6 +122,34 @@ def test_fine_tune_from_an_exported_pair(tmp_path):
     assert module.options.lstm.dim == 32  # tiny, from the exported options
 
 
+@pytest.mark.parametrize("published", ["fixtures", "sample"])
+def test_a_published_options_json_is_a_model_config(tmp_path, published, request):
+    """options.json as it is, dropped into a config directory's model/ group, trains; the run's
+    options are its biLM and this run's settings (not the ones the file recorded)."""
+    if published == "fixtures":
+        source = request.getfixturevalue("elmo_fixtures") / "options.json"
+    else:
+        source = ROOT / "models" / "sample" / "options.json"
+    conf = tmp_path / "conf"
+    (conf / "model").mkdir(parents=True)
+    (conf / "model" / "published.yaml").write_text(source.read_text())
+    cfg = config(
+        tmp_path,
+        f"hydra.searchpath=[file://{conf}]",
+        "trainer.max_steps=1",
+        "trainer.limit_val_batches=1",
+        model="published",
+    )
+    train(cfg)
+    module = ElmoLM.from_checkpoint(tmp_path / "runs" / "run" / "checkpoints" / "last.ckpt")
+    written = json.loads(source.read_text())
+    trained = module.options.to_dict()
+    assert trained["lstm"] == {**trained["lstm"], **written["lstm"]}
+    assert trained["char_cnn"] == {**trained["char_cnn"], **written["char_cnn"]}
+    assert trained["batch_size"] == 8 and trained["unroll_steps"] == 10
+    assert trained["n_tokens_vocab"] == 13 and trained["n_train_tokens"] == 1000
+
+
 def test_sampled_softmax_trains_and_validates_with_the_full_one(tmp_path):
     metrics = train(
         config(
@@ -141,11 +174,11 @@ def test_small_vocabulary_switches_to_the_full_softmax(tmp_path, caplog):
 
 @pytest.mark.slow
 def test_errors_are_one_line(tmp_path):
-    with pytest.raises(TrainingError, match="checkpoint not found"):
+    with pytest.raises(UserError, match="checkpoint not found"):
         train(config(tmp_path, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
-    with pytest.raises(TrainingError, match="ckpt_path=last"):
+    with pytest.raises(UserError, match="ckpt_path=last"):
         train(config(tmp_path, "ckpt_path=last"))
-    with pytest.raises(TrainingError, match="checkpoint not found"):
+    with pytest.raises(UserError, match="checkpoint not found"):
         evaluate(tmp_path / "missing.ckpt", tmp_path / "valid.txt")
     for cmd in (
         ["train.py", f"ckpt_path={tmp_path / 'missing.ckpt'}", "model=tiny"],
@@ -208,3 +241,20 @@ def test_clip_grad_norm_handles_sparse_gradients():
         sparse.grad.to_dense()[1], torch.tensor([0.8, 0.0]), atol=1e-5, rtol=0
     )
     torch.testing.assert_close(dense.grad, torch.tensor([0.6, 0.0, 0.0]), atol=1e-5, rtol=0)
+
+
+def test_a_resume_with_other_data_settings_is_one_line():
+    from elmo_lm.options import BiLMOptions
+    from elmo_lm.training import check_resume
+
+    trained = BiLMOptions(batch_size=8, unroll_steps=10)
+    hparams = {"options": trained.to_dict(), "vocab": ["<S>", "</S>", "<UNK>", "a"]}
+    check_resume("last.ckpt", hparams, trained, hparams["vocab"])
+    other = BiLMOptions(batch_size=16, unroll_steps=10)
+    with pytest.raises(TrainingError) as err:
+        check_resume("last.ckpt", hparams, other, ["<S>", "</S>", "<UNK>", "b", "c"])
+    assert str(err.value) == (
+        "last.ckpt: resumed with other data settings: data.batch_size=16 (the checkpoint's: 8); "
+        "a vocabulary of 5 tokens (the checkpoint's: 4; pass data.vocab_file=<the run's "
+        "vocab.txt>)"
+    )

@@ -32,7 +32,8 @@ def test_one_step_is_the_originals_update(tmp_path, clip_norm):
     dm = ElmoDataModule(path, batch_size=3, unroll_steps=5, shuffle_buffer=0)
     dm.setup()
     torch.manual_seed(0)
-    module = ElmoLM(tiny_options(dropout=0.0).to_dict(), dm.vocab.tokens, clip_norm=clip_norm)
+    options = tiny_options(dropout=0.0, all_clip_norm_val=clip_norm)
+    module = ElmoLM(options.to_dict(), dm.vocab.tokens)
     assert not module.sampled  # full softmax: the step is deterministic
     before = copy.deepcopy(module)
     batch = next(iter(dm.train_dataloader()))

@@ -1,0 +1,71 @@
+"""Gradient helpers of plain torch: the global-norm clip and the average over ranks, both
+keeping sparse gradients (the softmax rows) sparse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+
+
+def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clips the global L2 norm of all gradients, dense or sparse, to ``max_norm``.
+
+    Sparse gradients are coalesced first (their norm is that of the summed rows), and stay sparse.
+
+    Returns:
+        The norm before clipping.
+    """
+    grads = []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()
+            grads.append(p.grad._values())
+        else:
+            grads.append(p.grad)
+    if not grads:
+        return torch.tensor(0.0)
+    total = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
+    )
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.to(g.dtype))
+    return total
+
+
+def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
+    """Averages gradients over the ranks of ``torch.distributed``, keeping sparse ones sparse.
+
+    A sparse gradient is all-gathered (row ids and rows from every rank) and summed, which works
+    on gloo and NCCL alike and moves only the touched rows.
+    """
+    world = dist.get_world_size()
+    for p in parameters:
+        g = p.grad
+        if g is None:
+            continue
+        if not g.is_sparse:
+            dist.all_reduce(g)
+            g.div_(world)
+            continue
+        g = g.coalesce()
+        rows, values = g._indices()[0], g._values()  # (n,), (n, *row_shape)
+        size = torch.tensor([len(rows)], device=rows.device)
+        sizes = [torch.zeros_like(size) for _ in range(world)]
+        dist.all_gather(sizes, size)
+        sizes = [int(s) for s in sizes]
+        longest = max(sizes)
+        pad = longest - len(rows)
+        rows = torch.cat([rows, rows.new_zeros(pad)])
+        values = torch.cat([values, values.new_zeros(pad, *values.shape[1:])])
+        all_rows = [torch.empty_like(rows) for _ in range(world)]
+        all_values = [torch.empty_like(values) for _ in range(world)]
+        dist.all_gather(all_rows, rows)
+        dist.all_gather(all_values, values)
+        rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
+        values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / world
+        p.grad = torch.sparse_coo_tensor(rows[None], values, g.shape).coalesce()
