@@ -23,28 +23,11 @@ from torch import nn
 from elmo_lm.atomic import atomic_path
 from elmo_lm.characters import token_to_char_ids
 from elmo_lm.errors import UserError
+from elmo_lm.vocabulary import read_tokens
 
 
 class TokenCacheError(UserError):
     """A vocabulary or token-embedding file that cannot be used."""
-
-
-def read_vocab_file(path: str | os.PathLike) -> list[str]:
-    """One token per line, as the original tools read it (surrounding whitespace stripped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise TokenCacheError(
-            f"{path}: vocabulary file not found; pass a file with one token per line"
-        )
-    tokens = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    if not tokens:
-        raise TokenCacheError(f"{path}: the vocabulary file is empty")
-    for number, token in enumerate(tokens, start=1):
-        if not token:
-            raise TokenCacheError(
-                f"{path}:{number}: empty line; a vocabulary has one token per line"
-            )
-    return tokens
 
 
 class TokenCache(nn.Module):
@@ -120,7 +103,7 @@ class TokenCache(nn.Module):
         cls, bilm: nn.Module, vocab_file: str | os.PathLike, batch_size: int = 512
     ) -> TokenCache:
         """Computes the embedding of every vocabulary token with ``bilm.embed_tokens``."""
-        tokens = read_vocab_file(vocab_file)
+        tokens = read_tokens(vocab_file)
         max_chars = bilm.options.char_cnn.max_characters_per_token
         device = next(bilm.parameters()).device
         was_training = bilm.training
@@ -149,7 +132,7 @@ class TokenCache(nn.Module):
             raise TokenCacheError(
                 f"{path}: token-embedding file not found; write one with TokenCache.build(...).save(path)"
             )
-        tokens = read_vocab_file(vocab_file)
+        tokens = read_tokens(vocab_file)
         try:
             with h5py.File(path, "r") as f:
                 if "embedding" not in f:

@@ -197,35 +197,13 @@ class Vocabulary:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> Vocabulary:
-        """Reads and validates a vocabulary file (one token per line, the specials first).
+        """Reads and validates a vocabulary file (``read_tokens``, the specials first).
 
         Raises:
             VocabularyError: one line naming the file, the line and the fix.
         """
-        if not os.path.isfile(path):
-            raise VocabularyError(f"{path}: no such vocabulary file")
-        tokens: list[str] = []
-        seen: dict[str, int] = {}
-        with open(path, encoding="utf-8", errors="strict") as f:
-            try:
-                lines = list(f)
-            except UnicodeDecodeError as e:
-                raise VocabularyError(f"{path}: is not UTF-8 ({e.reason}); re-encode it") from None
-        for line_number, line in enumerate(lines, start=1):
-            token = line.rstrip("\r\n")
-            where = f"{path}:{line_number}"
-            if not token.strip():
-                raise VocabularyError(f"{where}: empty line; remove it (one token per line)")
-            if token != token.strip() or len(token.split()) != 1:
-                raise VocabularyError(
-                    f"{where}: {token!r} holds whitespace; one token per line, no spaces"
-                )
-            if token in seen:
-                raise VocabularyError(
-                    f"{where}: {token!r} repeats line {seen[token]}; remove the duplicate"
-                )
-            seen[token] = line_number
-            tokens.append(token)
+        tokens = read_tokens(path)
+        seen = {token: number for number, token in enumerate(tokens, start=1)}
         for i, special in enumerate(SPECIAL_TOKENS):
             if special not in seen:
                 raise VocabularyError(
@@ -243,3 +221,42 @@ class Vocabulary:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, "".join(f"{token}\n" for token in self.tokens))
+
+
+def read_tokens(path: str | os.PathLike) -> list[str]:
+    """The tokens of a vocabulary file: one per line, in UTF-8, each once (the last line may
+    lack its newline). The one reader of vocabulary files (``Vocabulary.from_file`` and the
+    token cache's rows).
+
+    Raises:
+        VocabularyError: one line naming the file, the line and the fix.
+    """
+    if not os.path.isfile(path):
+        raise VocabularyError(
+            f"{path}: no such vocabulary file; pass a file with one token per line"
+        )
+    tokens: list[str] = []
+    seen: dict[str, int] = {}
+    with open(path, encoding="utf-8", errors="strict") as f:
+        try:
+            lines = list(f)
+        except UnicodeDecodeError as e:
+            raise VocabularyError(f"{path}: is not UTF-8 ({e.reason}); re-encode it") from None
+    if not lines:
+        raise VocabularyError(f"{path}: the vocabulary file is empty; one token per line")
+    for line_number, line in enumerate(lines, start=1):
+        token = line.rstrip("\r\n")
+        where = f"{path}:{line_number}"
+        if not token.strip():
+            raise VocabularyError(f"{where}: empty line; remove it (one token per line)")
+        if token != token.strip() or len(token.split()) != 1:
+            raise VocabularyError(
+                f"{where}: {token!r} holds whitespace; one token per line, no spaces"
+            )
+        if token in seen:
+            raise VocabularyError(
+                f"{where}: {token!r} repeats line {seen[token]}; remove the duplicate"
+            )
+        seen[token] = line_number
+        tokens.append(token)
+    return tokens

@@ -8,7 +8,8 @@ import torch
 from elmo_lm.bilm import BiLM
 from elmo_lm.characters import batch_to_ids
 from elmo_lm.elmo import Elmo
-from elmo_lm.token_cache import TokenCache, TokenCacheError, read_vocab_file
+from elmo_lm.token_cache import TokenCache, TokenCacheError
+from elmo_lm.vocabulary import VocabularyError, read_tokens
 from tests.conftest import tiny_options
 
 VOCAB = ["<S>", "</S>", "<UNK>", "the", "bank", "river", "money", "x" * 80]
@@ -83,7 +84,7 @@ def test_fixture_token_embeddings(elmo_fixtures, tmp_path):
     ref_cache = TokenCache.from_file(
         elmo_fixtures / "elmo_token_embeddings.hdf5", elmo_fixtures / "vocab_test.txt"
     )
-    ids = batch_to_ids([read_vocab_file(elmo_fixtures / "vocab_test.txt")[:40]])
+    ids = batch_to_ids([read_tokens(elmo_fixtures / "vocab_test.txt")[:40]])
     assert bool((ref_cache.rows(ids[0]) >= 0).all())
     with torch.no_grad():
         expected = bilm(ids)["layers"]
@@ -93,12 +94,12 @@ def test_fixture_token_embeddings(elmo_fixtures, tmp_path):
 
 
 def test_bad_files(bilm, vocab_file, tmp_path):
-    with pytest.raises(TokenCacheError, match="vocabulary file not found"):
+    with pytest.raises(VocabularyError, match="no such vocabulary file"):
         TokenCache.build(bilm, tmp_path / "missing.txt")
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    with pytest.raises(TokenCacheError, match="empty"):
-        read_vocab_file(empty)
+    with pytest.raises(VocabularyError, match="empty"):
+        read_tokens(empty)
     path = tmp_path / "cache.hdf5"
     TokenCache.build(bilm, vocab_file).save(path)
     short = tmp_path / "short.txt"
