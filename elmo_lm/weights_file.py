@@ -23,32 +23,13 @@ def _cell(d: int, layer: int) -> str:
 
 
 def expected_shapes(bilm) -> dict[str, tuple[int, ...]]:
-    """Dataset name -> shape for every dataset of the model's parameters.
+    """Dataset name -> shape for every dataset of the model's parameters (those of
+    ``weights_to_file``, the one mapping between the model and the file).
 
     As in the original tools, there is no ``CNN_proj`` when the filters total ``projection_dim``
     and no ``W_P_0`` when ``projection_dim == lstm.dim``; see ``identity_shapes``.
     """
-    opts = bilm.options
-    char_dim, f_total = opts.char_cnn.embedding.dim, opts.n_filters
-    p, h = opts.lstm.projection_dim, opts.lstm.dim
-    shapes = {"char_embed": (261, char_dim)}
-    for i, (width, num) in enumerate(opts.char_cnn.filters):
-        shapes[f"CNN/W_cnn_{i}"] = (1, width, char_dim, num)
-        shapes[f"CNN/b_cnn_{i}"] = (num,)
-    for k in range(opts.char_cnn.n_highway):
-        for name in ("transform", "carry"):
-            shapes[f"CNN_high_{k}/W_{name}"] = (f_total, f_total)
-            shapes[f"CNN_high_{k}/b_{name}"] = (f_total,)
-    if opts.cnn_projection:
-        shapes["CNN_proj/W_proj"] = (f_total, p)
-        shapes["CNN_proj/b_proj"] = (p,)
-    for d in range(2):
-        for layer in range(opts.lstm.n_layers):
-            shapes[f"{_cell(d, layer)}/W_0"] = (p + p, 4 * h)
-            shapes[f"{_cell(d, layer)}/B"] = (4 * h,)
-            if opts.lstm_projection:
-                shapes[f"{_cell(d, layer)}/W_P_0"] = (h, p)
-    return shapes
+    return {name: tuple(tensor.shape) for name, tensor in weights_to_file(bilm).items()}
 
 
 def identity_shapes(bilm) -> dict[str, tuple[int, ...]]:
@@ -75,8 +56,9 @@ def _identity(shape: tuple[int, ...]) -> np.ndarray:
     return np.eye(shape[0], dtype=np.float32) if len(shape) == 2 else np.zeros(shape, np.float32)
 
 
-def _weights_to_file(bilm) -> dict[str, torch.Tensor]:
-    """Dataset name -> tensor (the file's layout) for every dataset of ``bilm``."""
+def weights_to_file(bilm) -> dict[str, torch.Tensor]:
+    """Dataset name -> ``bilm``'s parameter viewed in the file's layout and shape, for every
+    dataset of ``bilm``: what is written, what is read into, and the shapes a file must have."""
     cnn, lstm = bilm.char_cnn, bilm.lstm
     out = {"char_embed": cnn.char_embed.weight[1:]}
     char_dim = cnn.char_dim
@@ -122,7 +104,7 @@ def load_weights(bilm, weight_file: str | os.PathLike) -> None:
             f"{path}: cannot be read as HDF5, the file is truncated or damaged ({reason}); "
             "export or download it again"
         ) from None
-    targets = _weights_to_file(bilm)
+    targets = weights_to_file(bilm)
     with torch.no_grad():
         for name, target in targets.items():
             target.copy_(torch.from_numpy(arrays[name]).reshape(target.shape))
@@ -169,7 +151,7 @@ def save_weights(bilm, weight_file: str | os.PathLike) -> None:
     """Writes every dataset of ``bilm`` (float32, no attributes), and the identity projections
     of ``identity_shapes``, atomically (``elmo_lm.atomic``)."""
     with atomic_path(weight_file) as tmp, h5py.File(tmp, "w") as f:
-        for name, tensor in _weights_to_file(bilm).items():
+        for name, tensor in weights_to_file(bilm).items():
             f.create_dataset(
                 name, data=tensor.detach().to("cpu", torch.float32).contiguous().numpy()
             )
