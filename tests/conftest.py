@@ -1,4 +1,4 @@
-"""Shared test helpers: the reference fixtures and tiny model options."""
+"""Shared test helpers, as fixtures: the reference data, the tiny biLM, a training config on a\ntiny corpus. ``ROOT`` (the repository) is the one constant test files import from here."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from elmo_lm.config import model_options
@@ -40,9 +41,7 @@ def model_config(name: str) -> BiLMOptions:
     return model_options(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
 
 
-def tiny_options(**overrides) -> BiLMOptions:
-    """``conf/model/tiny.yaml`` (a biLM that trains and tests in seconds), with ``overrides`` of
-    ``lstm`` and ``char_cnn`` fields, ``char_dim`` or top-level options by name."""
+def _tiny_options(**overrides) -> BiLMOptions:
     options = model_config("tiny")
     for key, value in overrides.items():
         if key == "char_dim":
@@ -56,3 +55,61 @@ def tiny_options(**overrides) -> BiLMOptions:
         else:
             raise TypeError(f"tiny_options: no option {key!r}")
     return options
+
+
+@pytest.fixture(scope="session")
+def tiny_options():
+    """``tiny_options(**overrides)``: ``conf/model/tiny.yaml`` (a biLM that trains and tests in
+    seconds), with ``lstm`` and ``char_cnn`` fields, ``char_dim`` or top-level options
+    overridden by name."""
+    return _tiny_options
+
+
+WORDS = [f"w{i}" for i in range(10)]
+
+
+def _cyclic_corpus(path: Path, n: int, offset: int = 0) -> Path:
+    lines = [" ".join(WORDS[(i + offset + k) % 10] for k in range(5)) for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cyclic_corpus():
+    """``cyclic_corpus(path, n, offset=0)``: n sentences of 5 consecutive words of a 10-word
+    cycle written to ``path``. After the first word every token is predictable, so a model that
+    learns reaches a mean perplexity near exp(ln 10 / 6) = 1.5."""
+    return _cyclic_corpus
+
+
+def _train_config(tmp_path: Path, *overrides: str, name: str = "run", model: str = "tiny"):
+    train_file = _cyclic_corpus(tmp_path / "train.txt", 200)
+    valid_file = _cyclic_corpus(tmp_path / "valid.txt", 30, offset=3)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                f"paths.root={ROOT}",
+                f"paths.runs_dir={tmp_path / 'runs'}",
+                f"paths.output_dir={tmp_path / 'runs' / name}",
+                f"model={model}",
+                "hardware=cpu",
+                f"data.train_files={train_file}",
+                f"data.valid_files={valid_file}",
+                "data.batch_size=8",
+                "data.unroll_steps=10",
+                "trainer.num_sanity_val_steps=0",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                "trainer.log_every_n_steps=5",
+                *overrides,
+            ],
+        )
+
+
+@pytest.fixture(scope="session")
+def train_config():
+    """``train_config(tmp_path, *overrides, name="run", model="tiny")``: the composed
+    conf/train.yaml of a CPU run on a cyclic corpus in ``tmp_path`` (batch 8 x 10), writing to
+    ``tmp_path/runs/<name>``."""
+    return _train_config

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from conftest import tiny_options
 from elmo_lm import BiLM, BiLMOptions, batch_to_ids
 from elmo_lm.bilm import bilm_state_detach, reverse_padded, warm_up_inputs
 
@@ -11,7 +10,7 @@ SENTENCES = [["a", "man", "sat", "on", "the", "bank", "."], ["the", "bank", "clo
 
 
 @pytest.fixture
-def bilm():
+def bilm(tiny_options):
     torch.manual_seed(0)
     return BiLM(tiny_options()).eval()
 
@@ -46,7 +45,7 @@ def test_stateless_calls_are_deterministic(bilm):
         assert torch.equal(a, b)
 
 
-def test_stateful_rows_carry_state_and_reset_clears_it():
+def test_stateful_rows_carry_state_and_reset_clears_it(tiny_options):
     torch.manual_seed(0)
     bilm = BiLM(tiny_options(), stateful=True).eval()
     ids = batch_to_ids(SENTENCES)
@@ -65,7 +64,7 @@ def test_reverse_padded():
     assert reverse_padded(x, torch.tensor([4, 2])).tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
 
 
-def test_training_path_has_dropout_and_gradients():
+def test_training_path_has_dropout_and_gradients(tiny_options):
     torch.manual_seed(0)
     bilm = BiLM(tiny_options(dropout=0.5)).train()
     ids = batch_to_ids([["a", "b", "c", "d"], ["e", "f", "g", "h"]])
@@ -83,7 +82,7 @@ def test_training_path_has_dropout_and_gradients():
     assert torch.equal(a, b)
 
 
-def test_lm_forward_matches_forward_on_one_sentence():
+def test_lm_forward_matches_forward_on_one_sentence(tiny_options):
     """The training path and the embedding path compute the same LSTMs."""
     torch.manual_seed(0)
     bilm = BiLM(tiny_options()).eval()
@@ -103,7 +102,7 @@ def test_published_shapes_have_the_published_parameter_counts():
     assert abs(n - 13.6e6) / 13.6e6 < 0.02
 
 
-def test_warm_start_is_deterministic_and_batch_independent():
+def test_warm_start_is_deterministic_and_batch_independent(tiny_options):
     torch.manual_seed(0)
     bilm = BiLM(tiny_options()).eval()
     others = [["other", "words", "here"], ["x"] * 9]
@@ -120,7 +119,9 @@ def test_warm_start_is_deterministic_and_batch_independent():
                 torch.testing.assert_close(d[back, : len(sentence)], a[0], atol=1e-6, rtol=0)
 
 
-def test_warm_state_is_the_state_after_the_warm_up_inputs_and_zero_start_is_the_old_result():
+def test_warm_state_is_the_state_after_the_warm_up_inputs_and_zero_start_is_the_old_result(
+    tiny_options,
+):
     """Warm: the sentence continues the warm-up context; warm_start=False: from zeros."""
     torch.manual_seed(0)
     warm = BiLM(tiny_options()).eval()
@@ -145,7 +146,7 @@ def test_warm_state_is_the_state_after_the_warm_up_inputs_and_zero_start_is_the_
     assert not torch.allclose(top, top_zero, atol=1e-3)
 
 
-def test_warm_state_follows_the_weights():
+def test_warm_state_follows_the_weights(tiny_options):
     """Cached in eval mode without gradients, recomputed when a weight changes; computed fresh,
     with gradients, in training mode."""
     torch.manual_seed(0)
@@ -188,7 +189,7 @@ def test_warm_state_follows_the_weights():
         assert not torch.allclose(other_context, stepped)
 
 
-def test_warm_up_inputs_are_those_of_the_training_streams():
+def test_warm_up_inputs_are_those_of_the_training_streams(tiny_options):
     assert warm_up_inputs(["a b .", "c ."]) == (
         ["<S>", "a", "b", ".", "<S>", "c", "."],
         ["</S>", ".", "b", "a", "</S>", ".", "c"],
@@ -197,7 +198,7 @@ def test_warm_up_inputs_are_those_of_the_training_streams():
         BiLM(tiny_options(), warm_up=())
 
 
-def test_stateful_rows_start_warm():
+def test_stateful_rows_start_warm(tiny_options):
     torch.manual_seed(0)
     stateless = BiLM(tiny_options()).eval()
     stateful = BiLM(tiny_options(), stateful=True).eval()

@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_options
 from elmo_lm import batch_to_ids
 from elmo_lm.char_cnn import CharCNN
 
@@ -24,7 +23,7 @@ def plain_char_cnn(cnn: CharCNN, ids: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_matches_a_plain_convolution_for_all_lengths(activation):
+def test_matches_a_plain_convolution_for_all_lengths(tiny_options, activation):
     torch.manual_seed(0)
     cnn = CharCNN(tiny_options(activation=activation, filters=[[1, 4], [3, 5], [7, 6]])).eval()
     rng = random.Random(0)
@@ -35,7 +34,7 @@ def test_matches_a_plain_convolution_for_all_lengths(activation):
         torch.testing.assert_close(cnn(ids[:5]), plain_char_cnn(cnn, ids[:5]), atol=1e-5, rtol=0)
 
 
-def test_filters_totalling_projection_dim_have_no_projection():
+def test_filters_totalling_projection_dim_have_no_projection(tiny_options):
     """As the original tools: ``CNN_proj`` exists only when the filters total more than P."""
     torch.manual_seed(0)
     cnn = CharCNN(tiny_options(filters=[[1, 3], [2, 5]], projection_dim=8)).eval()

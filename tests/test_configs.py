@@ -10,13 +10,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from conftest import ROOT
 from elmo_lm.bilm import BiLM
 from elmo_lm.config import model_options, module_arguments, run_options
 from elmo_lm.datamodule import ElmoDataModule
 from elmo_lm.errors import TrainingError
 from elmo_lm.lightning_module import ElmoLM
 
-ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 TINY_VOCAB = ["<S>", "</S>", "<UNK>", "the", "cat", "sat"]
 

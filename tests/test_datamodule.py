@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
@@ -11,10 +10,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from conftest import ROOT
 from elmo_lm.datamodule import ElmoDataModule
 from elmo_lm.vocabulary import Vocabulary, VocabularyError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ import lightning as L
 import pytest
 import torch
 
+from conftest import ROOT
 from elmo_lm.evaluation import evaluate
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class BatchRecorder(L.Callback):
@@ -92,7 +91,7 @@ def test_ddp_two_cpu_processes(tmp_path):
         f"hydra.run.dir={run_dir}",
         "+callbacks.recorder._target_=tests.test_ddp.BatchRecorder",
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 

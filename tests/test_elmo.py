@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from elmo_lm.bilm import BiLM
 from elmo_lm.characters import batch_to_ids
 from elmo_lm.checkpoints import CheckpointError
@@ -16,7 +17,6 @@ from elmo_lm.options import OptionsError
 from elmo_lm.token_cache import TokenCache
 from elmo_lm.weights_file import WeightsFileError
 from elmo_lm.word_vectors import WordVectors
-from tests.conftest import ROOT, tiny_options
 
 SENTENCES = [
     ["I", "sat", "by", "the", "river", "bank", "."],
@@ -28,7 +28,7 @@ SENTENCES = [
 
 
 @pytest.fixture
-def bilm():
+def bilm(tiny_options):
     torch.manual_seed(0)
     return BiLM(tiny_options()).eval()
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from elmo_lm.bilm import BiLM
 from elmo_lm.elmo import Elmo
 from elmo_lm.embed_file import EmbedFileError, embed_file, main
-from tests.conftest import ROOT, tiny_options
 
 LINES = [
     "The bank raised rates .",
@@ -24,7 +24,7 @@ LINES = [
 
 
 @pytest.fixture
-def model(tmp_path):
+def model(tiny_options, tmp_path):
     torch.manual_seed(0)
     bilm = BiLM(tiny_options()).eval()
     bilm.to_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")

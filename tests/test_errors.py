@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_training import config
 
+from conftest import ROOT
 from elmo_lm.bilm import BiLM
 from elmo_lm.cli import parse_args
 from elmo_lm.config import check_overrides
@@ -21,14 +21,12 @@ from elmo_lm.errors import user_errors
 from elmo_lm.evaluation import evaluate
 from elmo_lm.export import export
 from elmo_lm.training import train
-from tests.conftest import tiny_options
 
-ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "ERRORS.md"
 EVALUATE = {"ckpt": None, "data": None, "batch_size": 64, "device": "auto"}
 
 
-def _cases(tmp: Path) -> list[tuple[str, str, object]]:
+def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object]]:
     """(command, bad input, the call that must fail) for each bad input."""
     (tmp / "a_file").write_text("x\n")
     pair = tmp / "model"
@@ -47,7 +45,7 @@ def _cases(tmp: Path) -> list[tuple[str, str, object]]:
     model = ["--options", str(pair / "options.json"), "--weights", str(pair / "weights.hdf5")]
 
     def run_train(*overrides):
-        return lambda: train(config(tmp, *overrides))
+        return lambda: train(train_config(tmp, *overrides))
 
     def run_embed(*argv):
         return lambda: embed_main([*argv, "--quiet"])
@@ -201,7 +199,7 @@ def _line(call, command: str) -> str:
     raise AssertionError(f"{command}: no error")
 
 
-def _table(tmp: Path) -> str:
+def _table(tmp: Path, tiny_options, train_config) -> str:
     rows = [
         "# Errors a user can cause",
         "",
@@ -213,7 +211,7 @@ def _table(tmp: Path) -> str:
         "| command | bad input | the line it prints |",
         "|---|---|---|",
     ]
-    for command, bad, call in _cases(tmp):
+    for command, bad, call in _cases(tmp, tiny_options, train_config):
         line = _line(call, command)
         assert "\n" not in line and "Traceback" not in line, line
         line = line.replace(str(tmp), "<tmp>").replace(str(ROOT), ".").replace("|", "\\|")
@@ -221,8 +219,10 @@ def _table(tmp: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
-def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(tmp_path):
-    table = _table(tmp_path)
+def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(
+    tiny_options, train_config, tmp_path
+):
+    table = _table(tmp_path, tiny_options, train_config)
     if os.environ.get("ELMO_WRITE_DOCS"):
         DOC.write_text(table)
     assert DOC.read_text() == table, (

@@ -10,20 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import ROOT
 from elmo_lm.bilm import BiLM
 from elmo_lm.characters import batch_to_ids
 from elmo_lm.lightning_module import ElmoLM
 from elmo_lm.training import train
 from elmo_lm.vocabulary import Vocabulary
-from tests.test_training import config
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def checkpoint(train_config, tmp_path_factory) -> Path:
     tmp_path = tmp_path_factory.mktemp("export")
-    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3"))
+    train(train_config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3"))
     return tmp_path / "runs" / "run" / "checkpoints" / "last.ckpt"
 
 

@@ -18,13 +18,11 @@ import h5py
 import lightning as L
 import pytest
 import torch
-from test_training import config, cyclic_corpus
 
+from conftest import ROOT
 from elmo_lm.errors import OutputError, UserError
 from elmo_lm.export import export
 from elmo_lm.training import train
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Run in the child: every file opened for binary writing whose first bytes are a zip header
 # (what torch.save writes) counts as a checkpoint; the FAULT_NTH-th one gets FAULT_BYTES bytes,
@@ -62,7 +60,7 @@ runpy.run_path("train.py", run_name="__main__")
 """
 
 
-def _train_args(tmp_path: Path, run: str, *overrides: str) -> list[str]:
+def _train_args(cyclic_corpus, tmp_path: Path, run: str, *overrides: str) -> list[str]:
     train_file = cyclic_corpus(tmp_path / "train.txt", 200)
     valid_file = cyclic_corpus(tmp_path / "valid.txt", 30, offset=3)
     return [
@@ -91,7 +89,9 @@ def _whole(checkpoints: Path) -> dict[str, int]:
     }
 
 
-def test_sigkill_while_writing_a_checkpoint_loses_only_the_steps_since_the_last_one(tmp_path):
+def test_sigkill_while_writing_a_checkpoint_loses_only_the_steps_since_the_last_one(
+    cyclic_corpus, tmp_path
+):
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     env = {
@@ -102,7 +102,7 @@ def test_sigkill_while_writing_a_checkpoint_loses_only_the_steps_since_the_last_
         "OMP_NUM_THREADS": "1",
     }
     killed = subprocess.run(
-        [sys.executable, "-c", KILLER, *_train_args(tmp_path, "killed")],
+        [sys.executable, "-c", KILLER, *_train_args(cyclic_corpus, tmp_path, "killed")],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -122,7 +122,9 @@ def test_sigkill_while_writing_a_checkpoint_loses_only_the_steps_since_the_last_
         [
             sys.executable,
             "train.py",
-            *_train_args(tmp_path, "resumed", f"ckpt_path={tmp_path / 'runs' / 'killed'}"),
+            *_train_args(
+                cyclic_corpus, tmp_path, "resumed", f"ckpt_path={tmp_path / 'runs' / 'killed'}"
+            ),
             f"data.vocab_file={tmp_path / 'runs' / 'killed' / 'vocab.txt'}",
         ],
         cwd=ROOT,
@@ -140,16 +142,16 @@ def test_sigkill_while_writing_a_checkpoint_loses_only_the_steps_since_the_last_
     assert list(system_tmp.iterdir()) == []
 
 
-def test_resume_skips_a_newer_checkpoint_that_does_not_load(tmp_path, caplog):
+def test_resume_skips_a_newer_checkpoint_that_does_not_load(train_config, tmp_path, caplog):
     run = tmp_path / "runs" / "a"
-    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", name="a"))
+    train(train_config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", name="a"))
     good = run / "checkpoints" / "last.ckpt"
     # A newer periodic checkpoint cut short, as a copy killed half-way leaves one.
     broken = run / "checkpoints" / "latest-step9.ckpt"
     broken.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with caplog.at_level("INFO", logger="elmo_lm.checkpoints"):
         train(
-            config(
+            train_config(
                 tmp_path,
                 "trainer.max_epochs=2",
                 "trainer.limit_train_batches=3",
@@ -209,7 +211,7 @@ class FillDisk(L.Callback):
         FillDisk.restore = lambda: setattr(builtins, "open", real_open)
 
 
-def test_full_disk_while_writing_a_checkpoint_keeps_the_last_whole_one(tmp_path):
+def test_full_disk_while_writing_a_checkpoint_keeps_the_last_whole_one(train_config, tmp_path):
     with _tmpfs(tmp_path / "disk", "6m") as disk:
         runs = disk or tmp_path / "disk"
         overrides = (
@@ -221,7 +223,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_last_whole_one(tmp_path)
         try:
             with pytest.raises(OutputError, match="cannot write the checkpoint") as failed:
                 train(
-                    config(
+                    train_config(
                         tmp_path,
                         *overrides,
                         "+callbacks.fill._target_=test_faults.FillDisk",
@@ -240,7 +242,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_last_whole_one(tmp_path)
         assert list(checkpoints.glob(".*")) == []
         (runs / "filler").unlink(missing_ok=True)  # space freed: resume
         train(
-            config(
+            train_config(
                 tmp_path,
                 *overrides[:2],
                 f"paths.runs_dir={runs}",
@@ -268,11 +270,11 @@ def _read_only_dir(tmp_path: Path):
         yield tmp_path / "file" / "dir"
 
 
-def test_read_only_run_directory_is_one_line_before_any_work(tmp_path):
+def test_read_only_run_directory_is_one_line_before_any_work(train_config, tmp_path):
     with _read_only_dir(tmp_path) as ro:
         with pytest.raises(OutputError, match="run directory") as failed:
             train(
-                config(
+                train_config(
                     tmp_path,
                     f"paths.runs_dir={ro}",
                     f"paths.output_dir={ro / 'run'}",
@@ -281,12 +283,14 @@ def test_read_only_run_directory_is_one_line_before_any_work(tmp_path):
             )
         assert str(ro) in str(failed.value) and "\n" not in str(failed.value)
     # the same run, given a writable place, succeeds
-    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+    train(train_config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
     assert (tmp_path / "runs" / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_export_refuses_an_unwritable_place_before_reading_and_leaves_no_pair_half(tmp_path):
-    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2", name="a"))
+def test_export_refuses_an_unwritable_place_before_reading_and_leaves_no_pair_half(
+    train_config, tmp_path
+):
+    train(train_config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2", name="a"))
     ckpt = tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt"
     with _read_only_dir(tmp_path) as ro:
         with pytest.raises(OutputError, match=str(ro)):
@@ -344,10 +348,10 @@ def test_user_errors_are_one_base_class():
         assert issubclass(cls, UserError), cls
 
 
-def test_evaluate_reports_the_oov_rate_and_warns_when_high(tmp_path, caplog):
+def test_evaluate_reports_the_oov_rate_and_warns_when_high(train_config, tmp_path, caplog):
     from elmo_lm.evaluation import evaluate
 
-    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+    train(train_config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
     ckpt = tmp_path / "runs" / "run" / "checkpoints" / "last.ckpt"
     assert evaluate(ckpt, tmp_path / "valid.txt", device="cpu")["oov_rate"] == 0
     foreign = tmp_path / "foreign.txt"

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from conftest import tiny_options
 from elmo_lm.lstm import ElmoLstm
 
 
@@ -43,7 +42,7 @@ def reference(lstm: ElmoLstm, inputs, state, lengths):
 @pytest.mark.parametrize("dim", [32, 8])  # 8 = projection_dim: no W_P_0
 @pytest.mark.parametrize("clip", [0.3, None])
 @pytest.mark.parametrize("lengths", [None, [5, 2, 0, 5, 3]])
-def test_gradients_match_autograd(clip, lengths, dim):
+def test_gradients_match_autograd(tiny_options, clip, lengths, dim):
     torch.manual_seed(0)
     lstm = ElmoLstm(tiny_options(dim=dim, cell_clip=clip, proj_clip=clip, dropout=0.0)).double()
     assert len(lstm.projections) == (2 if dim == 32 else 0)
@@ -70,7 +69,7 @@ def test_gradients_match_autograd(clip, lengths, dim):
         torch.testing.assert_close(a, b)
 
 
-def test_mixed_precision_training_runs_the_recurrence_in_float32():
+def test_mixed_precision_training_runs_the_recurrence_in_float32(tiny_options):
     """Under autocast (bf16-mixed training) the steps take float32 inputs and give float32 grads."""
     from elmo_lm import BiLM, batch_to_ids
 

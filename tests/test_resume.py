@@ -3,7 +3,6 @@
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from test_training import config
 
 from elmo_lm.training import train
 
@@ -22,10 +21,10 @@ class Recorder(Callback):
         Recorder.batches.append(batch["fwd_targets"].clone())
 
 
-def _run(tmp_path, name, *overrides):
+def _run(train_config, tmp_path, name, *overrides):
     Recorder.batches = []
     train(
-        config(
+        train_config(
             tmp_path,
             "trainer.max_epochs=1",
             "+callbacks.recorder._target_=test_resume.Recorder",
@@ -37,12 +36,15 @@ def _run(tmp_path, name, *overrides):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_killed_run_resumes_mid_epoch_without_repeating_or_skipping_data(tmp_path, workers):
+def test_killed_run_resumes_mid_epoch_without_repeating_or_skipping_data(
+    train_config, tmp_path, workers
+):
     loader = f"data.num_workers={workers}"
-    whole = _run(tmp_path, "whole", loader)
+    whole = _run(train_config, tmp_path, "whole", loader)
     assert len(whole) > 10
     with pytest.raises(RuntimeError, match="killed"):
         _run(
+            train_config,
             tmp_path,
             "killed",
             loader,
@@ -54,7 +56,7 @@ def test_killed_run_resumes_mid_epoch_without_repeating_or_skipping_data(tmp_pat
     assert not (run / "checkpoints" / "last.ckpt").exists()  # killed before any validation
     saved = list((run / "checkpoints").glob("latest-step*.ckpt"))
     assert [torch.load(p, weights_only=True)["global_step"] for p in saved] == [7]
-    after = _run(tmp_path, "resumed", loader, f"ckpt_path={run}")
+    after = _run(train_config, tmp_path, "resumed", loader, f"ckpt_path={run}")
     assert len(before) == 7 and len(before) + len(after) == len(whole)
     for a, b in zip(before + after, whole):
         assert torch.equal(a, b)

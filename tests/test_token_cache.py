@@ -10,13 +10,12 @@ from elmo_lm.characters import batch_to_ids
 from elmo_lm.elmo import Elmo
 from elmo_lm.token_cache import TokenCache, TokenCacheError
 from elmo_lm.vocabulary import VocabularyError, read_tokens
-from tests.conftest import tiny_options
 
 VOCAB = ["<S>", "</S>", "<UNK>", "the", "bank", "river", "money", "x" * 80]
 
 
 @pytest.fixture
-def bilm():
+def bilm(tiny_options):
     torch.manual_seed(0)
     return BiLM(tiny_options()).eval()
 

@@ -7,12 +7,11 @@ import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
+from conftest import ROOT
 from elmo_lm.errors import TrainingError, UserError
 from elmo_lm.evaluation import evaluate
 from elmo_lm.export import export
@@ -20,46 +19,10 @@ from elmo_lm.gradients import clip_grad_norm
 from elmo_lm.lightning_module import ElmoLM
 from elmo_lm.training import train
 
-ROOT = Path(__file__).resolve().parents[1]
-WORDS = [f"w{i}" for i in range(10)]
-
-
-def cyclic_corpus(path: Path, n: int, offset: int = 0) -> Path:
-    """Sentences of 5 consecutive words of a 10-word cycle: after the first word every token
-    is predictable, so a model that learns reaches a mean perplexity near exp(ln 10 / 6) = 1.5."""
-    lines = [" ".join(WORDS[(i + offset + k) % 10] for k in range(5)) for i in range(n)]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def config(tmp_path: Path, *overrides: str, name: str = "run", model: str = "tiny"):
-    train_file = cyclic_corpus(tmp_path / "train.txt", 200)
-    valid_file = cyclic_corpus(tmp_path / "valid.txt", 30, offset=3)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[
-                f"paths.root={ROOT}",
-                f"paths.runs_dir={tmp_path / 'runs'}",
-                f"paths.output_dir={tmp_path / 'runs' / name}",
-                f"model={model}",
-                "hardware=cpu",
-                f"data.train_files={train_file}",
-                f"data.valid_files={valid_file}",
-                "data.batch_size=8",
-                "data.unroll_steps=10",
-                "trainer.num_sanity_val_steps=0",
-                "trainer.enable_progress_bar=false",
-                "trainer.enable_model_summary=false",
-                "trainer.log_every_n_steps=5",
-                *overrides,
-            ],
-        )
-
 
 @pytest.mark.slow
-def test_tiny_model_learns_a_tiny_corpus(tmp_path):
-    metrics = train(config(tmp_path, "trainer.max_epochs=12", "module.lr=0.5"))
+def test_tiny_model_learns_a_tiny_corpus(train_config, tmp_path):
+    metrics = train(train_config(tmp_path, "trainer.max_epochs=12", "module.lr=0.5"))
     assert metrics["val/ppl"] < 2.5, metrics  # from about 13 (uniform over the vocabulary)
     run = tmp_path / "runs" / "run"
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -82,12 +45,14 @@ def test_tiny_model_learns_a_tiny_corpus(tmp_path):
     assert {"train/lr", "train/grad_norm"} <= tags
 
 
-def test_resume_continues_from_the_saved_step(tmp_path):
+def test_resume_continues_from_the_saved_step(train_config, tmp_path):
     quick = ("trainer.limit_train_batches=4", "name=exp")
-    train(config(tmp_path, "trainer.max_epochs=1", *quick, name="exp/a"))
+    train(train_config(tmp_path, "trainer.max_epochs=1", *quick, name="exp/a"))
     first = tmp_path / "runs" / "exp" / "a" / "checkpoints" / "last.ckpt"
     assert torch.load(first, weights_only=True)["global_step"] == 4
-    train(config(tmp_path, "trainer.max_epochs=2", *quick, f"ckpt_path={first}", name="exp/b"))
+    train(
+        train_config(tmp_path, "trainer.max_epochs=2", *quick, f"ckpt_path={first}", name="exp/b")
+    )
     second = tmp_path / "runs" / "exp" / "b" / "checkpoints" / "last.ckpt"
     assert torch.load(second, weights_only=True)["global_step"] == 8
     assert torch.load(second, weights_only=True)["epoch"] == 1
@@ -96,18 +61,18 @@ def test_resume_continues_from_the_saved_step(tmp_path):
     other.parent.mkdir(parents=True)
     other.write_bytes(first.read_bytes())
     # ckpt_path=last: the newest checkpoint of an earlier run of this name (here b's).
-    train(config(tmp_path, "trainer.max_epochs=3", *quick, "ckpt_path=last", name="exp/c"))
+    train(train_config(tmp_path, "trainer.max_epochs=3", *quick, "ckpt_path=last", name="exp/c"))
     third = tmp_path / "runs" / "exp" / "c" / "checkpoints" / "last.ckpt"
     assert torch.load(third, weights_only=True)["global_step"] == 12
 
 
-def test_fine_tune_from_an_exported_pair(tmp_path):
-    train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", name="a"))
+def test_fine_tune_from_an_exported_pair(train_config, tmp_path):
+    train(train_config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", name="a"))
     paths = export(tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt", tmp_path / "w.hdf5")
     # A new corpus with its own (given) vocabulary.
     vocab = tmp_path / "new_vocab.txt"
     vocab.write_text("\n".join(["<S>", "</S>", "<UNK>", "w3", "w4", "zz"]) + "\n")
-    cfg = config(
+    cfg = train_config(
         tmp_path,
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
@@ -123,7 +88,7 @@ def test_fine_tune_from_an_exported_pair(tmp_path):
 
 
 @pytest.mark.parametrize("published", ["fixtures", "sample"])
-def test_a_published_options_json_is_a_model_config(tmp_path, published, request):
+def test_a_published_options_json_is_a_model_config(train_config, tmp_path, published, request):
     """options.json as it is, dropped into a config directory's model/ group, trains; the run's
     options are its biLM and this run's settings (not the ones the file recorded)."""
     if published == "fixtures":
@@ -133,7 +98,7 @@ def test_a_published_options_json_is_a_model_config(tmp_path, published, request
     conf = tmp_path / "conf"
     (conf / "model").mkdir(parents=True)
     (conf / "model" / "published.yaml").write_text(source.read_text())
-    cfg = config(
+    cfg = train_config(
         tmp_path,
         f"hydra.searchpath=[file://{conf}]",
         "trainer.max_steps=1",
@@ -150,9 +115,9 @@ def test_a_published_options_json_is_a_model_config(tmp_path, published, request
     assert trained["n_tokens_vocab"] == 13 and trained["n_train_tokens"] == 1000
 
 
-def test_sampled_softmax_trains_and_validates_with_the_full_one(tmp_path):
+def test_sampled_softmax_trains_and_validates_with_the_full_one(train_config, tmp_path):
     metrics = train(
-        config(
+        train_config(
             tmp_path,
             "module.n_negative_samples=5",
             "trainer.max_epochs=1",
@@ -163,21 +128,23 @@ def test_sampled_softmax_trains_and_validates_with_the_full_one(tmp_path):
     assert 1 < metrics["val/ppl"] < 100
 
 
-def test_small_vocabulary_switches_to_the_full_softmax(tmp_path, caplog):
+def test_small_vocabulary_switches_to_the_full_softmax(train_config, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="elmo_lm.lightning_module"):
-        metrics = train(config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2"))
+        metrics = train(
+            train_config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2")
+        )
     assert "full softmax" in caplog.text
     assert "train/ppl" in metrics
     with pytest.raises(TrainingError, match="n_negative_samples=8192"):
-        train(config(tmp_path, "module.softmax=sampled", name="b"))
+        train(train_config(tmp_path, "module.softmax=sampled", name="b"))
 
 
 @pytest.mark.slow
-def test_errors_are_one_line(tmp_path):
+def test_errors_are_one_line(train_config, tmp_path):
     with pytest.raises(UserError, match="checkpoint not found"):
-        train(config(tmp_path, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
+        train(train_config(tmp_path, f"ckpt_path={tmp_path / 'missing.ckpt'}"))
     with pytest.raises(UserError, match="ckpt_path=last"):
-        train(config(tmp_path, "ckpt_path=last"))
+        train(train_config(tmp_path, "ckpt_path=last"))
     with pytest.raises(UserError, match="checkpoint not found"):
         evaluate(tmp_path / "missing.ckpt", tmp_path / "valid.txt")
     for cmd in (
@@ -193,8 +160,7 @@ def test_errors_are_one_line(tmp_path):
         assert "Traceback" not in result.stderr
 
 
-def test_state_is_carried_per_stream_and_reset(tmp_path):
-    from tests.conftest import tiny_options
+def test_state_is_carried_per_stream_and_reset(tiny_options, tmp_path):
 
     module = ElmoLM(tiny_options().to_dict(), ["<S>", "</S>", "<UNK>", "a", "b"])
     seen = []

@@ -12,7 +12,6 @@ import torch
 from elmo_lm.datamodule import ElmoDataModule
 from elmo_lm.lightning_module import ElmoLM, step_seed
 from elmo_lm.softmax import log_uniform_candidates
-from tests.conftest import tiny_options
 
 LINES = [
     "the cat sat on the mat .",
@@ -23,7 +22,7 @@ LINES = [
 
 
 @pytest.mark.parametrize("clip_norm", [10.0, 0.05])
-def test_one_step_is_the_originals_update(tmp_path, clip_norm):
+def test_one_step_is_the_originals_update(tiny_options, tmp_path, clip_norm):
     """bilm-tf: gradient of ``loss * unroll_steps`` (loss = mean of both directions' mean
     losses), clipped to a global norm, then Adagrad from an accumulator of 1.0: ``acc += g**2;
     w -= lr * g / sqrt(acc)``."""
@@ -73,7 +72,7 @@ def test_one_step_is_the_originals_update(tmp_path, clip_norm):
         torch.testing.assert_close(after[name].detach(), expected.detach(), atol=2e-6, rtol=1e-5)
 
 
-def test_one_softmax_serves_both_directions():
+def test_one_softmax_serves_both_directions(tiny_options):
     module = ElmoLM(tiny_options().to_dict(), ["<S>", "</S>", "<UNK>", "a", "b"])
     names = [n for n, _ in module.named_parameters() if not n.startswith("bilm.")]
     assert names == ["softmax.weight", "softmax.bias"]
@@ -91,12 +90,12 @@ def test_each_rank_and_step_draws_its_own_negatives():
     assert len(seeds) == 3 * 8 * 1000
 
 
-def _overflow_on_rank(rank: int, init_file: str, out_dir: str) -> None:
+def _overflow_on_rank(rank: int, options: dict, init_file: str, out_dir: str) -> None:
     torch.distributed.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
     )
     torch.manual_seed(0)
-    module = ElmoLM(tiny_options().to_dict(), ["<S>", "</S>", "<UNK>", "a", "b"])
+    module = ElmoLM(options, ["<S>", "</S>", "<UNK>", "a", "b"])
     optimizer = torch.optim.Adagrad(module.parameters(), lr=0.2)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     scaler.scale(torch.ones(()))  # as the scaled loss would
@@ -120,9 +119,12 @@ def _overflow_on_rank(rank: int, init_file: str, out_dir: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_overflow_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+def test_an_overflow_on_one_rank_skips_the_step_on_every_rank(tiny_options, tmp_path):
     torch.multiprocessing.spawn(
-        _overflow_on_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
+        _overflow_on_rank,
+        args=(tiny_options().to_dict(), str(tmp_path / "init"), str(tmp_path)),
+        nprocs=2,
+        join=True,
     )
     results = [torch.load(tmp_path / f"{rank}.pt") for rank in (0, 1)]
     for r in results:

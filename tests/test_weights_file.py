@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_options
 from elmo_lm import BiLM, batch_to_ids
 from elmo_lm.options import BiLMOptions, OptionsError
 from elmo_lm.weights_file import WeightsFileError
@@ -56,7 +55,7 @@ def test_fixture_round_trip_is_identical(elmo_fixtures, tmp_path):
         ),
     ],
 )
-def test_fresh_model_in_other_shapes_round_trips(tmp_path, overrides):
+def test_fresh_model_in_other_shapes_round_trips(tiny_options, tmp_path, overrides):
     bilm = BiLM(tiny_options(**overrides))
     bilm.to_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")
     written = json.loads((tmp_path / "options.json").read_text())
@@ -78,7 +77,7 @@ def test_n_characters_261_and_null_clips_load(tmp_path, elmo_fixtures):
     assert bilm.options.lstm.cell_clip is None
 
 
-def test_no_half_file_is_left_when_writing_fails(tmp_path, monkeypatch):
+def test_no_half_file_is_left_when_writing_fails(tiny_options, tmp_path, monkeypatch):
     bilm = BiLM(tiny_options())
     target = tmp_path / "weights.hdf5"
     target.write_bytes(b"old")
@@ -93,14 +92,14 @@ def test_no_half_file_is_left_when_writing_fails(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.hdf5"]
 
 
-def _write_pair(tmp_path, options=None):
-    bilm = BiLM(options or tiny_options())
+def _write_pair(tmp_path, options):
+    bilm = BiLM(options)
     bilm.to_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")
     return tmp_path / "options.json", tmp_path / "weights.hdf5"
 
 
-def test_weights_that_do_not_match_the_options_are_refused(tmp_path):
-    opts, weights = _write_pair(tmp_path)
+def test_weights_that_do_not_match_the_options_are_refused(tiny_options, tmp_path):
+    opts, weights = _write_pair(tmp_path, tiny_options())
     bigger = json.loads(opts.read_text())
     bigger["lstm"]["dim"] = 64
     opts.write_text(json.dumps(bigger))
@@ -109,8 +108,8 @@ def test_weights_that_do_not_match_the_options_are_refused(tmp_path):
     assert "\n" not in str(err.value) and "weights.hdf5" in str(err.value)
 
 
-def test_missing_dataset_and_extra_layer_are_refused(tmp_path):
-    opts, weights = _write_pair(tmp_path)
+def test_missing_dataset_and_extra_layer_are_refused(tiny_options, tmp_path):
+    opts, weights = _write_pair(tmp_path, tiny_options())
     with h5py.File(weights, "a") as f:
         del f["CNN_proj/b_proj"]
     with pytest.raises(WeightsFileError, match="CNN_proj/b_proj.*missing"):
@@ -123,8 +122,8 @@ def test_missing_dataset_and_extra_layer_are_refused(tmp_path):
         BiLM.from_hdf5(opts, weights)
 
 
-def test_not_hdf5_and_bad_options_are_refused(tmp_path):
-    opts, weights = _write_pair(tmp_path)
+def test_not_hdf5_and_bad_options_are_refused(tiny_options, tmp_path):
+    opts, weights = _write_pair(tmp_path, tiny_options())
     with pytest.raises(WeightsFileError, match="not an HDF5 file"):
         BiLM.from_hdf5(opts, opts)
     with pytest.raises(WeightsFileError, match="not found"):
@@ -155,7 +154,7 @@ W_P_0 = "RNN_{}/RNN/MultiRNNCell/Cell{}/LSTMCell/W_P_0"
     ],
 )
 def test_sizes_that_agree_give_no_projection_and_round_trip(
-    tmp_path, overrides, no_cnn_proj, no_w_p_0
+    tiny_options, tmp_path, overrides, no_cnn_proj, no_w_p_0
 ):
     """As the original tools: no CNN_proj when the filters total projection_dim, no W_P_0 when
     lstm.dim equals it. The file still holds them as identities (AllenNLP requires them)."""
@@ -191,7 +190,7 @@ def test_sizes_that_agree_give_no_projection_and_round_trip(
         assert torch.equal(a, b)
 
 
-def test_a_real_projection_where_the_options_have_none_is_refused(tmp_path):
+def test_a_real_projection_where_the_options_have_none_is_refused(tiny_options, tmp_path):
     bilm = BiLM(tiny_options(filters=[[1, 3], [2, 5]]))
     opts, weights = tmp_path / "options.json", tmp_path / "weights.hdf5"
     bilm.to_hdf5(opts, weights)
@@ -209,7 +208,7 @@ def test_a_real_projection_where_the_options_have_none_is_refused(tmp_path):
         (dict(dim=6), "lstm.dim 6 is smaller than lstm.projection_dim 8"),
     ],
 )
-def test_projections_that_would_widen_are_refused_at_config_time(overrides, message):
+def test_projections_that_would_widen_are_refused_at_config_time(tiny_options, overrides, message):
     """The original tools assert n_filters > projection_dim and cannot project an LSTM up."""
     with pytest.raises(OptionsError, match=message):
         BiLM(tiny_options(**overrides))
