@@ -98,7 +98,8 @@ class BiLM(nn.Module):
         return 2 * self.options.lstm.projection_dim
 
     @property
-    def num_layers(self) -> int:
+    def n_representations(self) -> int:
+        """L + 1: the token layer and one per LSTM layer (``options.lstm.n_layers`` is L)."""
         return self.options.lstm.n_layers + 1
 
     @classmethod

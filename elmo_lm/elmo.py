@@ -69,7 +69,7 @@ class Elmo(nn.Module):
         for p in self.bilm.parameters():
             p.requires_grad_(requires_grad)
         self.scalar_mixes = nn.ModuleList(
-            ScalarMix(bilm.num_layers, do_layer_norm=do_layer_norm, l2_coef=l2_coef)
+            ScalarMix(bilm.n_representations, do_layer_norm=do_layer_norm, l2_coef=l2_coef)
             for _ in range(num_output_representations)
         )
         self.dropout = nn.Dropout(dropout)
@@ -228,7 +228,9 @@ class Elmo(nn.Module):
             stacked = stacked.float().cpu().numpy()
             for row, i in enumerate(index):
                 results[i] = self._select(stacked[:, row, : len(sentences[i])], mode, sentences[i])
-        empty_layers = np.zeros((self.bilm.num_layers, 0, self.bilm.output_dim), dtype=np.float32)
+        empty_layers = np.zeros(
+            (self.bilm.n_representations, 0, self.bilm.output_dim), dtype=np.float32
+        )
         for i, s in enumerate(sentences):
             if len(s) == 0:
                 results[i] = self._select(empty_layers, mode, s)

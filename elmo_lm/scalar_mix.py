@@ -16,7 +16,7 @@ class ScalarMix(nn.Module):
     """Softmax-normalised weights over ``num_layers`` tensors of the same shape, times ``gamma``.
 
     Args:
-        num_layers: how many tensors are mixed (the biLM's ``num_layers``, i.e. L + 1).
+        num_layers: how many tensors are mixed (the biLM's ``n_representations``, L + 1).
         do_layer_norm: normalise each layer over its unmasked positions before mixing (the
             original tools' ``use_layer_norm``); needs the mask at call time.
         initial_scalar_parameters: starting values of the unnormalised weights; zeros (an
@@ -74,7 +74,7 @@ class ScalarMix(nn.Module):
         if len(layers) != self.num_layers:
             raise ValueError(
                 f"ScalarMix was built for {self.num_layers} layers and got {len(layers)}; "
-                "build it with the biLM's num_layers"
+                "build it with the biLM's n_representations"
             )
         weights = self.normalized_weights()
         if self.do_layer_norm:

@@ -183,9 +183,9 @@ def main(argv: list[str] | None = None) -> None:
             elmo = Elmo.from_files(options, weights)
     except UserError as exc:
         sys.exit(f"demo_senses: {exc}")
-    if args.layer.isdigit() and int(args.layer) >= elmo.bilm.num_layers:
+    if args.layer.isdigit() and int(args.layer) >= elmo.bilm.n_representations:
         sys.exit(
-            f"demo_senses: --layer {args.layer}: the model has layers 0..{elmo.bilm.num_layers - 1}"
+            f"demo_senses: --layer {args.layer}: the model has layers 0..{elmo.bilm.n_representations - 1}"
         )
     found = occurrences(args.corpus, read_senses(args.senses), args.per_sense)
     summary, examples = sense_tables(elmo, found, args.layer)

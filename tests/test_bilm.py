@@ -17,7 +17,7 @@ def bilm(tiny_options):
 
 def test_shapes_and_mask(bilm):
     out = bilm(batch_to_ids(SENTENCES))
-    assert len(out["layers"]) == 3 == bilm.num_layers
+    assert len(out["layers"]) == 3 == bilm.n_representations
     for layer in out["layers"]:
         assert layer.shape == (3, 7, bilm.output_dim)
         assert (layer[2, 1:] == 0).all()
