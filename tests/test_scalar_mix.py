@@ -70,3 +70,23 @@ def test_gradients_reach_the_weights_and_penalty():
 def test_not_trainable():
     mix = ScalarMix(3, trainable=False)
     assert not any(p.requires_grad for p in mix.parameters())
+
+
+def test_training_moves_the_weight_to_the_layer_that_fits():
+    """Fitting the mix to one of its layers puts the softmax weight on that layer and gamma
+    near 1: the gradients point the right way, not only exist."""
+    torch.manual_seed(0)
+    layers = [torch.randn(4, 6, 8) for _ in range(3)]
+    target = layers[1]
+    mix = ScalarMix(3)
+    optimizer = torch.optim.SGD(mix.parameters(), lr=0.5)
+    first = None
+    for _ in range(200):
+        loss = (mix(layers) - target).pow(2).mean()
+        first = float(loss) if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    weights = torch.softmax(mix.scalar_parameters.detach(), 0)
+    assert weights.argmax() == 1 and weights[1] > 0.8, weights
+    assert abs(float(mix.gamma) - 1.0) < 0.2 and float(loss) < 0.2 * first

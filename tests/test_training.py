@@ -162,13 +162,16 @@ def test_errors_are_one_line(train_config, tmp_path):
 
 def test_state_is_carried_per_stream_and_reset(tiny_options, tmp_path):
 
-    module = ElmoLM(tiny_options().to_dict(), ["<S>", "</S>", "<UNK>", "a", "b"])
-    seen = []
+    vocab = ["<S>", "</S>", "<UNK>", "a", "b"]
+    module = ElmoLM(tiny_options().to_dict(), vocab, reset_state_prob=0.0)
+    seen, ends = [], []
     original = module.bilm.lm_forward
 
     def recording(fwd, bwd, state=None):
         seen.append(state)
-        return original(fwd, bwd, state)
+        out = original(fwd, bwd, state)
+        ends.append(out[2])
+        return out
 
     module.bilm.lm_forward = recording
 
@@ -190,8 +193,10 @@ def test_state_is_carried_per_stream_and_reset(tiny_options, tmp_path):
     module.training_step(batch(0, True), 3)
     assert seen[0] is None and seen[1] is None and seen[3] is None
     carried = seen[2]
-    assert carried is not None and not carried[0].requires_grad
-    assert torch.equal(carried[0], module._train_states[1][0]) is False  # stream 0's, not 1's
+    assert carried is not None and not any(t.requires_grad for t in carried)
+    # Exactly the state stream 0's first batch ended in, not stream 1's.
+    assert all(torch.equal(c, e.detach()) for c, e in zip(carried, ends[0]))
+    assert not torch.equal(carried[0], ends[1][0].detach())
 
 
 def test_clip_grad_norm_handles_sparse_gradients():
