@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import lstm_flops, matmul_peak, small_options, table, token_encoder_flops, zipf_words  # noqa: E402
 
+from elmo_lm.allocator import keep_freed_memory  # noqa: E402
 from elmo_lm.characters import token_to_char_ids  # noqa: E402
 from elmo_lm.gradients import clip_grad_norm  # noqa: E402
 from elmo_lm.lightning_module import ElmoLM  # noqa: E402
@@ -59,6 +60,7 @@ def make_batches(n: int, batch: int, unroll: int, vocab_size: int, seed: int = 0
 
 
 def step_times(module: ElmoLM, batches: list[dict], warmup: int) -> list[float]:
+    keep_freed_memory()  # as training does (ElmoLM.on_fit_start)
     optimizer = module.configure_optimizers()
     module.train()
     module.log = lambda *args, **kwargs: None  # no Trainer here

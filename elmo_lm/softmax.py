@@ -45,6 +45,7 @@ def expected_counts(
     )
 
 
+@torch.compiler.disable  # host-side arithmetic, worked out once per (S, V)
 @functools.lru_cache(maxsize=16)
 def draws_needed(num_sampled: int, range_max: int, sigmas: float = 8.0) -> int:
     """Log-uniform draws that give ``num_sampled`` distinct ids out of ``range_max`` but with a
@@ -131,6 +132,18 @@ def log_uniform_candidates(
     return ids, num_tries
 
 
+@torch.compiler.disable
+def sparse_rows(
+    ids: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The softmax rows and biases of ``ids``, (K,) -> (K, P), (K,), whose gradients are sparse.
+
+    Left out of ``torch.compile``'s graphs (which cannot make sparse gradients): a compiled step
+    runs the lookups eagerly and still updates only the rows it touched.
+    """
+    return F.embedding(ids, weight, sparse=True), F.embedding(ids, bias, sparse=True).squeeze(1)
+
+
 class _SampledNLL(torch.autograd.Function):
     """-log softmax([true, sampled])[0] per row, from the true logits and the sampled classes'
     rows, with a hand-written backward.
@@ -203,8 +216,7 @@ def sampled_softmax_nll(
     """
     n = targets.shape[0]
     ids = torch.cat([targets, sampled])  # (N + S,)
-    rows = F.embedding(ids, weight, sparse=True)  # (N + S, P)
-    biases = F.embedding(ids, bias, sparse=True).squeeze(1)  # (N + S,)
+    rows, biases = sparse_rows(ids, weight, bias)  # (N + S, P), (N + S,)
     true_w, sampled_w = rows[:n], rows[n:]
     true_b, sampled_b = biases[:n], biases[n:]
     true_logits = (inputs * true_w).sum(-1) + true_b  # (N,)

@@ -1,0 +1,126 @@
+"""Training speed against the original trainer (allenai/bilm-tf) at several model shapes.
+
+Usage: python bench/bench_speed.py [--shapes tiny mini small] [--steps 300] [--warmup 100]
+       python bench/bench_speed.py --from_results /tmp/bench_speed/results.json
+
+For each shape (``conf/model/<shape>.yaml``), both trainers learn the same corpus (default
+data/fortunes, ``python scripts/make_real_corpus.py``) with the same vocabulary, batch (32 x 20),
+sampled softmax (8192 negatives) and steps, one after the other, never two at once; each
+through its real path: the original's ``train_peer.py`` (its unmodified ``train()``), ours
+``python train.py`` with data loading (bench_peer.py runs both). Printed per shape:
+
+- tokens/s after the first ``--warmup`` steps (to the last step the original's log times), for
+  each trainer, and ours / original (target: >= 2 at every shape);
+- the share of the machine's float32 matmul peak that our executed FLOPs reach (model FLOPs
+  per token x 3 for the backward pass, the char CNN counted once per distinct token of a batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+from bench_peer import PEER, OthersCPU, shape_options, train_original, train_ours  # noqa: E402
+from common import lstm_flops, matmul_peak, table, token_encoder_flops  # noqa: E402
+
+from elmo_lm.options import BiLMOptions  # noqa: E402
+
+SPEED_TARGET = 2.0
+DISTINCT_SHARE = 0.32  # distinct tokens per batch position, measured on fortunes at 32 x 20
+
+
+def executed_flops(options: BiLMOptions, negatives: int) -> float:
+    """Training FLOPs per token: 3 x (char CNN on its share of distinct tokens, both
+    directions' LSTMs, both directions' sampled softmax over the target and the negatives)."""
+    softmax = 2 * 2 * (negatives + 1) * options.lstm.projection_dim
+    encoder = 2 * DISTINCT_SHARE * token_encoder_flops(options)
+    return 3 * (encoder + lstm_flops(options) + softmax)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, default=ROOT / "data/fortunes/train.txt")
+    parser.add_argument("--valid", type=Path, default=ROOT / "data/fortunes/valid.txt")
+    parser.add_argument("--shapes", nargs="+", default=["tiny", "mini", "small"])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=100, help="a multiple of 100")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--unroll_steps", type=int, default=20)
+    parser.add_argument("--n_negative_samples", type=int, default=8192)
+    parser.add_argument("--test_batch_size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench_speed"))
+    parser.add_argument("--from_results", type=Path, help="print an earlier run's table")
+    args = parser.parse_args()
+    args.ours_overrides = []
+    if args.from_results:
+        results = json.loads(args.from_results.read_text())
+    else:
+        results = run(args)
+    print(report(results, args.n_negative_samples))
+
+
+def run(args) -> dict:
+    args.train, args.valid, args.out = (p.resolve() for p in (args.train, args.valid, args.out))
+    if not args.train.is_file():
+        raise SystemExit(f"{args.train}: no such corpus; make it with scripts/make_real_corpus.py")
+    args.out.mkdir(parents=True, exist_ok=True)
+    vocab = args.out / "vocab.txt"
+    subprocess.run(
+        [sys.executable, str(PEER / "make_vocab.py"), str(args.train), str(vocab)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    results = {"peak_flops": matmul_peak(), "threads": torch.get_num_threads(), "shapes": {}}
+    for shape in args.shapes:
+        options = shape_options(shape)
+        row = {}
+        for trainer in ("original", "ours"):
+            out = args.out / shape / trainer
+            with OthersCPU() as others:
+                if trainer == "original":
+                    r = train_original(args, options, vocab, args.seed, out)
+                else:
+                    r = train_ours(args, shape, vocab, args.seed, out)
+            row[trainer] = {**r, "others_cores": others.cores}
+            print(f"{shape} {trainer}: {json.dumps(row[trainer])}", flush=True)
+        results["shapes"][shape] = row
+        (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"runs in {args.out}\n")
+    return results
+
+
+def report(results: dict, negatives: int) -> str:
+    peak = results["peak_flops"]
+    rows = []
+    for shape, r in results["shapes"].items():
+        orig, ours = (r[t]["tokens_per_s_after_k"] for t in ("original", "ours"))
+        flops = executed_flops(shape_options(shape), negatives)
+        rows.append(
+            {
+                "shape": shape,
+                "original tokens/s": f"{orig:,.0f}",
+                "ours tokens/s": f"{ours:,.0f}",
+                "ours / original": f"{ours / orig:.2f}",
+                f">= {SPEED_TARGET:g}x": "yes" if ours / orig >= SPEED_TARGET else "no",
+                "GFLOP/token": f"{flops / 1e9:.4f}",
+                "ours % of peak": f"{100 * flops * ours / peak:.1f}",
+                "others (cores)": ", ".join(
+                    f"{r[t]['others_cores']:.2f}" for t in ("original", "ours")
+                ),
+            }
+        )
+    head = f"float32 matmul peak {peak / 1e9:.1f} GFLOP/s ({results['threads']} threads)\n"
+    return head + table(rows, list(rows[0]))
+
+
+if __name__ == "__main__":
+    main()
