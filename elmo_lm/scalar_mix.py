@@ -13,10 +13,10 @@ from torch import nn
 
 
 class ScalarMix(nn.Module):
-    """Softmax-normalised weights over ``num_layers`` tensors of the same shape, times ``gamma``.
+    """Softmax-normalised weights over ``n_representations`` same-shape tensors, times ``gamma``.
 
     Args:
-        num_layers: how many tensors are mixed (the biLM's ``n_representations``, L + 1).
+        n_representations: how many tensors are mixed (the biLM's ``n_representations``, L + 1).
         do_layer_norm: normalise each layer over its unmasked positions before mixing (the
             original tools' ``use_layer_norm``); needs the mask at call time.
         initial_scalar_parameters: starting values of the unnormalised weights; zeros (an
@@ -28,7 +28,7 @@ class ScalarMix(nn.Module):
 
     def __init__(
         self,
-        num_layers: int,
+        n_representations: int,
         do_layer_norm: bool = False,
         initial_scalar_parameters: Sequence[float] | None = None,
         trainable: bool = True,
@@ -36,13 +36,13 @@ class ScalarMix(nn.Module):
     ) -> None:
         super().__init__()
         if initial_scalar_parameters is None:
-            initial_scalar_parameters = [0.0] * num_layers
-        if len(initial_scalar_parameters) != num_layers:
+            initial_scalar_parameters = [0.0] * n_representations
+        if len(initial_scalar_parameters) != n_representations:
             raise ValueError(
                 f"ScalarMix: {len(initial_scalar_parameters)} initial_scalar_parameters for "
-                f"{num_layers} layers; give one value per layer"
+                f"{n_representations} layers; give one value per layer"
             )
-        self.num_layers = num_layers
+        self.n_representations = n_representations
         self.do_layer_norm = do_layer_norm
         self.l2_coef = l2_coef
         self.scalar_parameters = nn.Parameter(
@@ -51,7 +51,7 @@ class ScalarMix(nn.Module):
         self.gamma = nn.Parameter(torch.tensor(1.0), requires_grad=trainable)
 
     def normalized_weights(self) -> torch.Tensor:
-        """The mixing weights, (num_layers,), summing to one."""
+        """The mixing weights, (n_representations,), summing to one."""
         return torch.softmax(self.scalar_parameters, dim=0)
 
     def penalty(self) -> torch.Tensor:
@@ -64,16 +64,16 @@ class ScalarMix(nn.Module):
         """Mixes the layers.
 
         Args:
-            layers: ``num_layers`` tensors (batch, time, dim), or a stacked
-                (num_layers, batch, time, dim) tensor.
+            layers: ``n_representations`` tensors (batch, time, dim), or a stacked
+                (n_representations, batch, time, dim) tensor.
             mask: (batch, time) bool, True at real tokens; required with ``do_layer_norm``.
 
         Returns:
             (batch, time, dim).
         """
-        if len(layers) != self.num_layers:
+        if len(layers) != self.n_representations:
             raise ValueError(
-                f"ScalarMix was built for {self.num_layers} layers and got {len(layers)}; "
+                f"ScalarMix was built for {self.n_representations} layers and got {len(layers)}; "
                 "build it with the biLM's n_representations"
             )
         weights = self.normalized_weights()

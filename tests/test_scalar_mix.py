@@ -52,7 +52,7 @@ def test_layer_norm_needs_mask():
 
 def test_wrong_number_of_layers():
     with pytest.raises(ValueError, match="built for 2 layers and got 3"):
-        ScalarMix(2)(_layers(3))
+        ScalarMix(n_representations=2)(_layers(3))
     with pytest.raises(ValueError, match="one value per layer"):
         ScalarMix(2, initial_scalar_parameters=[0.0])
 
