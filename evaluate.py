@@ -4,18 +4,17 @@
 import json
 import sys
 
-from elmo_lm.cli import parse_args
+from elmo_lm.cli import REQUIRED, parse_args
 from elmo_lm.errors import user_errors
 from elmo_lm.evaluation import evaluate
 
 USAGE = "python evaluate.py ckpt=PATH.ckpt data=FILE_OR_GLOB [batch_size=64] [device=auto]"
+DEFAULTS = {"ckpt": REQUIRED, "data": REQUIRED, "batch_size": 64, "device": "auto"}
 
 
 def main() -> None:
     with user_errors():
-        args = parse_args(
-            sys.argv[1:], {"ckpt": None, "data": None, "batch_size": 64, "device": "auto"}, USAGE
-        )
+        args = parse_args(sys.argv[1:], DEFAULTS, USAGE)
         print(json.dumps(evaluate(**args), indent=2))
 
 

@@ -3,7 +3,7 @@ out=weights.hdf5``; ``options.json`` and ``vocab.txt`` are written beside the we
 
 import sys
 
-from elmo_lm.cli import parse_args
+from elmo_lm.cli import REQUIRED, parse_args
 from elmo_lm.errors import user_errors
 from elmo_lm.export import export
 
@@ -12,7 +12,7 @@ USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5"
 
 def main() -> None:
     with user_errors():
-        args = parse_args(sys.argv[1:], {"ckpt": None, "out": "weights.hdf5"}, USAGE)
+        args = parse_args(sys.argv[1:], {"ckpt": REQUIRED, "out": "weights.hdf5"}, USAGE)
         for kind, path in export(**args).items():
             print(f"{kind}: {path}")
 

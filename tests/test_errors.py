@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from elmo_lm.bilm import BiLM
-from elmo_lm.cli import parse_args
+from elmo_lm.cli import REQUIRED, parse_args
 from elmo_lm.config import check_overrides
 from elmo_lm.embed_file import main as embed_main
 from elmo_lm.errors import user_errors
@@ -23,7 +23,7 @@ from elmo_lm.export import export
 from elmo_lm.training import train
 
 DOC = ROOT / "docs" / "ERRORS.md"
-EVALUATE = {"ckpt": None, "data": None, "batch_size": 64, "device": "auto"}
+EVALUATE = {"ckpt": REQUIRED, "data": REQUIRED, "batch_size": 64, "device": "auto"}
 
 
 def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object]]:
