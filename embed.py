@@ -1,4 +1,5 @@
-"""Embed a sentence-per-line file into HDF5: ``python embed.py INPUT OUTPUT --options .. --weights ..``.
+"""Embed a sentence-per-line file into HDF5: ``python embed.py input=SENTENCES.txt
+output=OUT.hdf5 options=OPTIONS.json weights=WEIGHTS.hdf5`` (or ``ckpt=CKPT``).
 
 The same command is installed as ``elmo-embed``; the work lives in ``elmo_lm.embed_file``.
 """

@@ -1,4 +1,6 @@
-"""Embeds a file of sentences, one per line, into HDF5, as the original ELMo tools did.
+"""Embeds a file of sentences, one per line, into HDF5, as the original ELMo tools did:
+``elmo-embed input=SENTENCES.txt output=OUT.hdf5 options=OPTIONS.json weights=WEIGHTS.hdf5``
+(or ``ckpt=CKPT``; the other keys are in ``DEFAULTS``).
 
 Output layout (``dump_bilm_embeddings`` / ``allennlp elmo``): one dataset per input line named
 ``str(line_index)`` (0-based), holding (n_layers + 1, n_tokens, dim) for ``all`` and
@@ -20,7 +22,6 @@ Choices where the original tools differ or are silent:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -33,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from elmo_lm.atomic import atomic_path, check_output_file
+from elmo_lm.cli import REQUIRED, parse_args
 from elmo_lm.elmo import Elmo, ElmoError
 from elmo_lm.errors import user_errors
 from elmo_lm.token_cache import TokenCache, TokenCacheError
@@ -92,10 +94,7 @@ def embed_file(
     Returns:
         The number of lines written.
     """
-    if mode not in FILE_MODES:
-        raise EmbedFileError(f"mode {mode!r} is not one of {', '.join(FILE_MODES)}")
-    if max_tokens < 1 or batch_size < 1:
-        raise EmbedFileError("batch_size and max_tokens must be at least 1")
+    check_settings(mode, batch_size, max_tokens)
     lines = read_sentences(input_file)
     output = check_output_file(output_file, "output")
     sentence_to_index: dict[str, str] = {}
@@ -120,6 +119,14 @@ def embed_file(
     return len(lines)
 
 
+def check_settings(mode: str, batch_size: int, max_tokens: int) -> None:
+    """Raises ``EmbedFileError`` for a mode or size ``embed_file`` cannot use."""
+    if mode not in FILE_MODES:
+        raise EmbedFileError(f"mode {mode!r} is not one of {', '.join(FILE_MODES)}")
+    if max_tokens < 1 or batch_size < 1:
+        raise EmbedFileError("batch_size and max_tokens must be at least 1")
+
+
 def _embed_lines(
     elmo: Elmo, sentences: list[list[str]], mode: str, batch_size: int, max_tokens: int
 ) -> list[np.ndarray]:
@@ -137,98 +144,109 @@ def _embed_lines(
     return [g[0] if len(g) == 1 else np.concatenate(g, axis=-2) for g in grouped]
 
 
-def load_elmo(args: argparse.Namespace) -> Elmo:
-    """The embedder the command-line arguments describe."""
-    kwargs = {"stateful": args.stateful, "warm_start": not args.zero_start}
-    if args.word_vectors:
-        kwargs["word_vectors"] = WordVectors.from_word2vec(args.word_vectors)
-    if args.ckpt:
-        elmo = Elmo.from_checkpoint(args.ckpt, **kwargs)
-    elif args.options and args.weights:
-        elmo = Elmo.from_files(args.options, args.weights, **kwargs)
-    else:
-        raise ElmoError(
-            "give the model as --options OPTIONS.json --weights WEIGHTS.hdf5, or --ckpt CKPT"
-        )
-    elmo.to(args.device)
-    if args.token_cache and not args.vocab:
+def load_elmo(
+    options: str | None = None,
+    weights: str | None = None,
+    ckpt: str | None = None,
+    vocab: str | None = None,
+    token_cache: str | None = None,
+    word_vectors: str | None = None,
+    stateful: bool = False,
+    warm_start: bool = True,
+    device: str = "auto",
+) -> Elmo:
+    """The embedder of an ``options`` + ``weights`` pair or of a checkpoint (``ckpt``).
+
+    Args:
+        vocab: a vocabulary file whose tokens skip the character CNN (a token cache).
+        token_cache: the cache's file for ``vocab``: read if it exists, else built and written.
+        word_vectors: a word2vec file whose vectors are appended to each token's.
+        stateful, warm_start: as in ``Elmo.from_files``.
+        device: ``auto`` (``cuda`` when there is one, else ``cpu``), ``cpu``, ``cuda:N``, ...
+
+    Raises:
+        ElmoError: no model, or two, given; a device this machine does not have.
+        TokenCacheError: ``token_cache`` without ``vocab``.
+    """
+    if ckpt is not None and (options is not None or weights is not None):
+        raise ElmoError("give the model as options= and weights=, or as ckpt=, not both")
+    if ckpt is None and (options is None or weights is None):
+        raise ElmoError("give the model as options=OPTIONS.json weights=WEIGHTS.hdf5, or ckpt=CKPT")
+    if token_cache is not None and vocab is None:
         raise TokenCacheError(
-            "--token-cache needs --vocab, the vocabulary file the cache rows follow"
+            "token_cache= needs vocab=, the vocabulary file the cache rows follow"
         )
-    if args.vocab:
-        if args.token_cache and Path(args.token_cache).is_file():
-            cache = TokenCache.from_file(args.token_cache, args.vocab, elmo.max_chars)
+    target = _device(device)
+    kwargs = {"stateful": stateful, "warm_start": warm_start}
+    if word_vectors is not None:
+        kwargs["word_vectors"] = WordVectors.from_word2vec(word_vectors)
+    if ckpt is not None:
+        elmo = Elmo.from_checkpoint(ckpt, **kwargs)
+    else:
+        elmo = Elmo.from_files(options, weights, **kwargs)
+    elmo.to(target)
+    if vocab is not None:
+        if token_cache is not None and Path(token_cache).is_file():
+            cache = TokenCache.from_file(token_cache, vocab, elmo.max_chars)
         else:
-            cache = TokenCache.build(elmo.bilm, args.vocab)
-            if args.token_cache:
-                cache.save(args.token_cache)
+            cache = TokenCache.build(elmo.bilm, vocab)
+            if token_cache is not None:
+                cache.save(token_cache)
         elmo.token_cache = cache.to(elmo.device)
     return elmo
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="elmo-embed",
-        description="Embed a sentence-per-line file (whitespace-tokenized) into an HDF5 file of ELMo vectors.",
-    )
-    parser.add_argument("input", help="text file, one sentence per line")
-    parser.add_argument("output", help="HDF5 file to write (dataset str(i) for line i)")
-    model = parser.add_argument_group("model (an exported pair, or a training checkpoint)")
-    model.add_argument("--options", help="options.json")
-    model.add_argument("--weights", help="weights .hdf5")
-    model.add_argument("--ckpt", help="Lightning checkpoint written by train.py")
-    parser.add_argument(
-        "--mode",
-        choices=FILE_MODES,
-        default="all",
-        help="what to store per line (default: all layers)",
-    )
-    parser.add_argument("--batch-size", type=int, default=64, help="sentences per biLM call")
-    parser.add_argument(
-        "--max-tokens",
-        type=int,
-        default=512,
-        help="longer lines are embedded in pieces of this size",
-    )
-    parser.add_argument("--vocab", help="vocabulary file: its tokens skip the character CNN")
-    parser.add_argument(
-        "--token-cache", help="token-embedding .hdf5 for --vocab: read if it exists, else written"
-    )
-    parser.add_argument(
-        "--word-vectors",
-        help="word2vec .txt/.bin file appended to each vector (not with --mode all)",
-    )
-    parser.add_argument(
-        "--stateful", action="store_true", help="carry LSTM state between batches, in file order"
-    )
-    parser.add_argument(
-        "--zero-start",
-        action="store_true",
-        help="start sentences from a zero LSTM state instead of the warm state; with --stateful, "
-        "reproduces the original tools' vectors exactly",
-    )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ElmoError(f"device={name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    n_gpus = torch.cuda.device_count()
+    if device.type == "cuda" and (device.index or 0) >= n_gpus:
+        raise ElmoError(f"device={name}: this machine has {n_gpus} CUDA devices; use device=cpu")
+    return device
+
+
+USAGE = (
+    "elmo-embed input=SENTENCES.txt output=OUT.hdf5 "
+    "(options=OPTIONS.json weights=WEIGHTS.hdf5 | ckpt=CKPT) [mode=all|top|average|concat] "
+    "[batch_size=64] [max_tokens=512] [vocab=VOCAB.txt [token_cache=CACHE.hdf5]] "
+    "[word_vectors=FILE] [stateful=false] [warm_start=true] [device=auto] [progress=true]"
+)
+DEFAULTS = {
+    "input": REQUIRED,  # text file, one sentence per line
+    "output": REQUIRED,  # the HDF5 file written: dataset str(i) for line i
+    "options": None,  # with weights: an exported or published pair
+    "weights": None,
+    "ckpt": None,  # or a checkpoint written by train.py
+    "mode": "all",
+    "batch_size": 64,  # sentences per biLM call
+    "max_tokens": 512,  # longer lines are embedded in pieces of this many tokens
+    "vocab": None,
+    "token_cache": None,
+    "word_vectors": None,  # not with mode=all
+    "stateful": False,  # carry the LSTM state between batches, in file order
+    # false: sentences start from a zero state; with stateful=true, the original tools' vectors
+    "warm_start": True,
+    "device": "auto",
+    "progress": True,  # a progress bar and a last line on stderr
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``elmo-embed`` / ``python embed.py``."""
-    args = build_parser().parse_args(argv)
-    with user_errors("elmo-embed"):
-        check_output_file(args.output, "output")  # before the model is read
-        elmo = load_elmo(args)
-        n = embed_file(
-            elmo,
-            args.input,
-            args.output,
-            mode=args.mode,
-            batch_size=args.batch_size,
-            max_tokens=args.max_tokens,
-            progress=not args.quiet,
-        )
-    if not args.quiet:
-        print(f"wrote {n} sentences to {args.output}", file=sys.stderr)
+    """``elmo-embed key=value ...`` / ``python embed.py key=value ...`` (``USAGE``)."""
+    with user_errors():
+        args = parse_args(list(sys.argv[1:] if argv is None else argv), DEFAULTS, USAGE)
+        input_file, output_file = args.pop("input"), args.pop("output")
+        run = {key: args.pop(key) for key in ("mode", "batch_size", "max_tokens", "progress")}
+        # mistakes in the command line before the model is read
+        check_output_file(output_file, "output")
+        check_settings(run["mode"], run["batch_size"], run["max_tokens"])
+        n = embed_file(load_elmo(**args), input_file, output_file, **run)
+    if run["progress"]:
+        print(f"wrote {n} sentences to {output_file}", file=sys.stderr)
 
 
 if __name__ == "__main__":

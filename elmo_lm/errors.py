@@ -43,18 +43,17 @@ def os_error_message(exc: OSError) -> str:
 
 
 @contextlib.contextmanager
-def user_errors(prog: str = "") -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     """Turns a ``UserError``, or an ``OSError`` on a named file (full disk, read-only
-    directory), into ``[prog: ]error: <message>`` on stderr and exit status 1."""
-    prefix = f"{prog}: error: " if prog else "error: "
+    directory), into ``error: <message>`` on stderr and exit status 1."""
     try:
         yield
     except UserError as exc:
-        sys.exit(prefix + _one_line(str(exc)))
+        sys.exit("error: " + _one_line(str(exc)))
     except OSError as exc:
         if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EROFS):
             raise
-        sys.exit(prefix + _one_line(os_error_message(exc)))
+        sys.exit("error: " + _one_line(os_error_message(exc)))
 
 
 def _one_line(message: str) -> str:

@@ -76,36 +76,23 @@ def test_command_line(model, corpus, tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("The\nbank\nrates\n.\n")
     common = [
-        str(corpus),
-        str(out),
-        "--options",
-        str(options),
-        "--weights",
-        str(weights),
-        "--quiet",
+        f"input={corpus}",
+        f"output={out}",
+        f"options={options}",
+        f"weights={weights}",
+        "progress=false",
     ]
-    main([*common, "--mode", "top"])
+    main([*common, "mode=top"])
     with h5py.File(out, "r") as f:
         plain = f["2"][...]
-    main([*common, "--mode", "top", "--vocab", str(vocab), "--token-cache", str(cache)])
+    main([*common, "mode=top", f"vocab={vocab}", f"token_cache={cache}"])
     assert cache.is_file()  # written on the first use, read on the next
-    main([*common, "--mode", "top", "--vocab", str(vocab), "--token-cache", str(cache)])
+    main([*common, "mode=top", f"vocab={vocab}", f"token_cache={cache}", "batch_size=2"])
     with h5py.File(out, "r") as f:
         np.testing.assert_allclose(f["2"][...], plain, atol=1e-5, rtol=0)
     # the top-level entry point runs the same main
     result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "embed.py"),
-            *common[:2],
-            "--options",
-            str(options),
-            "--weights",
-            str(weights),
-            "--mode",
-            "average",
-            "--quiet",
-        ],
+        [sys.executable, str(ROOT / "embed.py"), *common, "mode=average", "device=cpu"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -116,16 +103,17 @@ def test_command_line(model, corpus, tmp_path):
 
 
 def test_stateful_zero_start_reproduces_the_original_tools(elmo_fixtures, tmp_path):
-    """``--stateful --zero-start``, the fixture's batches as consecutive lines: its top layers."""
+    """``stateful=true warm_start=false``, the fixture's batches as consecutive lines: its top
+    layers."""
     sentences = json.loads((elmo_fixtures / "sentences.json").read_text())
     lines = [sentences[k][i] for i in range(10) for k in range(3)]
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
-    model = ["--options", str(elmo_fixtures / "options.json")]
-    model += ["--weights", str(elmo_fixtures / "lm_weights.hdf5")]
-    for start in (["--zero-start"], []):
-        out = tmp_path / f"out{len(start)}.hdf5"
-        args = [str(tmp_path / "in.txt"), str(out), *model, "--mode", "top", "--quiet"]
-        main([*args, "--stateful", "--batch-size", "3", *start])
+    model = [f"options={elmo_fixtures / 'options.json'}"]
+    model += [f"weights={elmo_fixtures / 'lm_weights.hdf5'}"]
+    for warm_start in ("false", "true"):
+        out = tmp_path / f"out_{warm_start}.hdf5"
+        args = [f"input={tmp_path / 'in.txt'}", f"output={out}", *model, "progress=false"]
+        main([*args, "mode=top", "stateful=true", "batch_size=3", f"warm_start={warm_start}"])
         with h5py.File(out, "r") as f:
             got = [f[str(line)][...] for line in range(30)]
         matches = []
@@ -135,40 +123,49 @@ def test_stateful_zero_start_reproduces_the_original_tools(elmo_fixtures, tmp_pa
                     ref = f[str(i)][...]  # (2, n, P): forward top, backward top
                     expected = np.concatenate([ref[0], ref[1]], -1)
                     matches.append(np.allclose(got[3 * i + k], expected, atol=1e-5, rtol=0))
-        assert all(matches) == bool(start)  # the warm start (default) differs on purpose
+        assert all(matches) == (warm_start == "false")  # the default warm start differs
 
 
 def test_one_line_errors(model, corpus, tmp_path, capsys):
     elmo, options, weights = model
-    out = str(tmp_path / "out.hdf5")
+    out = tmp_path / "out.hdf5"
+    pair = [f"options={options}", f"weights={weights}"]
 
     def error(*argv):
         with pytest.raises(SystemExit) as exc:
-            main([*argv, "--quiet"])
+            main([*argv, "progress=false"])
         message = str(exc.value.code)
-        assert message.startswith("elmo-embed: error: ") and "\n" not in message
+        assert message.startswith("error: ") and "\n" not in message
         return message
 
-    assert "input file not found" in error(
-        str(tmp_path / "nope.txt"), out, "--options", str(options), "--weights", str(weights)
-    )
+    assert "input file not found" in error(f"input={tmp_path / 'nope.txt'}", f"output={out}", *pair)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
-    assert "input file is empty" in error(
-        str(empty), out, "--options", str(options), "--weights", str(weights)
-    )
+    assert "input file is empty" in error(f"input={empty}", f"output={out}", *pair)
     assert "weights file not found" in error(
-        str(corpus), out, "--options", str(options), "--weights", str(tmp_path / "nope.hdf5")
+        f"input={corpus}", f"output={out}", pair[0], f"weights={tmp_path / 'nope.hdf5'}"
     )
     other = json.loads(options.read_text())
     other["lstm"]["dim"] = 48
     (tmp_path / "other.json").write_text(json.dumps(other))
     assert "use the options.json written with these weights" in error(
-        str(corpus), out, "--options", str(tmp_path / "other.json"), "--weights", str(weights)
+        f"input={corpus}", f"output={out}", f"options={tmp_path / 'other.json'}", pair[1]
     )
-    assert "--options OPTIONS.json --weights" in error(str(corpus), out)
-    assert "checkpoint not found" in error(str(corpus), out, "--ckpt", str(tmp_path / "x.ckpt"))
-    assert not (tmp_path / "out.hdf5").exists() and not (tmp_path / "out.hdf5.tmp").exists()
+    given = [f"input={corpus}", f"output={out}"]
+    assert "options=OPTIONS.json weights=WEIGHTS.hdf5, or ckpt=" in error(*given)
+    assert "options=OPTIONS.json weights=WEIGHTS.hdf5, or ckpt=" in error(*given, pair[0])
+    assert "not both" in error(*given, *pair, f"ckpt={tmp_path / 'x.ckpt'}")
+    assert "checkpoint not found" in error(*given, f"ckpt={tmp_path / 'x.ckpt'}")
+    assert "missing input=..." in error(f"output={out}", *pair)
+    # a flag is not a key=value argument: the line gives the usage
+    assert "'--options': not a known key=value argument; usage: elmo-embed" in error(
+        *given, "--options", str(options)
+    )
+    assert "mode 'mix' is not one of" in error(*given, *pair, "mode=mix")
+    assert "batch_size=two: must be an integer" in error(*given, *pair, "batch_size=two")
+    assert "stateful=maybe: must be true or false" in error(*given, *pair, "stateful=maybe")
+    assert "device=gpu: not a device" in error(*given, *pair, "device=gpu")
+    assert not out.exists() and not (tmp_path / "out.hdf5.tmp").exists()
     with pytest.raises(EmbedFileError, match="not one of"):
         embed_file(elmo, corpus, out, mode="mix", progress=False)
 

@@ -42,13 +42,14 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
     (tmp / "vocab.txt").write_text("a\nb\n")
     text = tmp / "input.txt"
     text.write_text("a b c\n")
-    model = ["--options", str(pair / "options.json"), "--weights", str(pair / "weights.hdf5")]
+    io = [f"input={text}", f"output={tmp / 'out.hdf5'}"]
+    model = [f"options={pair / 'options.json'}", f"weights={pair / 'weights.hdf5'}"]
 
     def run_train(*overrides):
         return lambda: train(train_config(tmp, *overrides))
 
     def run_embed(*argv):
-        return lambda: embed_main([*argv, "--quiet"])
+        return lambda: embed_main([*argv, "progress=false"])
 
     def run_evaluate(*argv):
         return lambda: evaluate(**parse_args(list(argv), EVALUATE, "python evaluate.py ..."))
@@ -132,66 +133,60 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
             "ckpt=<missing file>",
             run_evaluate(f"ckpt={tmp / 'missing.ckpt'}", f"data={text}"),
         ),
-        ("elmo-embed", "no model given", run_embed(str(text), str(tmp / "out.hdf5"))),
+        ("elmo-embed", "no model given", run_embed(*io)),
         (
             "elmo-embed",
-            "INPUT missing",
-            run_embed(str(tmp / "missing.txt"), str(tmp / "out.hdf5"), *model),
+            "options=, weights= and ckpt=",
+            run_embed(*io, *model, f"ckpt={tmp / 'bad.ckpt'}"),
         ),
         (
             "elmo-embed",
-            "INPUT not UTF-8",
-            run_embed(str(tmp / "latin1.txt"), str(tmp / "out.hdf5"), *model),
+            "input=<missing file>",
+            run_embed(f"input={tmp / 'missing.txt'}", io[1], *model),
         ),
         (
             "elmo-embed",
-            "OUTPUT in a missing directory",
-            run_embed(str(text), str(tmp / "no" / "out.hdf5"), *model),
-        ),
-        ("elmo-embed", "OUTPUT is a directory", run_embed(str(text), str(tmp), *model)),
-        (
-            "elmo-embed",
-            "--weights <truncated .hdf5>",
-            run_embed(
-                str(text),
-                str(tmp / "out.hdf5"),
-                "--options",
-                str(pair / "options.json"),
-                "--weights",
-                str(tmp / "cut" / "weights.hdf5"),
-            ),
+            "input=<not UTF-8>",
+            run_embed(f"input={tmp / 'latin1.txt'}", io[1], *model),
         ),
         (
             "elmo-embed",
-            "--options <not JSON>",
-            run_embed(
-                str(text),
-                str(tmp / "out.hdf5"),
-                "--options",
-                str(tmp / "bad_options.json"),
-                "--weights",
-                str(pair / "weights.hdf5"),
-            ),
+            "output=<in a missing directory>",
+            run_embed(io[0], f"output={tmp / 'no' / 'out.hdf5'}", *model),
+        ),
+        ("elmo-embed", "output=<a directory>", run_embed(io[0], f"output={tmp}", *model)),
+        (
+            "elmo-embed",
+            "weights=<truncated .hdf5>",
+            run_embed(*io, model[0], f"weights={tmp / 'cut' / 'weights.hdf5'}"),
         ),
         (
             "elmo-embed",
-            "--ckpt <truncated checkpoint>",
-            run_embed(str(text), str(tmp / "out.hdf5"), "--ckpt", str(tmp / "bad.ckpt")),
+            "options=<not JSON>",
+            run_embed(*io, f"options={tmp / 'bad_options.json'}", model[1]),
         ),
         (
             "elmo-embed",
-            "--token-cache without --vocab",
-            run_embed(
-                str(text), str(tmp / "out.hdf5"), *model, "--token-cache", str(tmp / "c.hdf5")
-            ),
+            "ckpt=<truncated checkpoint>",
+            run_embed(*io, f"ckpt={tmp / 'bad.ckpt'}"),
         ),
+        (
+            "elmo-embed",
+            "token_cache= without vocab=",
+            run_embed(*io, *model, f"token_cache={tmp / 'c.hdf5'}"),
+        ),
+        ("elmo-embed", "mode=mix", run_embed(*io, *model, "mode=mix")),
+        ("elmo-embed", "batch_size=two", run_embed(*io, *model, "batch_size=two")),
+        ("elmo-embed", "stateful=maybe", run_embed(*io, *model, "stateful=maybe")),
+        ("elmo-embed", "device=gpu", run_embed(*io, *model, "device=gpu")),
+        ("elmo-embed", "--options FILE (a flag)", run_embed(*io, "--options", str(tmp))),
     ]
 
 
 def _line(call, command: str) -> str:
     """The line the entry point prints for ``call``'s error (it must exit with status 1)."""
     try:
-        with user_errors("elmo-embed" if command == "elmo-embed" else ""):
+        with user_errors():
             call()
     except SystemExit as exc:
         assert isinstance(exc.code, str), f"{command}: exit {exc.code!r}, not a one-line error"
@@ -237,7 +232,7 @@ def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(
         ["train.py", "data.batch_size=0"],
         ["export.py", "ckpt=missing.ckpt"],
         ["evaluate.py", "data=x.txt"],
-        ["embed.py", "in.txt", "out.hdf5"],
+        ["embed.py", "input=in.txt", "output=out.hdf5"],
     ],
 )
 def test_entry_points_print_one_line_and_exit_1(tmp_path, argv):
