@@ -1,4 +1,4 @@
-"""Callbacks that keep a run's files current, so a killed run has them too."""
+"""The run's own callbacks: its metrics file, layer table and progress bar."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from elmo_lm.atomic import write_text
 
@@ -70,3 +72,31 @@ def _without_flops(summary_data: list[tuple[str, list[str]]]) -> list[tuple[str,
         for name, values in summary_data
         if not (name == "FLOPs" and all(str(v).strip() == "0" for v in values))
     ]
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar, which after a resume also shows the epoch, its total and the batches it
+    had done: Lightning does not call ``on_train_epoch_start`` for the epoch a checkpoint was
+    saved in, where its bar sets them."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        # Before Lightning's reset redraws the bar: a rate counted from 0, not from a resume.
+        self.train_progress_bar.initial = 0
+        super().on_train_epoch_start(trainer, *args)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        loop = trainer.fit_loop
+        if not (loop.restarted_mid_epoch or loop.restarted_on_epoch_end):
+            return
+        self.on_train_epoch_start(trainer, pl_module)
+        # A checkpoint saved at a batch's end counts it as processed (ElmoDataModule resumes
+        # the data after the same count).
+        done = loop.epoch_loop.batch_progress.current.processed
+        bar = self.train_progress_bar
+        if bar.total is not None and bar.total < trainer.num_training_batches:
+            # Lightning's total counts the steps left (max_epochs=-1), from the epoch's start.
+            bar.total = min(trainer.num_training_batches, bar.total + done)
+        # initial: tqdm's rate counts the batches of this run only.
+        bar.initial = bar.n = bar.last_print_n = done
+        bar.refresh()

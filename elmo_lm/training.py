@@ -86,8 +86,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
             log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
     callback_cfgs = [c for c in (cfg.get("callbacks") or {}).values() if c]
-    if not cfg.trainer.get("enable_model_summary", True):
-        callback_cfgs = [c for c in callback_cfgs if "ModelSummary" not in c.get("_target_", "")]
+    for flag, kind in (
+        ("enable_model_summary", "ModelSummary"),
+        ("enable_progress_bar", "ProgressBar"),
+    ):
+        if not cfg.trainer.get(flag, True):  # Lightning refuses the callback with its flag off
+            callback_cfgs = [c for c in callback_cfgs if kind not in c.get("_target_", "")]
     if datamodule.valid_files is None:  # nothing to monitor: keep the latest checkpoint only
         callback_cfgs = [
             OmegaConf.merge(c, {"monitor": None})

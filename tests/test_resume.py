@@ -1,4 +1,7 @@
-"""A run killed mid-epoch resumes from its last checkpoint with the data where it stopped."""
+"""A run killed mid-epoch resumes from its last checkpoint with the data where it stopped, and
+its progress bar where it was."""
+
+import re
 
 import pytest
 import torch
@@ -21,8 +24,21 @@ class Recorder(Callback):
         Recorder.batches.append(batch["fwd_targets"].clone())
 
 
+class BarWatcher(Callback):
+    """Keeps what the training progress bar shows at the start of every batch."""
+
+    seen: list[tuple[str, int, int | None, int]] = []
+    n_batches = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        bar = trainer.progress_bar_callback.train_progress_bar
+        BarWatcher.seen.append((bar.desc, bar.n, bar.total, bar.initial))
+        BarWatcher.n_batches = trainer.num_training_batches
+
+
 def _run(train_config, tmp_path, name, *overrides):
     Recorder.batches = []
+    BarWatcher.seen = []
     train(
         train_config(
             tmp_path,
@@ -60,3 +76,43 @@ def test_killed_run_resumes_mid_epoch_without_repeating_or_skipping_data(
     assert len(before) == 7 and len(before) + len(after) == len(whole)
     for a, b in zip(before + after, whole):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("max_steps", [-1, 12])
+def test_the_progress_bar_of_a_resumed_run_shows_its_epoch_total_and_position(
+    train_config, tmp_path, max_steps, capsys
+):
+    """Killed at step 7 of epoch 0, resumed: the bar goes on from 7 of the same total (with
+    max_steps=-1, on into a second epoch)."""
+    if max_steps > 0:
+        limits = ("trainer.max_epochs=-1", f"trainer.max_steps={max_steps}")
+    else:
+        limits = ("trainer.max_epochs=2",)
+    bar = ("trainer.enable_progress_bar=true", "+callbacks.bar._target_=test_resume.BarWatcher")
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(
+            train_config,
+            tmp_path,
+            "killed",
+            *limits,
+            *bar,
+            "+callbacks.recorder.kill_at=7",
+            "callbacks.periodic.every_n_train_steps=7",
+        )
+    n_batches = BarWatcher.n_batches
+    assert n_batches > 12
+    total = n_batches if max_steps < 0 else max_steps
+    assert BarWatcher.seen[0] == ("Epoch 0: ", 0, total, 0)
+    killed = tmp_path / "runs" / "killed"
+    capsys.readouterr()
+    _run(train_config, tmp_path, "resumed", *limits, *bar, f"ckpt_path={killed}")
+    # Not even while the next epoch's bar is reset: rates such as "-3.2e+05it/s".
+    assert not re.findall(r"-[0-9.e+]+it/s", capsys.readouterr().out)
+    # Lightning's own bar shows ("Training", 0, None, 0): no epoch, no total, no position.
+    # initial: tqdm's rate counts the batches run since the resume.
+    epoch_0 = [s for s in BarWatcher.seen if s[0] == "Epoch 0: "]
+    assert epoch_0[0] == ("Epoch 0: ", 7, total, 7)
+    assert epoch_0[-1] == ("Epoch 0: ", total - 1, total, 7)
+    if max_steps < 0:
+        assert BarWatcher.seen[len(epoch_0)] == ("Epoch 1: ", 0, n_batches, 0)
+        assert len(BarWatcher.seen) == len(epoch_0) + n_batches
