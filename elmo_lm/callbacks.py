@@ -1,10 +1,13 @@
-"""The run's own callbacks: its metrics file, layer table and progress bar."""
+"""The run's own callbacks (its metrics file, layer table and progress bar), and how a resumed
+run's callbacks take over the state its checkpoint holds."""
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +103,73 @@ class ProgressBar(TQDMProgressBar):
         # initial: tqdm's rate counts the batches of this run only.
         bar.initial = bar.n = bar.last_print_n = done
         bar.refresh()
+
+
+_IDENTITY = ("monitor", "mode")
+"""What a callback's state is about (``ModelCheckpoint``, ``EarlyStopping``); a state is kept
+across other changes of its settings (``every_n_train_steps`` and the like)."""
+
+
+def keep_callback_states(
+    states: dict[str, Any], callbacks: Sequence[L.Callback]
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The callback states of a checkpoint, under the keys of this run's ``callbacks``.
+
+    Lightning keys a callback's state by its class and settings (``ModelCheckpoint{'monitor':
+    'step', ..., 'every_n_train_steps': 200, ...}``) and drops a state whose key no callback of
+    the resumed run has, with a long warning. Here a state goes to the callback of the same class
+    that monitors the same metric in the same mode, when exactly one such callback is left; a
+    ``ModelCheckpoint`` state also takes the callback's directory (a resumed run writes into its
+    own), so that its best score, best and last checkpoints carry on (Lightning never deletes a
+    checkpoint outside the directory it writes to).
+
+    Returns:
+        The states under their new keys; the states kept under changed settings, each as
+        ``ModelCheckpoint(monitor=step, mode=max): every_n_train_steps 7 -> 200``; and the keys
+        of the states that no callback takes.
+    """
+    states = dict(states)
+    kept, changed = {}, []
+    current = {c.state_key: c for c in callbacks}
+    for key in [k for k in states if k in current]:
+        kept[key] = _with_dirpath(states.pop(key), current.pop(key))
+    for key in list(states):
+        name, settings = _parse_state_key(key)
+        takers = [
+            k
+            for k in current
+            if _parse_state_key(k)[0] == name
+            and all(settings.get(f) == _parse_state_key(k)[1].get(f) for f in _IDENTITY)
+        ]
+        if len(takers) != 1:
+            continue
+        new = takers[0]
+        kept[new] = _with_dirpath(states.pop(key), current.pop(new))
+        now = _parse_state_key(new)[1]
+        diff = ", ".join(
+            f"{f} {settings.get(f)} -> {v}" for f, v in now.items() if settings.get(f) != v
+        )
+        changed.append(f"{_describe(name, settings)}: {diff}")
+    return kept, changed, list(states)
+
+
+def _parse_state_key(key: Any) -> tuple[str, dict]:
+    """``ModelCheckpoint{'monitor': 'step', ...}`` -> ``("ModelCheckpoint", {"monitor": ...})``;
+    a key whose settings are not all plain literals has none."""
+    name, brace, rest = str(key).partition("{")
+    try:
+        settings = ast.literal_eval(brace + rest) if brace else {}
+    except (ValueError, SyntaxError):
+        settings = {}
+    return name, settings if isinstance(settings, dict) else {}
+
+
+def _describe(name: str, settings: dict) -> str:
+    what = ", ".join(f"{f}={settings[f]}" for f in _IDENTITY if f in settings)
+    return f"{name}({what})"
+
+
+def _with_dirpath(state: Any, callback: L.Callback) -> Any:
+    if isinstance(state, dict) and "dirpath" in state and getattr(callback, "dirpath", None):
+        state = {**state, "dirpath": callback.dirpath}
+    return state

@@ -104,8 +104,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in callback_cfgs]
     callbacks.append(MetricsFile(output_dir / "metrics.json"))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), AtomicCheckpointIO()]
+    checkpoint_io = AtomicCheckpointIO()
+    plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), checkpoint_io]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=plugins)
+    # A resumed run's callbacks keep the checkpoint's callback states, also after their settings
+    # changed (callbacks.keep_callback_states).
+    checkpoint_io.trainer = trainer
     if trainer.is_global_zero:
         # Written now, so that a killed run can be resumed with data.vocab_file=<run>/vocab.txt.
         vocab.save(output_dir / "vocab.txt")

@@ -1,12 +1,15 @@
-"""A run killed mid-epoch resumes from its last checkpoint with the data where it stopped, and
-its progress bar where it was."""
+"""A run killed mid-epoch resumes from its last checkpoint with the data where it stopped, its
+progress bar where it was, and its callbacks' state."""
 
+import logging
 import re
+from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from elmo_lm.callbacks import keep_callback_states
 from elmo_lm.training import train
 
 
@@ -116,3 +119,66 @@ def test_the_progress_bar_of_a_resumed_run_shows_its_epoch_total_and_position(
     if max_steps < 0:
         assert BarWatcher.seen[len(epoch_0)] == ("Epoch 1: ", 0, n_batches, 0)
         assert len(BarWatcher.seen) == len(epoch_0) + n_batches
+
+
+def test_a_run_resumed_without_its_callback_overrides_keeps_their_state(
+    train_config, tmp_path, caplog, recwarn
+):
+    quick = ("trainer.limit_train_batches=4",)
+    first = train(
+        train_config(
+            tmp_path,
+            "trainer.max_epochs=1",
+            *quick,
+            "callbacks.periodic.every_n_train_steps=3",
+            "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+            "+callbacks.stop.monitor=val/ppl",
+            name="a",
+        )
+    )
+    run = tmp_path / "runs" / "a"
+    with caplog.at_level(logging.INFO):
+        second = train(
+            train_config(tmp_path, "trainer.max_epochs=2", *quick, f"ckpt_path={run}", name="b")
+        )
+    # Neither of Lightning's warnings about callbacks of another run or directory.
+    noise = ("callbacks used to create the checkpoint", "The dirpath has changed")
+    assert not [w for w in recwarn if any(n in str(w.message) for n in noise)]
+    notes = [r.getMessage() for r in caplog.records if "callback state" in r.getMessage()]
+    assert notes == [
+        "callback state kept under new settings: "
+        "ModelCheckpoint(monitor=step, mode=max): every_n_train_steps 3 -> 200",
+        "callback state not restored, as this run has no such callback: "
+        "EarlyStopping{'monitor': 'val/ppl', 'mode': 'min'}",
+    ]
+    states = torch.load(run.parent / "b" / "checkpoints" / "last.ckpt", weights_only=True)
+    states = {k.split(",")[0]: s for k, s in states["callbacks"].items()}
+    # The periodic checkpoint (every 200 steps now) never saved in b: its newest is still a's.
+    periodic = states["ModelCheckpoint{'monitor': 'step'"]
+    assert [Path(p) for p in periodic["best_k_models"]] == [
+        (run / "checkpoints" / "latest-step3.ckpt").resolve()
+    ]
+    # The best held-out perplexity is that of both runs.
+    best = states["ModelCheckpoint{'monitor': 'val/ppl'"]
+    assert float(best["best_model_score"]) == pytest.approx(
+        min(first["val/ppl"], second["val/ppl"])
+    )
+    assert Path(best["best_model_path"]).is_file()
+
+
+def test_callback_states_go_to_the_callback_of_the_same_class_and_monitor():
+    def checkpoint(monitor, mode, **kwargs):
+        return ModelCheckpoint(dirpath="/new", monitor=monitor, mode=mode, **kwargs)
+
+    old = [
+        checkpoint("val/ppl", "min"),
+        checkpoint("step", "max", every_n_train_steps=7),
+        EarlyStopping(monitor="val/ppl"),
+    ]
+    states = {c.state_key: {"dirpath": "/old", "of": i} for i, c in enumerate(old)}
+    new = [checkpoint("step", "max", every_n_train_steps=200), checkpoint("val/ppl", "max")]
+    kept, changed, dropped = keep_callback_states(states, new)
+    assert kept == {new[0].state_key: {"dirpath": "/new", "of": 1}}
+    assert changed == ["ModelCheckpoint(monitor=step, mode=max): every_n_train_steps 7 -> 200"]
+    # val/ppl in another mode is another score; nothing left takes early stopping's state.
+    assert dropped == [old[0].state_key, old[2].state_key]
