@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import lightning as L
@@ -11,6 +12,10 @@ from torch.utils.data import DataLoader
 from elmo_lm.characters import MAX_CHARACTERS_PER_TOKEN
 from elmo_lm.stream import HeldOutStreams, TrainStream, resolve_rank, steps_per_epoch
 from elmo_lm.vocabulary import CorpusStats, Files, Vocabulary, count_corpus
+
+log = logging.getLogger(__name__)
+
+OOV_WARNING = 0.1  # share of training tokens outside a given vocabulary that gets a warning
 
 
 class ElmoDataModule(L.LightningDataModule):
@@ -84,7 +89,14 @@ class ElmoDataModule(L.LightningDataModule):
             self.train_stats = vocab.stats
         else:
             vocab = Vocabulary.from_file(self.vocab_file)
-            self.train_stats = count_corpus(self.train_files)
+            self.train_stats = count_corpus(self.train_files, vocab)
+            if self.train_stats.oov_rate > OOV_WARNING:
+                log.warning(
+                    "%s covers only %.0f%% of the training tokens (the rest train as <UNK>): "
+                    "is it this corpus's vocabulary? Leave data.vocab_file out to build one",
+                    self.vocab_file,
+                    100 * (1 - self.train_stats.oov_rate),
+                )
         self.vocab = vocab
 
     @property

@@ -144,46 +144,60 @@ def sparse_rows(
     return F.embedding(ids, weight, sparse=True), F.embedding(ids, bias, sparse=True).squeeze(1)
 
 
+CHUNK_ELEMENTS = 2**18  # logits per row block of the sampled softmax's forward pass (1 MB)
+
+
 class _SampledNLL(torch.autograd.Function):
     """-log softmax([true, sampled])[0] per row, from the true logits and the sampled classes'
     rows, with a hand-written backward.
 
-    The (N, S) logits are made once by a matmul and turned into exp(logit - row max) in place;
-    that one matrix serves the loss and the backward pass (whose gradient is it, scaled per
-    row), so the whole softmax reads and writes it a few times instead of autograd's dozen.
-    Accidental hits get -inf by a scatter of one column per row, with no (N, S) mask. The
-    softmax arithmetic runs in float32 whatever the matmul's precision (autocast).
+    The (N, S) matrix is written to memory once: the forward pass makes it in blocks of rows
+    small enough to stay in the CPU's cache (matmul, accidental hits, row max, exp, row sum),
+    keeping exp(logit - row max) of each block. The backward pass reads it in two matmuls and
+    nothing else: its gradient is that matrix scaled per row, and the row scale is folded into
+    the other factor of each matmul. Accidental hits get -inf by a scatter of one column per
+    row, with no (N, S) mask. The softmax arithmetic runs in float32 whatever the matmul's
+    precision (autocast).
     """
 
     @staticmethod
     def forward(ctx, true_logits, inputs, sampled_w, sampled_b, hit_cols):
-        logits = torch.addmm(sampled_b, inputs, sampled_w.t()).float()  # (N, S)
+        n, s = inputs.shape[0], sampled_w.shape[0]
         true_logits = true_logits.float()  # (N,)
-        if hit_cols is not None:  # (N,) column of the row's target among the sampled, or -1
-            hit = hit_cols[:, None] >= 0
-            cols = hit_cols.clamp(min=0)[:, None]  # (N, 1); a row without a hit rewrites col 0
-            kept = logits.gather(1, cols)
-            logits.scatter_(1, cols, torch.where(hit, float("-inf"), kept))
-        top = torch.maximum(logits.amax(1), true_logits)  # (N,)
-        exps = logits.sub_(top[:, None]).exp_()  # (N, S) exp(logit - top), in place
+        exps = inputs.new_empty(n, s, dtype=torch.float32)  # (N, S) exp(logit - row top)
+        top = inputs.new_empty(n, dtype=torch.float32)  # (N,)
+        sums = inputs.new_empty(n, dtype=torch.float32)  # (N,) sum of each row of exps
+        rows = max(1, CHUNK_ELEMENTS // max(s, 1))
+        weight_t = sampled_w.t()
+        for start in range(0, n, rows):
+            end = min(n, start + rows)
+            block = exps[start:end]  # (rows, S)
+            if inputs.dtype == sampled_w.dtype == sampled_b.dtype == torch.float32:
+                torch.addmm(sampled_b, inputs[start:end], weight_t, out=block)
+            else:  # a lower-precision matmul (autocast), then float32
+                block.copy_(torch.addmm(sampled_b, inputs[start:end], weight_t))
+            if hit_cols is not None:  # (N,) the target's column among the sampled, or -1
+                hits = hit_cols[start:end, None]
+                cols = hits.clamp(min=0)  # a row without a hit rewrites its column 0
+                kept = block.gather(1, cols)
+                block.scatter_(1, cols, torch.where(hits >= 0, float("-inf"), kept))
+            torch.maximum(block.amax(1), true_logits[start:end], out=top[start:end])
+            block.sub_(top[start:end, None]).exp_()
+            torch.sum(block, 1, out=sums[start:end])
         true_exp = (true_logits - top).exp()  # (N,)
-        total = exps.sum(1) + true_exp  # (N,)
+        total = sums + true_exp  # (N,)
         ctx.save_for_backward(exps, true_exp, total, inputs, sampled_w)
-        ctx.used = False
         return top + total.log() - true_logits
 
     @staticmethod
     def backward(ctx, grad):
-        if ctx.used:
-            raise RuntimeError("the sampled softmax's backward pass runs once (no retain_graph)")
-        ctx.used = True
         exps, true_exp, total, inputs, sampled_w = ctx.saved_tensors
-        scale = grad.float() / total  # (N,)
+        scale = grad.float() / total  # (N,): d loss / d logits = exps * scale per row
         d_true = scale * true_exp - grad.float()  # (N,)
-        d_logits = exps.mul_(scale[:, None])  # (N, S): softmax probabilities times grad
-        d_inputs = (d_logits @ sampled_w.float()).to(inputs.dtype)  # (N, P)
-        d_w = (d_logits.t() @ inputs.float()).to(sampled_w.dtype)  # (S, P)
-        d_b = d_logits.sum(0)  # (S,)
+        d_inputs = (exps @ sampled_w.float()).mul_(scale[:, None]).to(inputs.dtype)  # (N, P)
+        scaled = torch.cat([inputs.float() * scale[:, None], scale[:, None]], 1)  # (N, P + 1)
+        d_wb = exps.t() @ scaled  # (S, P + 1): weight and bias gradients in one matmul
+        d_w, d_b = d_wb[:, :-1].to(sampled_w.dtype), d_wb[:, -1]
         return d_true, d_inputs, d_w, d_b, None
 
 

@@ -42,10 +42,12 @@ class CorpusStats:
         n_sentences: non-blank lines.
         n_tokens: whitespace tokens, without ``<S>``/``</S>`` (what options.json calls
             ``n_train_tokens``).
+        oov_rate: share of the tokens outside a given vocabulary (None: not counted).
     """
 
     n_sentences: int
     n_tokens: int
+    oov_rate: float | None = None
 
     @property
     def n_tokens_with_boundaries(self) -> int:
@@ -116,13 +118,17 @@ def iter_sentences(files: Sequence[str]) -> Iterator[list[str]]:
         yield from read_sentences(path)
 
 
-def count_corpus(files: Files) -> CorpusStats:
-    """Counts the sentences and tokens of a corpus in one streaming pass."""
-    n_sentences = n_tokens = 0
+def count_corpus(files: Files, vocab: Vocabulary | None = None) -> CorpusStats:
+    """Counts the sentences and tokens of a corpus in one streaming pass, and with ``vocab``,
+    the share of tokens it does not hold (``oov_rate``)."""
+    n_sentences = n_tokens = n_oov = 0
     for tokens in iter_sentences(corpus_files(files)):
         n_sentences += 1
         n_tokens += len(tokens)
-    return CorpusStats(n_sentences, n_tokens)
+        if vocab is not None:
+            n_oov += sum(1 for t in tokens if t not in vocab)
+    oov_rate = n_oov / max(n_tokens, 1) if vocab is not None else None
+    return CorpusStats(n_sentences, n_tokens, oov_rate)
 
 
 class Vocabulary:

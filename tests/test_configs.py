@@ -110,7 +110,8 @@ def test_experiment_configs_instantiate(name, tmp_path):
 
 def test_small_corpus_experiment(tmp_path):
     cfg = compose_train(["+experiment=small_corpus"], tmp_path)
-    assert cfg.model.lstm.dim == 256 and cfg.model.lstm.projection_dim == 64
+    assert cfg.model.lstm.dim == 256 and cfg.model.lstm.projection_dim == 128
+    assert cfg.module.lr == 0.4
     assert cfg.data.batch_size == 32 and cfg.module.n_negative_samples == 8192
     assert cfg.callbacks.early_stopping.monitor == "val/ppl"
     assert cfg.data.train_files.endswith("data/sample/train.txt")

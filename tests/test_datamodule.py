@@ -134,3 +134,21 @@ def test_sample_corpus_is_bundled_and_regenerates_identically(tmp_path):
     args = [sys.executable, str(script), "--out", str(tmp_path), "--train", "200", "--valid", "1"]
     subprocess.run(args, check=True, capture_output=True)
     assert (tmp_path / "train.txt").read_text(encoding="utf-8").splitlines() == train[:200]
+
+
+def test_a_vocabulary_that_covers_little_of_the_corpus_is_warned_about(corpus, tmp_path, caplog):
+    train, _ = corpus
+    # "and" is one of every four training tokens.
+    small = tmp_path / "small_vocab.txt"
+    small.write_text("<S>\n</S>\n<UNK>\nand\n", encoding="utf-8")
+    dm = ElmoDataModule(str(train), vocab_file=str(small), batch_size=4, unroll_steps=5)
+    with caplog.at_level("WARNING"):
+        dm.setup()
+    assert dm.train_stats.oov_rate == pytest.approx(0.75)
+    assert "small_vocab.txt covers only 25% of the training tokens" in caplog.text
+    fitting = tmp_path / "vocab.txt"
+    fitting.write_text("<S>\n</S>\n<UNK>\nand\nagain\n" + "".join(f"w{i}\n" for i in range(7)))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        ElmoDataModule(str(train), vocab_file=str(fitting), batch_size=4, unroll_steps=5).setup()
+    assert "covers only" not in caplog.text
