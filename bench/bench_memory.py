@@ -28,13 +28,11 @@ from bench_peer import shape_options  # noqa: E402
 from bench_train import make_batches, step_times  # noqa: E402
 from common import table  # noqa: E402
 
-from elmo_lm.allocator import keep_freed_memory  # noqa: E402
 from elmo_lm.lightning_module import ElmoLM  # noqa: E402
 
 
 def measure(shape: str, vocab_size: int, batch: int, unroll: int, steps: int) -> dict:
     """One configuration, in this process: its peak RSS and step time."""
-    keep_freed_memory()  # as training does (ElmoLM.on_fit_start)
     torch.manual_seed(0)
     options = shape_options(shape)
     options.n_negative_samples_batch = 8192

@@ -160,6 +160,18 @@ def run_logged(cmd: list[str], log: Path, **kwargs) -> str:
     return done.stdout
 
 
+def peer_vocab(train: Path, out: Path) -> Path:
+    """``out/vocab.txt`` of the training corpus, by the original trainer's ``make_vocab.py``
+    (``<S> </S> <UNK>``, then every training token by count), for both trainers."""
+    vocab = out / "vocab.txt"
+    subprocess.run(
+        [sys.executable, str(PEER / "make_vocab.py"), str(train), str(vocab)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return vocab
+
+
 def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -397,12 +409,7 @@ def main() -> None:
 
     options = shape_options(args.shape)
     args.out.mkdir(parents=True, exist_ok=True)
-    vocab = args.out / "vocab.txt"
-    subprocess.run(
-        [sys.executable, str(PEER / "make_vocab.py"), str(args.train), str(vocab)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    vocab = peer_vocab(args.train, args.out)
     n_vocab = sum(1 for _ in vocab.open())
     print(
         f"corpus {args.train} ({n_vocab:,} vocabulary), held out {args.valid}; shape {args.shape}; "

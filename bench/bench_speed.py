@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
-from bench_peer import PEER, OthersCPU, shape_options, train_original, train_ours  # noqa: E402
+from bench_peer import OthersCPU, peer_vocab, shape_options, train_original, train_ours  # noqa: E402
 from common import lstm_flops, matmul_peak, table, token_encoder_flops  # noqa: E402
 
 from elmo_lm.options import BiLMOptions  # noqa: E402
@@ -73,12 +72,7 @@ def run(args) -> dict:
     if not args.train.is_file():
         raise SystemExit(f"{args.train}: no such corpus; make it with scripts/make_real_corpus.py")
     args.out.mkdir(parents=True, exist_ok=True)
-    vocab = args.out / "vocab.txt"
-    subprocess.run(
-        [sys.executable, str(PEER / "make_vocab.py"), str(args.train), str(vocab)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    vocab = peer_vocab(args.train, args.out)
     results = {"peak_flops": matmul_peak(), "threads": torch.get_num_threads(), "shapes": {}}
     for shape in args.shapes:
         options = shape_options(shape)

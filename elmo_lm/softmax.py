@@ -240,10 +240,11 @@ def sampled_softmax_nll(
         sampled_b = sampled_b - log_sampled_expected
     hit_cols = None
     if remove_accidental_hits:
-        # Each class's column among the sampled (-1: not sampled), looked up per target.
-        column = torch.full((weight.shape[0],), -1, dtype=torch.long, device=sampled.device)
-        column[sampled] = torch.arange(len(sampled), device=sampled.device)
-        hit_cols = column[targets]  # (N,)
+        # Each target's column among the sampled (-1: not sampled), by binary search in the
+        # sorted sampled ids: no table over the vocabulary, so the cost does not grow with it.
+        ordered, order = sampled.sort()
+        at = torch.searchsorted(ordered, targets).clamp_(max=len(sampled) - 1)  # (N,)
+        hit_cols = torch.where(ordered[at] == targets, order[at], -1)  # (N,)
     return _SampledNLL.apply(true_logits, inputs, sampled_w, sampled_b, hit_cols)
 
 

@@ -82,25 +82,39 @@ def cyclic_corpus():
     return _cyclic_corpus
 
 
-def _train_config(tmp_path: Path, *overrides: str, name: str = "run", model: str = "tiny"):
+def _quick_run_overrides(tmp_path: Path, model: str = "tiny") -> list[str]:
+    """train.py overrides of a quick CPU run on a cyclic corpus written under ``tmp_path``."""
     train_file = _cyclic_corpus(tmp_path / "train.txt", 200)
     valid_file = _cyclic_corpus(tmp_path / "valid.txt", 30, offset=3)
+    return [
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"model={model}",
+        "hardware=cpu",
+        f"data.train_files={train_file}",
+        f"data.valid_files={valid_file}",
+        "data.batch_size=8",
+        "data.unroll_steps=10",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+
+
+@pytest.fixture
+def quick_run_overrides():
+    """``quick_run_overrides(tmp_path, model="tiny")``: train.py overrides of a quick CPU run
+    on a cyclic corpus (batch 8 x 10, no sanity validation, no progress bar)."""
+    return _quick_run_overrides
+
+
+def _train_config(tmp_path: Path, *overrides: str, name: str = "run", model: str = "tiny"):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(
             config_name="train",
             overrides=[
                 f"paths.root={ROOT}",
-                f"paths.runs_dir={tmp_path / 'runs'}",
                 f"paths.output_dir={tmp_path / 'runs' / name}",
-                f"model={model}",
-                "hardware=cpu",
-                f"data.train_files={train_file}",
-                f"data.valid_files={valid_file}",
-                "data.batch_size=8",
-                "data.unroll_steps=10",
-                "trainer.num_sanity_val_steps=0",
-                "trainer.enable_progress_bar=false",
-                "trainer.enable_model_summary=false",
+                *_quick_run_overrides(tmp_path, model),
                 "trainer.log_every_n_steps=5",
                 *overrides,
             ],

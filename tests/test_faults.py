@@ -60,21 +60,10 @@ runpy.run_path("train.py", run_name="__main__")
 """
 
 
-def _train_args(cyclic_corpus, tmp_path: Path, run: str, *overrides: str) -> list[str]:
-    train_file = cyclic_corpus(tmp_path / "train.txt", 200)
-    valid_file = cyclic_corpus(tmp_path / "valid.txt", 30, offset=3)
+def _train_args(quick_run_overrides, tmp_path: Path, run: str, *overrides: str) -> list[str]:
     return [
-        f"paths.runs_dir={tmp_path / 'runs'}",
+        *quick_run_overrides(tmp_path),
         f"hydra.run.dir={tmp_path / 'runs' / run}",
-        "model=tiny",
-        "hardware=cpu",
-        f"data.train_files={train_file}",
-        f"data.valid_files={valid_file}",
-        "data.batch_size=8",
-        "data.unroll_steps=10",
-        "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false",
         "trainer.max_epochs=1",  # 17 steps
         "callbacks.periodic.every_n_train_steps=7",
         *overrides,
@@ -90,7 +79,7 @@ def _whole(checkpoints: Path) -> dict[str, int]:
 
 
 def test_sigkill_while_writing_a_checkpoint_loses_only_the_steps_since_the_last_one(
-    cyclic_corpus, tmp_path
+    quick_run_overrides, tmp_path
 ):
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
@@ -102,7 +91,7 @@ def test_sigkill_while_writing_a_checkpoint_loses_only_the_steps_since_the_last_
         "OMP_NUM_THREADS": "1",
     }
     killed = subprocess.run(
-        [sys.executable, "-c", KILLER, *_train_args(cyclic_corpus, tmp_path, "killed")],
+        [sys.executable, "-c", KILLER, *_train_args(quick_run_overrides, tmp_path, "killed")],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -123,7 +112,10 @@ def test_sigkill_while_writing_a_checkpoint_loses_only_the_steps_since_the_last_
             sys.executable,
             "train.py",
             *_train_args(
-                cyclic_corpus, tmp_path, "resumed", f"ckpt_path={tmp_path / 'runs' / 'killed'}"
+                quick_run_overrides,
+                tmp_path,
+                "resumed",
+                f"ckpt_path={tmp_path / 'runs' / 'killed'}",
             ),
             f"data.vocab_file={tmp_path / 'runs' / 'killed' / 'vocab.txt'}",
         ],
