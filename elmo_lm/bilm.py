@@ -16,6 +16,7 @@ from elmo_lm.char_cnn import CharCNN
 from elmo_lm.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
 from elmo_lm.lstm import ElmoLstm, LstmState
 from elmo_lm.options import BiLMOptions
+from elmo_lm.pretrained import resolve
 from elmo_lm.weights_file import load_weights, save_weights
 
 WARM_UP: tuple[str, ...] = ("the man said it .", "there was a cat .")
@@ -117,6 +118,25 @@ class BiLM(nn.Module):
         bilm = cls(BiLMOptions.from_json(options_file), stateful=stateful, warm_start=warm_start)
         load_weights(bilm, weight_file)
         return bilm.eval()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        weights: str | os.PathLike | None = None,
+        stateful: bool = False,
+        warm_start: bool = True,
+        progress: bool | None = None,
+    ) -> BiLM:
+        """Loads a published model by name (``small``, ``medium``, ``original``,
+        ``original-5.5b``), a directory holding ``options.json`` and the weights, or an options +
+        weights pair of paths or ``http(s)`` URLs; downloads are cached (``elmo_lm.pretrained``).
+
+        Args:
+            progress: a download progress bar on stderr; ``None``: when stderr is a terminal.
+        """
+        options_file, weight_file = resolve(model, weights, progress=progress)
+        return cls.from_hdf5(options_file, weight_file, stateful=stateful, warm_start=warm_start)
 
     def to_hdf5(self, options_file: str | os.PathLike, weight_file: str | os.PathLike) -> None:
         """Writes the pair the original tools and AllenNLP read (``n_characters`` 262).

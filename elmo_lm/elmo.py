@@ -101,6 +101,25 @@ class Elmo(nn.Module):
         return cls(bilm, **kwargs)
 
     @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        weights: str | os.PathLike | None = None,
+        stateful: bool = False,
+        warm_start: bool = True,
+        progress: bool | None = None,
+        **kwargs,
+    ) -> Elmo:
+        """Loads a published model by name, a directory or an options + weights pair of paths or
+        URLs, as ``BiLM.from_pretrained``: ``Elmo.from_pretrained("small")`` downloads the
+        published small model once into the cache (docs/EMBEDDINGS.md).
+        """
+        bilm = BiLM.from_pretrained(
+            model, weights, stateful=stateful, warm_start=warm_start, progress=progress
+        )
+        return cls(bilm, **kwargs)
+
+    @classmethod
     def from_checkpoint(
         cls,
         path: str | os.PathLike,

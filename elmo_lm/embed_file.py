@@ -1,6 +1,7 @@
 """Embeds a file of sentences, one per line, into HDF5, as the original ELMo tools did:
-``elmo-embed input=SENTENCES.txt output=OUT.hdf5 options=OPTIONS.json weights=WEIGHTS.hdf5``
-(or ``ckpt=CKPT``; the other keys are in ``DEFAULTS``).
+``elmo-embed input=SENTENCES.txt output=OUT.hdf5 model=small`` (a published name, or a directory
+holding options.json and the weights; or ``options=OPTIONS weights=WEIGHTS``, paths or URLs; or
+``ckpt=CKPT``; the other keys are in ``DEFAULTS``).
 
 Output layout (``dump_bilm_embeddings`` / ``allennlp elmo``): one dataset per input line named
 ``str(line_index)`` (0-based), holding (n_layers + 1, n_tokens, dim) for ``all`` and
@@ -31,12 +32,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from elmo_lm.atomic import atomic_path, check_output_file
 from elmo_lm.cli import REQUIRED, parse_args
 from elmo_lm.elmo import Elmo, ElmoError
 from elmo_lm.errors import user_errors
+from elmo_lm.pretrained import resolve
+from elmo_lm.progress import progress_bar
 from elmo_lm.token_cache import TokenCache, TokenCacheError
 from elmo_lm.word_vectors import WordVectors
 
@@ -79,7 +81,7 @@ def embed_file(
     mode: str = "all",
     batch_size: int = 64,
     max_tokens: int = 512,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> int:
     """Embeds every line of ``input_file`` into ``output_file`` (layout in the module docstring).
 
@@ -89,7 +91,7 @@ def embed_file(
         batch_size: sentences per biLM call; lines are batched by length in chunks of
             ``16 * batch_size`` lines (a stateful biLM keeps the file's order).
         max_tokens: longer lines are cut into pieces of this many tokens.
-        progress: show a progress bar on stderr.
+        progress: show a progress bar on stderr; ``None``: when stderr is a terminal.
 
     Returns:
         The number of lines written.
@@ -102,7 +104,7 @@ def embed_file(
     with atomic_path(output) as tmp:
         with (
             h5py.File(tmp, "w") as f,
-            tqdm(total=len(lines), unit="sent", disable=not progress, desc="elmo-embed") as bar,
+            progress_bar(len(lines), "elmo-embed", "sent", progress) as bar,
         ):
             for start in range(0, len(lines), chunk):
                 texts = lines[start : start + chunk]
@@ -145,6 +147,7 @@ def _embed_lines(
 
 
 def load_elmo(
+    model: str | None = None,
     options: str | None = None,
     weights: str | None = None,
     ckpt: str | None = None,
@@ -154,8 +157,11 @@ def load_elmo(
     stateful: bool = False,
     warm_start: bool = True,
     device: str = "auto",
+    progress: bool | None = None,
 ) -> Elmo:
-    """The embedder of an ``options`` + ``weights`` pair or of a checkpoint (``ckpt``).
+    """The embedder of a ``model`` (a published name or a directory), of an ``options`` +
+    ``weights`` pair (paths or URLs), or of a checkpoint (``ckpt``); see
+    ``elmo_lm.pretrained.resolve``.
 
     Args:
         vocab: a vocabulary file whose tokens skip the character CNN (a token cache).
@@ -163,15 +169,24 @@ def load_elmo(
         word_vectors: a word2vec file whose vectors are appended to each token's.
         stateful, warm_start: as in ``Elmo.from_files``.
         device: ``auto`` (``cuda`` when there is one, else ``cpu``), ``cpu``, ``cuda:N``, ...
+        progress: progress bars for a download and for building the token cache; ``None``:
+            when stderr is a terminal.
 
     Raises:
         ElmoError: no model, or two, given; a device this machine does not have.
         TokenCacheError: ``token_cache`` without ``vocab``.
     """
-    if ckpt is not None and (options is not None or weights is not None):
-        raise ElmoError("give the model as options= and weights=, or as ckpt=, not both")
-    if ckpt is None and (options is None or weights is None):
-        raise ElmoError("give the model as options=OPTIONS.json weights=WEIGHTS.hdf5, or ckpt=CKPT")
+    given = [k for k, v in (("model", model), ("options", options), ("ckpt", ckpt)) if v]
+    if len(given) > 1:
+        raise ElmoError(
+            f"give the model one way, not {' and '.join(k + '=' for k in given)}: "
+            "model=NAME|DIR, options= with weights=, or ckpt="
+        )
+    if not given or (options is None) != (weights is None):
+        raise ElmoError(
+            "give the model as model=small (a published name, or a directory), "
+            "options=OPTIONS.json weights=WEIGHTS.hdf5 (paths or URLs), or ckpt=CKPT"
+        )
     if token_cache is not None and vocab is None:
         raise TokenCacheError(
             "token_cache= needs vocab=, the vocabulary file the cache rows follow"
@@ -183,13 +198,15 @@ def load_elmo(
     if ckpt is not None:
         elmo = Elmo.from_checkpoint(ckpt, **kwargs)
     else:
-        elmo = Elmo.from_files(options, weights, **kwargs)
+        what = f"model={model}" if model else None
+        options_file, weight_file = resolve(model or options, weights, progress, what)
+        elmo = Elmo.from_files(options_file, weight_file, **kwargs)
     elmo.to(target)
     if vocab is not None:
         if token_cache is not None and Path(token_cache).is_file():
             cache = TokenCache.from_file(token_cache, vocab, elmo.max_chars)
         else:
-            cache = TokenCache.build(elmo.bilm, vocab)
+            cache = TokenCache.build(elmo.bilm, vocab, progress=progress)
             if token_cache is not None:
                 cache.save(token_cache)
         elmo.token_cache = cache.to(elmo.device)
@@ -211,14 +228,16 @@ def _device(name: str) -> torch.device:
 
 USAGE = (
     "elmo-embed input=SENTENCES.txt output=OUT.hdf5 "
-    "(options=OPTIONS.json weights=WEIGHTS.hdf5 | ckpt=CKPT) [mode=all|top|average|concat] "
+    "(model=small|medium|original|original-5.5b|DIR | options=OPTIONS.json weights=WEIGHTS.hdf5 "
+    "| ckpt=CKPT) [mode=all|top|average|concat] "
     "[batch_size=64] [max_tokens=512] [vocab=VOCAB.txt [token_cache=CACHE.hdf5]] "
     "[word_vectors=FILE] [stateful=false] [warm_start=true] [device=auto] [progress=true]"
 )
 DEFAULTS = {
     "input": REQUIRED,  # text file, one sentence per line
     "output": REQUIRED,  # the HDF5 file written: dataset str(i) for line i
-    "options": None,  # with weights: an exported or published pair
+    "model": None,  # a published name, or a directory holding options.json and the weights
+    "options": None,  # with weights: an exported or published pair, paths or http(s) URLs
     "weights": None,
     "ckpt": None,  # or a checkpoint written by train.py
     "mode": "all",
@@ -244,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # mistakes in the command line before the model is read
         check_output_file(output_file, "output")
         check_settings(run["mode"], run["batch_size"], run["max_tokens"])
-        n = embed_file(load_elmo(**args), input_file, output_file, **run)
+        n = embed_file(load_elmo(**args, progress=run["progress"]), input_file, output_file, **run)
     if run["progress"]:
         print(f"wrote {n} sentences to {output_file}", file=sys.stderr)
 

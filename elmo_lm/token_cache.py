@@ -23,6 +23,7 @@ from torch import nn
 from elmo_lm.atomic import atomic_path
 from elmo_lm.characters import token_to_char_ids
 from elmo_lm.errors import UserError
+from elmo_lm.progress import progress_bar
 from elmo_lm.vocabulary import read_tokens
 
 
@@ -100,20 +101,26 @@ class TokenCache(nn.Module):
     @classmethod
     @torch.no_grad()
     def build(
-        cls, bilm: nn.Module, vocab_file: str | os.PathLike, batch_size: int = 512
+        cls,
+        bilm: nn.Module,
+        vocab_file: str | os.PathLike,
+        batch_size: int = 512,
+        progress: bool | None = None,
     ) -> TokenCache:
-        """Computes the embedding of every vocabulary token with ``bilm.embed_tokens``."""
+        """Computes the embedding of every vocabulary token with ``bilm.embed_tokens``; a
+        progress bar on stderr with ``progress`` (``None``: when stderr is a terminal)."""
         tokens = read_tokens(vocab_file)
         max_chars = bilm.options.char_cnn.max_characters_per_token
         device = next(bilm.parameters()).device
         was_training = bilm.training
         bilm.eval()
         pieces = []
-        for start in range(0, len(tokens), batch_size):
-            ids = torch.tensor(
-                [token_to_char_ids(t, max_chars) for t in tokens[start : start + batch_size]]
-            )
-            pieces.append(bilm.embed_tokens(ids.to(device)).float().cpu())  # (batch, P)
+        with progress_bar(len(tokens), "token cache", "tok", progress) as bar:
+            for start in range(0, len(tokens), batch_size):
+                batch = tokens[start : start + batch_size]
+                ids = torch.tensor([token_to_char_ids(t, max_chars) for t in batch])
+                pieces.append(bilm.embed_tokens(ids.to(device)).float().cpu())  # (batch, P)
+                bar.update(len(batch))
         bilm.train(was_training)
         return cls(tokens, torch.cat(pieces), max_chars)
 

@@ -28,6 +28,7 @@ from elmo_lm.config import check_config, model_options, module_arguments, run_op
 from elmo_lm.errors import OutputError, TrainingError, os_reason, user_errors
 from elmo_lm.lightning_module import ElmoLM
 from elmo_lm.options import BiLMOptions
+from elmo_lm.pretrained import resolve
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.ckpt_path, Path(cfg.paths.runs_dir), output_dir, cfg.get("name")
     )
     checkpoint = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    init_files = init_from_files(cfg.init_from) if checkpoint is None else None
     if checkpoint is not None:
         shape = BiLMOptions.from_dict(checkpoint["hyper_parameters"]["options"], ckpt_path)
-    elif cfg.init_from:
-        shape = BiLMOptions.from_json(_pair(cfg.init_from)[0])
+    elif init_files is not None:
+        shape = BiLMOptions.from_json(init_files[0])
     else:
         shape = model_options(cfg.model)
 
@@ -81,8 +83,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if isinstance(exc.__cause__, ValueError):
                 raise TrainingError(str(exc.__cause__)) from None
             raise
-        if cfg.init_from:
-            options_file, weight_file = _pair(cfg.init_from)
+        if init_files is not None:
+            options_file, weight_file = init_files
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
             log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
     callback_cfgs = [c for c in (cfg.get("callbacks") or {}).values() if c]
@@ -209,21 +211,16 @@ def _check_run_dir(output_dir: Path) -> None:
     check_writable_dir(output_dir, "run directory")
 
 
-def _pair(init_from: str) -> tuple[Path, Path]:
-    """``options.json`` and the weights file of ``init_from``: a directory holding both, or the
-    weights file with ``options.json`` beside it."""
-    path = Path(init_from)
-    if path.is_dir():
-        weights = sorted(path.glob("*.hdf5"))
-        if len(weights) != 1:
-            raise TrainingError(
-                f"init_from={init_from}: expected one .hdf5 weights file in the directory, found "
-                f"{len(weights)}; pass init_from=<dir>/<weights>.hdf5"
-            )
-        path = weights[0]
-    if not path.is_file():
-        raise TrainingError(
-            f"init_from={init_from}: no such weights file; pass an exported weights.hdf5 "
-            "(with its options.json beside it) or the directory holding both"
-        )
-    return path.with_name("options.json"), path
+def init_from_files(init_from: object) -> tuple[Path, Path] | None:
+    """``options.json`` and the weights file of ``init_from`` (``elmo_lm.pretrained.resolve``):
+    a published name (``small``, ...), a directory holding both, the weights file with
+    ``options.json`` beside it, or a list of the two (paths or URLs); ``None`` when not given."""
+    if not init_from:
+        return None
+    given = OmegaConf.to_container(init_from) if OmegaConf.is_list(init_from) else init_from
+    what = f"init_from={init_from}"
+    if isinstance(given, list):
+        if len(given) != 2:
+            raise TrainingError(f"{what}: a list must be [options file, weights file]")
+        return resolve(str(given[0]), str(given[1]), what=what)
+    return resolve(str(given), what=what)

@@ -17,11 +17,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from elmo_lm.atomic import write_text
 from elmo_lm.characters import BOS_TOKEN, EOS_TOKEN, UNK_TOKEN
 from elmo_lm.errors import UserError
+from elmo_lm.progress import progress_bar
 
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
+
+_REPORT_BYTES = 1 << 20  # a progress bar is advanced once per MiB read, not once per line
 
 Files = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -79,18 +84,24 @@ def corpus_files(files: Files) -> list[str]:
     return sorted(found)
 
 
-def read_sentences(path: str | os.PathLike) -> Iterator[list[str]]:
+def read_sentences(path: str | os.PathLike, bar: tqdm | None = None) -> Iterator[list[str]]:
     """Yields the whitespace tokens of each non-blank line of one file, streaming.
 
     Bytes that are not UTF-8 become U+FFFD, with one warning per file naming the first bad line.
+    ``bar`` (counting bytes) is advanced as the file is read.
 
     Raises:
         CorpusError: the file holds no sentence.
     """
     warned = False
-    n_sentences = 0
+    n_sentences = unreported = 0
     with open(path, "rb") as f:
         for line_number, raw in enumerate(f, start=1):
+            if bar is not None:
+                unreported += len(raw)
+                if unreported >= _REPORT_BYTES:
+                    bar.update(unreported)
+                    unreported = 0
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -108,21 +119,31 @@ def read_sentences(path: str | os.PathLike) -> Iterator[list[str]]:
             if tokens:
                 n_sentences += 1
                 yield tokens
+    if bar is not None:
+        bar.update(unreported)
     if n_sentences == 0:
         raise CorpusError(f"{path}: holds no sentence (empty or blank lines only); remove it")
 
 
-def iter_sentences(files: Sequence[str]) -> Iterator[list[str]]:
-    """The sentences of already-resolved ``files`` (see ``corpus_files``), in order."""
-    for path in files:
-        yield from read_sentences(path)
+def iter_sentences(
+    files: Sequence[str], progress: bool | None = False, desc: str = "reading"
+) -> Iterator[list[str]]:
+    """The sentences of already-resolved ``files`` (see ``corpus_files``), in order; with
+    ``progress`` (``None``: when stderr is a terminal), a bar of the bytes read on stderr."""
+    total = sum(os.path.getsize(path) for path in files)
+    with progress_bar(total, desc, "B", progress) as bar:
+        for path in files:
+            yield from read_sentences(path, None if bar.disable else bar)
 
 
-def count_corpus(files: Files, vocab: Vocabulary | None = None) -> CorpusStats:
+def count_corpus(
+    files: Files, vocab: Vocabulary | None = None, progress: bool | None = None
+) -> CorpusStats:
     """Counts the sentences and tokens of a corpus in one streaming pass, and with ``vocab``,
-    the share of tokens it does not hold (``oov_rate``)."""
+    the share of tokens it does not hold (``oov_rate``); a progress bar on stderr with
+    ``progress`` (``None``: when stderr is a terminal)."""
     n_sentences = n_tokens = n_oov = 0
-    for tokens in iter_sentences(corpus_files(files)):
+    for tokens in iter_sentences(corpus_files(files), progress, "counting the corpus"):
         n_sentences += 1
         n_tokens += len(tokens)
         if vocab is not None:
@@ -172,13 +193,20 @@ class Vocabulary:
         return [get(t, unk) for t in tokens]
 
     @classmethod
-    def build(cls, files: Files, min_count: int = 1, max_size: int | None = None) -> Vocabulary:
+    def build(
+        cls,
+        files: Files,
+        min_count: int = 1,
+        max_size: int | None = None,
+        progress: bool | None = None,
+    ) -> Vocabulary:
         """Counts the tokens of a corpus, streaming, and keeps the frequent ones.
 
         Args:
             files: a path, a glob, or a list of them; one tokenized sentence per line.
             min_count: keep tokens seen at least this often.
             max_size: keep at most this many tokens, the three special tokens included.
+            progress: a bar of the bytes read on stderr; ``None``: when stderr is a terminal.
 
         Returns:
             The specials, then tokens by descending count, ties by first occurrence; ``.counts``
@@ -188,7 +216,7 @@ class Vocabulary:
             raise VocabularyError(f"vocab max_size={max_size}: must be at least 3 (the specials)")
         counts: Counter[str] = Counter()
         n_sentences = 0
-        for tokens in iter_sentences(corpus_files(files)):
+        for tokens in iter_sentences(corpus_files(files), progress, "building the vocabulary"):
             n_sentences += 1
             counts.update(tokens)
         stats = CorpusStats(n_sentences, sum(counts.values()))

@@ -152,9 +152,14 @@ def test_one_line_errors(model, corpus, tmp_path, capsys):
         f"input={corpus}", f"output={out}", f"options={tmp_path / 'other.json'}", pair[1]
     )
     given = [f"input={corpus}", f"output={out}"]
-    assert "options=OPTIONS.json weights=WEIGHTS.hdf5, or ckpt=" in error(*given)
-    assert "options=OPTIONS.json weights=WEIGHTS.hdf5, or ckpt=" in error(*given, pair[0])
-    assert "not both" in error(*given, *pair, f"ckpt={tmp_path / 'x.ckpt'}")
+    no_model = "model=small (a published name, or a directory), options=OPTIONS.json weights="
+    assert no_model in error(*given)
+    assert no_model in error(*given, pair[0])
+    assert "one way, not options= and ckpt=" in error(*given, *pair, f"ckpt={tmp_path / 'x.ckpt'}")
+    assert "one way, not model= and options=" in error(*given, *pair, f"model={tmp_path}")
+    assert "model=smal: no such file or directory, nor a published model" in error(
+        *given, "model=smal"
+    )
     assert "checkpoint not found" in error(*given, f"ckpt={tmp_path / 'x.ckpt'}")
     assert "missing input=..." in error(f"output={out}", *pair)
     # a flag is not a key=value argument: the line gives the usage

@@ -44,6 +44,9 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
     text.write_text("a b c\n")
     io = [f"input={text}", f"output={tmp / 'out.hdf5'}"]
     model = [f"options={pair / 'options.json'}", f"weights={pair / 'weights.hdf5'}"]
+    (tmp / "empty").mkdir()
+    empty = tmp / "empty"
+    nowhere = "http://127.0.0.1:9"  # the discard port: refused, no internet reached
 
     def run_train(*overrides):
         return lambda: train(train_config(tmp, *overrides))
@@ -96,6 +99,7 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         ),
         ("train.py", "ckpt_path=last, no earlier run", run_train("ckpt_path=last")),
         ("train.py", "init_from=<missing file>", run_train(f"init_from={tmp / 'missing.hdf5'}")),
+        ("train.py", "init_from=<not a published name>", run_train("init_from=smal")),
         (
             "train.py",
             "init_from=<truncated .hdf5>",
@@ -134,6 +138,14 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
             run_evaluate(f"ckpt={tmp / 'missing.ckpt'}", f"data={text}"),
         ),
         ("elmo-embed", "no model given", run_embed(*io)),
+        ("elmo-embed", "model=<not a published name>", run_embed(*io, "model=smal")),
+        ("elmo-embed", "model=<a directory without a model>", run_embed(*io, f"model={empty}")),
+        ("elmo-embed", "model= and options=", run_embed(*io, "model=small", *model)),
+        (
+            "elmo-embed",
+            "options=, weights= <URLs of no server>",
+            run_embed(*io, f"options={nowhere}/o.json", f"weights={nowhere}/w.hdf5"),
+        ),
         (
             "elmo-embed",
             "options=, weights= and ckpt=",
@@ -215,8 +227,9 @@ def _table(tmp: Path, tiny_options, train_config) -> str:
 
 
 def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(
-    tiny_options, train_config, tmp_path
+    tiny_options, train_config, tmp_path, monkeypatch
 ):
+    monkeypatch.setenv("ELMO_LM_CACHE", str(tmp_path / "cache"))
     table = _table(tmp_path, tiny_options, train_config)
     if os.environ.get("ELMO_WRITE_DOCS"):
         DOC.write_text(table)
