@@ -13,8 +13,14 @@ USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5"
 def main() -> None:
     with user_errors():
         args = parse_args(sys.argv[1:], {"ckpt": REQUIRED, "out": "weights.hdf5"}, USAGE)
-        for kind, path in export(**args).items():
+        paths = export(**args)
+        for kind, path in paths.items():
             print(f"{kind}: {path}")
+        model = paths["weights"].parent
+        print(
+            f'load it: Elmo.from_pretrained("{model}"), elmo-embed model={model} ..., '
+            f"python train.py init_from={model} ..."
+        )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def test_export_command_writes_the_three_files(checkpoint, tmp_path):
     assert options["unroll_steps"] == 10 and options["batch_size"] == 8
     assert Vocabulary.from_file(out.parent / "vocab.txt").tokens == module.hparams["vocab"]
 
-    # The pair loads in BiLM.from_hdf5 and gives the trained model's layers.
-    exported = BiLM.from_hdf5(out.parent / "options.json", out).eval()
+    # The directory loads as from_pretrained reads one and gives the trained model's layers.
+    assert f"elmo-embed model={out.parent} " in result.stdout
+    exported = BiLM.from_pretrained(out.parent).eval()
     trained = module.bilm.eval()
     ids = batch_to_ids([["w1", "w2", "w3"], ["w7", "never-seen", "w9", "w0", "w1"]])
     with torch.no_grad():

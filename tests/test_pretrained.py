@@ -9,12 +9,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import ROOT
 from elmo_lm.bilm import BiLM
 from elmo_lm.elmo import Elmo
+from elmo_lm.embed_file import main as embed_main
 from elmo_lm.errors import user_errors
 from elmo_lm.pretrained import (
     CACHE_ENV,
@@ -24,6 +27,7 @@ from elmo_lm.pretrained import (
     published_files,
     resolve,
 )
+from elmo_lm.training import init_from_files
 
 SAMPLE = ROOT / "models" / "sample"
 SENTENCES = [["the", "bank", "raised", "rates", "."], ["a", "river", "bank"]]
@@ -181,3 +185,18 @@ def test_local_directories_and_weights_files_resolve_without_downloading(tmp_pat
     )
     assert "nor a published model (small, medium" in _one_line(lambda: resolve("smalll"))
     assert "a URL needs its pair" in _one_line(lambda: resolve("https://example.org/x.json"))
+
+
+def test_elmo_embed_and_init_from_read_models_through_the_same_resolver(server, tmp_path):
+    text = tmp_path / "in.txt"
+    text.write_text("the bank raised rates .\n")
+    by_dir, by_url = tmp_path / "dir.hdf5", tmp_path / "url.hdf5"
+    embed_main([f"input={text}", f"output={by_dir}", f"model={SAMPLE}", "progress=false"])
+    urls = [f"options={server.url}/options.json", f"weights={server.url}/weights.hdf5"]
+    embed_main([f"input={text}", f"output={by_url}", *urls, "progress=false"])
+    with h5py.File(by_dir) as a, h5py.File(by_url) as b:
+        np.testing.assert_array_equal(a["0"][...], b["0"][...])
+    pair = [f"{server.url}/options.json", f"{server.url}/weights.hdf5"]
+    assert init_from_files(OmegaConf.create({"x": pair}).x) == tuple(map(cache_path, pair))
+    assert init_from_files(str(SAMPLE)) == (SAMPLE / "options.json", SAMPLE / "weights.hdf5")
+    assert init_from_files(None) is None
