@@ -188,6 +188,7 @@ class ElmoLM(L.LightningModule):
         if self.logger is not None:
             hp = {k: v for k, v in self.hparams.items() if k not in ("vocab", "options")}
             hp.update(vocab_size=len(self.hparams["vocab"]), sampled_softmax=self.sampled)
+            hp.update(world_size=self.trainer.world_size)  # tokens per step (plots.py)
             hp.update({f"options/{k}": v for k, v in _flatten(self.hparams["options"]).items()})
             self.logger.log_hyperparams(hp)
 

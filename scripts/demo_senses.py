@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from elmo_lm.elmo import Elmo  # noqa: E402
 from elmo_lm.errors import UserError  # noqa: E402
+from elmo_lm.extras import MissingExtraError  # noqa: E402
+from elmo_lm.plots import WordSenses, plot_senses  # noqa: E402
 from elmo_lm.tables import format_table  # noqa: E402
+from elmo_lm.word2vec import train_word2vec  # noqa: E402
+from elmo_lm.word_vectors import WordVectors  # noqa: E402
 
 # word -> sense -> its context words
 Senses = dict[str, dict[str, set[str]]]
@@ -93,10 +99,26 @@ def nearest_neighbour_rows(
     return accuracy, float(cos[same & off_diagonal].mean()), float(cos[~same].mean()), neighbours
 
 
-def sense_tables(
-    elmo: Elmo, found, layer: str, batch_size: int = 64
-) -> tuple[list[dict], list[dict]]:
-    """The summary rows (one per word) and example rows (one query per sense)."""
+@dataclass
+class SenseVectors:
+    """The vectors of every occurrence in ``found``, row i for occurrence i."""
+
+    contextual: np.ndarray  # (n, D): the ELMo layer asked for
+    static: np.ndarray  # (n, D): layer 0, the same for every occurrence of a word
+    word2vec: np.ndarray | None  # (n, W): the word2vec vector, the same for every occurrence
+
+    def with_word2vec(self) -> np.ndarray | None:
+        """(n, D + W): ELMo with the word2vec vector appended, as ``Elmo(word_vectors=...)``
+        returns it."""
+        if self.word2vec is None:
+            return None
+        return np.concatenate([self.contextual, self.word2vec], axis=1)
+
+
+def sense_vectors(
+    elmo: Elmo, found, layer: str, word_vectors: WordVectors | None = None, batch_size: int = 64
+) -> SenseVectors:
+    """The ELMo, layer-0 and word2vec vectors of each occurrence."""
     layers = elmo.embed_sentences(
         [tokens for _, _, tokens, _ in found], mode="all", batch_size=batch_size
     )
@@ -107,30 +129,46 @@ def sense_tables(
         else:
             contextual.append(array[-1 if layer == "top" else int(layer), position])
         static.append(array[0, position])
-    summary, examples = [], []
+    w2v = None if word_vectors is None else word_vectors.embed([w for w, _, _, _ in found])
+    return SenseVectors(np.stack(contextual), np.stack(static), w2v)
+
+
+def sense_tables(
+    found, vectors: SenseVectors
+) -> tuple[list[dict], list[dict], list[dict], list[WordSenses]]:
+    """The summary rows (one per word), the rows of each representation averaged over the
+    words, the example rows (one query per sense), and each word's vectors for the plot."""
+    combined = vectors.with_word2vec()
+    summary, examples, plotted = [], [], []
+    scores: dict[str, list[tuple[float, float, float]]] = {"elmo": [], "static": [], "both": []}
     for word in dict.fromkeys(w for w, _, _, _ in found):
         index = [i for i, item in enumerate(found) if item[0] == word]
         labels = [found[i][1] for i in index]
         if len(set(labels)) < 2:
             continue
-        acc, within, across, neighbours = nearest_neighbour_rows(
-            np.stack([contextual[i] for i in index]), labels
-        )
-        _, s_within, s_across, _ = nearest_neighbour_rows(
-            np.stack([static[i] for i in index]), labels
-        )
+        acc, within, across, neighbours = nearest_neighbour_rows(vectors.contextual[index], labels)
+        _, s_within, s_across, _ = nearest_neighbour_rows(vectors.static[index], labels)
         # all static vectors are equal: a tie broken at random picks the same sense this often
         chance = float(np.mean([(labels.count(s) - 1) / (len(labels) - 1) for s in labels]))
-        summary.append(
-            {
-                "word": word,
-                "senses": " / ".join(dict.fromkeys(labels)),
-                "n": len(index),
-                "ELMo 1-NN same sense": f"{acc:.2f}",
-                "static 1-NN same sense": f"{chance:.2f} (chance)",
-                "ELMo cos same/other": f"{within:.2f} / {across:.2f}",
-                "static cos same/other": f"{s_within:.2f} / {s_across:.2f}",
-            }
+        scores["elmo"].append((acc, within, across))
+        scores["static"].append((chance, s_within, s_across))
+        row = {
+            "word": word,
+            "senses": " / ".join(dict.fromkeys(labels)),
+            "n": len(index),
+            "ELMo 1-NN same sense": f"{acc:.2f}",
+            "static 1-NN same sense": f"{chance:.2f} (chance)",
+            "ELMo cos same/other": f"{within:.2f} / {across:.2f}",
+            "static cos same/other": f"{s_within:.2f} / {s_across:.2f}",
+        }
+        if combined is not None:
+            b_acc, b_within, b_across, _ = nearest_neighbour_rows(combined[index], labels)
+            scores["both"].append((b_acc, b_within, b_across))
+            row["ELMo+word2vec 1-NN"] = f"{b_acc:.2f}"
+            row["ELMo+word2vec cos same/other"] = f"{b_within:.2f} / {b_across:.2f}"
+        summary.append(row)
+        plotted.append(
+            WordSenses(word, vectors.contextual[index], labels, vectors.static[index[0]])
         )
         for sense in dict.fromkeys(labels):
             q = labels.index(sense)
@@ -144,7 +182,44 @@ def sense_tables(
                     "its sense": labels[j],
                 }
             )
-    return summary, examples
+    names = {
+        "elmo": f"ELMo ({vectors.contextual.shape[1]})",
+        "static": "static: layer 0"
+        + ("" if vectors.word2vec is None else " or word2vec (the same in every context)"),
+        "both": f"ELMo + word2vec ({0 if combined is None else combined.shape[1]})",
+    }
+    overall = [
+        {
+            "vectors (dim)": names[key],
+            "1-NN same sense": f"{np.mean([a for a, _, _ in rows]):.2f}",
+            "cos same sense": f"{np.mean([w for _, w, _ in rows]):.2f}",
+            "cos other sense": f"{np.mean([x for _, _, x in rows]):.2f}",
+        }
+        for key, rows in scores.items()
+        if rows
+    ]
+    return summary, overall, examples, plotted
+
+
+def word2vec_vectors(path: Path | None, corpus: Path) -> tuple[WordVectors | None, str]:
+    """The word2vec vectors of ``path``, else trained on ``corpus`` here (needs gensim); and
+    where they come from. ``path`` ``none``: no word2vec vectors."""
+    if path is not None and str(path) == "none":
+        return None, "none (--word2vec none)"
+    if path is not None:
+        return WordVectors.from_word2vec(path), str(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            trained = train_word2vec(corpus, Path(tmp) / "vectors.txt", workers=1, progress=False)
+        except MissingExtraError as exc:
+            return None, f"skipped: {exc}"
+        vectors = WordVectors.from_word2vec(trained.path)
+    how = f"trained here on {corpus} (skip-gram, {trained.dim} dims, 5 epochs, min_count 5)"
+    return vectors, how
+
+
+def _layer_name(layer: str) -> str:
+    return {"top": "top layer", "average": "mean of the layers"}.get(layer, f"layer {layer}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,6 +240,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-sense", type=int, default=40, help="occurrences per sense")
     parser.add_argument(
         "--layer", default="top", help="top, average, or a layer number (0 = static)"
+    )
+    parser.add_argument(
+        "--word2vec",
+        type=Path,
+        help="a word2vec file for the ELMo + word2vec columns; default: trained here on "
+        "--word2vec-corpus (needs gensim: pip install -e '.[word2vec]'); none: leave them out",
+    )
+    parser.add_argument(
+        "--word2vec-corpus", type=Path, default=ROOT / "data" / "sample" / "train.txt"
+    )
+    parser.add_argument(
+        "--plot", type=Path, help="draw the vectors of each word in 2-D to this .png (or .svg)"
     )
     args = parser.parse_args(argv)
     if args.layer not in ("top", "average") and not args.layer.isdigit():
@@ -188,13 +275,32 @@ def main(argv: list[str] | None = None) -> None:
             f"demo_senses: --layer {args.layer}: the model has layers 0..{elmo.bilm.n_representations - 1}"
         )
     found = occurrences(args.corpus, read_senses(args.senses), args.per_sense)
-    summary, examples = sense_tables(elmo, found, args.layer)
+    try:
+        word_vectors, origin = word2vec_vectors(args.word2vec, args.word2vec_corpus)
+        vectors = sense_vectors(elmo, found, args.layer, word_vectors)
+    except UserError as exc:
+        sys.exit(f"demo_senses: {exc}")
+    summary, overall, examples, plotted = sense_tables(found, vectors)
     if not summary:
         sys.exit(f"demo_senses: {args.corpus}: no word occurs in two senses; use a bigger corpus")
-    print(f"ELMo layer: {args.layer}; static: layer 0 (the context-independent token embedding)\n")
+    print(f"ELMo layer: {args.layer}; static: layer 0 (the context-independent token embedding)")
+    print(f"word2vec: {origin}\n")
     print(format_table(summary))
+    print("\nAveraged over the words:\n")
+    print(format_table(overall))
     print("\nOne occurrence per sense and its nearest neighbour by ELMo cosine:\n")
     print(format_table(examples))
+    if args.plot:
+        try:
+            path = plot_senses(
+                plotted,
+                args.plot,
+                title=f"ELMo vectors ({_layer_name(args.layer)}) by sense, PCA per word; "
+                "the star is the static vector (layer 0)",
+            )
+        except UserError as exc:
+            sys.exit(f"demo_senses: {exc}")
+        print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from torch.utils.tensorboard import SummaryWriter
 
 from conftest import ROOT
 from elmo_lm.bilm import BiLM
@@ -20,7 +22,9 @@ from elmo_lm.embed_file import main as embed_main
 from elmo_lm.errors import user_errors
 from elmo_lm.evaluation import evaluate
 from elmo_lm.export import export
+from elmo_lm.plots import main as plot_main
 from elmo_lm.training import train
+from elmo_lm.word2vec import main as word2vec_main
 
 DOC = ROOT / "docs" / "ERRORS.md"
 EVALUATE = {"ckpt": REQUIRED, "data": REQUIRED, "batch_size": 64, "device": "auto"}
@@ -53,6 +57,23 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
 
     def run_embed(*argv):
         return lambda: embed_main([*argv, "progress=false"])
+
+    def run_word2vec(*argv):
+        given = [f"data={text}", f"out={tmp / 'v.txt'}", "progress=false", *argv]
+        return lambda: word2vec_main(list(dict((a.split("=")[0], a) for a in given).values()))
+
+    def run_plot(*argv):
+        return lambda: plot_main([f"out={tmp / 'c.png'}", *argv])
+
+    def without(package, call):
+        """``call`` where ``import package`` fails, as when its extra is not installed."""
+        modules = [m for m in sys.modules if m == package or m.startswith(package + ".")]
+        blocked = {m: None for m in [package, *modules]}
+        return lambda: mock.patch.dict(sys.modules, blocked)(call)()
+
+    runs = tmp / "runs_with_events"
+    with SummaryWriter(str(runs / "tensorboard")) as writer:
+        writer.add_scalar("val/ppl", 5.0, 1)
 
     def run_evaluate(*argv):
         return lambda: evaluate(**parse_args(list(argv), EVALUATE, "python evaluate.py ..."))
@@ -192,6 +213,13 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         ("elmo-embed", "stateful=maybe", run_embed(*io, *model, "stateful=maybe")),
         ("elmo-embed", "device=gpu", run_embed(*io, *model, "device=gpu")),
         ("elmo-embed", "--options FILE (a flag)", run_embed(*io, "--options", str(tmp))),
+        ("elmo-word2vec", "gensim not installed", without("gensim", run_word2vec())),
+        ("elmo-word2vec", "data=<missing file>", run_word2vec(f"data={tmp / 'missing.txt'}")),
+        ("elmo-word2vec", "architecture=glove", run_word2vec("architecture=glove")),
+        ("elmo-word2vec", "min_count=<above every count>", run_word2vec("min_count=9")),
+        ("plot.py", "matplotlib not installed", without("matplotlib", run_plot(f"run={runs}"))),
+        ("plot.py", "run=<no events under it>", run_plot(f"run={pair}")),
+        ("plot.py", "out=<a .jpgx file>", run_plot(f"run={runs}", f"out={tmp / 'c.jpgx'}")),
     ]
 
 
@@ -246,6 +274,8 @@ def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(
         ["export.py", "ckpt=missing.ckpt"],
         ["evaluate.py", "data=x.txt"],
         ["embed.py", "input=in.txt", "output=out.hdf5"],
+        ["word2vec.py", "data=missing.txt", "out=v.txt"],
+        ["plot.py", "run=missing"],
     ],
 )
 def test_entry_points_print_one_line_and_exit_1(tmp_path, argv):
