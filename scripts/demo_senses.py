@@ -214,7 +214,8 @@ def word2vec_vectors(path: Path | None, corpus: Path) -> tuple[WordVectors | Non
         except MissingExtraError as exc:
             return None, f"skipped: {exc}"
         vectors = WordVectors.from_word2vec(trained.path)
-    how = f"trained here on {corpus} (skip-gram, {trained.dim} dims, 5 epochs, min_count 5)"
+    shown = corpus.relative_to(ROOT) if corpus.is_relative_to(ROOT) else corpus
+    how = f"trained here on {shown} (skip-gram, {trained.dim} dims, 5 epochs, min_count 5)"
     return vectors, how
 
 
