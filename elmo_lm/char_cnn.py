@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from elmo_lm import matmul
 from elmo_lm.characters import PADDING_CHAR
 from elmo_lm.options import BiLMOptions
 
@@ -31,7 +32,7 @@ class Highway(nn.Module):
             self.bias[dim:].fill_(-2.0)  # carry gate starts mostly closed: y ~ x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = torch.addmm(self.bias, x, self.weight)  # (n, 2F)
+        z = matmul.linear(x, self.weight, self.bias)  # (n, 2F)
         transform, gate = z.split(self.dim, dim=-1)
         gate = torch.sigmoid(gate)
         return x + gate * (torch.relu(transform) - x)
@@ -104,7 +105,7 @@ class CharCNN(nn.Module):
         for highway in self.highways:
             x = highway(x)
         if self.proj_weight is not None:
-            x = torch.addmm(self.proj_bias, x, self.proj_weight)  # (n, projection_dim)
+            x = matmul.linear(x, self.proj_weight, self.proj_bias)  # (n, projection_dim)
         return x.reshape(*lead, -1)
 
     def _convolve(self, ids: torch.Tensor, n_used: int) -> torch.Tensor:
@@ -128,7 +129,7 @@ class CharCNN(nn.Module):
             chars = torch.cat([chars, pad], dim=1)
         windows = chars.unfold(1, width, 1).transpose(2, 3)  # (n, n_touching+, width, D)
         windows = windows[:, :n_touching].reshape(n * n_touching, width * dim)
-        conv = torch.addmm(bias, windows, weight).view(n, n_touching, -1).amax(dim=1)
+        conv = matmul.linear(windows, weight, bias).view(n, n_touching, -1).amax(dim=1)
         if n_touching < n_positions:  # some windows hold only padding: one shared value
             pad_window = torch.addmm(bias, pad_vec.repeat(width).unsqueeze(0), weight)  # (1, num)
             conv = torch.maximum(conv, pad_window)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from elmo_lm import matmul
 from elmo_lm.options import BiLMOptions
 
 # (h, c): h (n_layers, 2, batch, projection_dim), c (n_layers, 2, batch, dim); direction 0 is
@@ -127,7 +128,8 @@ class ElmoLstm(nn.Module):
         proj = self.projections[layer] if len(self.projections) else None
         w_in, w_rec = weight[:, :p], weight[:, p:]  # (2, P, 4H) each
         bias = (self.biases[layer] + self._forget_bias).unsqueeze(1)  # (2, 1, 4H)
-        z_in = torch.baddbmm(bias, x, w_in)  # (2, n_positions, 4H): inputs of all steps at once
+        # (2, n_positions, 4H): the inputs' part of every step at once
+        z_in = torch.stack([matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(2)])
         return LstmSteps.apply(z_in, h, c, w_rec, proj, batch_sizes, self.cell_clip, self.proj_clip)
 
 
@@ -232,11 +234,17 @@ class LstmSteps(torch.autograd.Function):
             + [out[:, starts[t - 1] : starts[t - 1] + sizes[t]] for t in range(1, len(sizes))],
             dim=1,
         )
-        d_w_rec = torch.bmm(h_prev.transpose(1, 2), d_z_in)
+        d_w_rec = _bmm_t(h_prev, d_z_in)  # (2, P, 4H)
         d_proj = None
         if proj is not None:
             m = torch.cat(
                 [a[..., 3 * dim :] * torch.tanh(c) for a, c in zip(ctx.acts, ctx.cells)], dim=1
             )  # (2, N, H)
-            d_proj = torch.bmm(m.transpose(1, 2), torch.cat(d_h_proj, dim=1))
+            d_proj = _bmm_t(m, torch.cat(d_h_proj, dim=1))  # (2, H, P)
         return d_z_in, d_h, d_c, d_w_rec, d_proj, None, None, None
+
+
+def _bmm_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a.transpose(1, 2) @ b`` of (2, N, X) and (2, N, Y) -> (2, X, Y), a weight gradient
+    summed over all steps (one ``matmul.mm`` per direction)."""
+    return torch.stack([matmul.mm(a[d].t(), b[d]) for d in range(a.shape[0])])

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from elmo_lm import matmul
+
 
 def log_uniform_probs(ids: torch.Tensor, range_max: int) -> torch.Tensor:
     """P(id) = log((id + 2) / (id + 1)) / log(range_max + 1), the sampling law of each id."""
@@ -153,7 +155,10 @@ class _SampledNLL(torch.autograd.Function):
 
     The (N, S) matrix is written to memory once: the forward pass makes it in blocks of rows
     small enough to stay in the CPU's cache (matmul, accidental hits, row max, exp, row sum),
-    keeping exp(logit - row max) of each block. The backward pass reads it in two matmuls and
+    keeping exp(logit - row max) of each block; where oneDNN makes the products
+    (``matmul.py``), it makes all the logits at once and the blocks turn them into exps in
+    place (its call repacks the weights, which row blocks would repeat). The backward pass
+    reads the matrix in two matmuls and
     nothing else: its gradient is that matrix scaled per row, and the row scale is folded into
     the other factor of each matmul. Accidental hits get -inf by a scatter of one column per
     row, with no (N, S) mask. The softmax arithmetic runs in float32 whatever the matmul's
@@ -164,25 +169,34 @@ class _SampledNLL(torch.autograd.Function):
     def forward(ctx, true_logits, inputs, sampled_w, sampled_b, hit_cols):
         n, s = inputs.shape[0], sampled_w.shape[0]
         true_logits = true_logits.float()  # (N,)
-        exps = inputs.new_empty(n, s, dtype=torch.float32)  # (N, S) exp(logit - row top)
+        weight_t = sampled_w.t()
+        # oneDNN (matmul.py) makes all the logits in one product (it repacks the weights at
+        # every call, so row blocks would cost more), and the blocks below make them exps.
+        onednn = matmul.uses_onednn(inputs, weight_t)
+        if onednn:
+            exps = matmul.addmm(sampled_b, inputs, weight_t)  # (N, S) logits, exps below
+        else:
+            exps = inputs.new_empty(n, s, dtype=torch.float32)  # (N, S) exp(logit - row top)
         top = inputs.new_empty(n, dtype=torch.float32)  # (N,)
         sums = inputs.new_empty(n, dtype=torch.float32)  # (N,) sum of each row of exps
         rows = max(1, CHUNK_ELEMENTS // max(s, 1))
-        weight_t = sampled_w.t()
         for start in range(0, n, rows):
             end = min(n, start + rows)
             block = exps[start:end]  # (rows, S)
-            if inputs.dtype == sampled_w.dtype == sampled_b.dtype == torch.float32:
-                torch.addmm(sampled_b, inputs[start:end], weight_t, out=block)
+            x = inputs[start:end]
+            if onednn:
+                logits = block
+            elif inputs.dtype == sampled_w.dtype == sampled_b.dtype == torch.float32:
+                logits = torch.addmm(sampled_b, x, weight_t, out=block)
             else:  # a lower-precision matmul (autocast), then float32
-                block.copy_(torch.addmm(sampled_b, inputs[start:end], weight_t))
+                logits = block.copy_(torch.addmm(sampled_b, x, weight_t))
             if hit_cols is not None:  # (N,) the target's column among the sampled, or -1
                 hits = hit_cols[start:end, None]
                 cols = hits.clamp(min=0)  # a row without a hit rewrites its column 0
-                kept = block.gather(1, cols)
-                block.scatter_(1, cols, torch.where(hits >= 0, float("-inf"), kept))
-            torch.maximum(block.amax(1), true_logits[start:end], out=top[start:end])
-            block.sub_(top[start:end, None]).exp_()
+                kept = logits.gather(1, cols)
+                logits.scatter_(1, cols, torch.where(hits >= 0, float("-inf"), kept))
+            torch.maximum(logits.amax(1), true_logits[start:end], out=top[start:end])
+            torch.sub(logits, top[start:end, None], out=block).exp_()
             torch.sum(block, 1, out=sums[start:end])
         true_exp = (true_logits - top).exp()  # (N,)
         total = sums + true_exp  # (N,)
@@ -194,9 +208,10 @@ class _SampledNLL(torch.autograd.Function):
         exps, true_exp, total, inputs, sampled_w = ctx.saved_tensors
         scale = grad.float() / total  # (N,): d loss / d logits = exps * scale per row
         d_true = scale * true_exp - grad.float()  # (N,)
-        d_inputs = (exps @ sampled_w.float()).mul_(scale[:, None]).to(inputs.dtype)  # (N, P)
+        d_inputs = matmul.mm(exps, sampled_w.float()).mul_(scale[:, None])  # (N, P)
+        d_inputs = d_inputs.to(inputs.dtype)
         scaled = torch.cat([inputs.float() * scale[:, None], scale[:, None]], 1)  # (N, P + 1)
-        d_wb = exps.t() @ scaled  # (S, P + 1): weight and bias gradients in one matmul
+        d_wb = matmul.mm(exps.t(), scaled)  # (S, P + 1): weight and bias gradients at once
         d_w, d_b = d_wb[:, :-1].to(sampled_w.dtype), d_wb[:, -1]
         return d_true, d_inputs, d_w, d_b, None
 

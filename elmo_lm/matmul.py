@@ -1,0 +1,106 @@
+"""Float32 matrix products on the CPU through oneDNN where the BLAS would be slower.
+
+torch's CPU builds ship two matrix-product libraries: MKL, which ``torch.mm`` uses for float32,
+and oneDNN. MKL picks its kernels by processor vendor and runs its AVX2 code on AMD processors
+even where they have AVX-512; oneDNN's kernels use AVX-512 on any processor that has it. On a
+2-core AMD EPYC (Zen 5) a (640, 64) x (64, 8192) product, the sampled softmax's, takes 7.9 ms
+with MKL and 3.1 ms with oneDNN on one thread (``bench/bench_matmul.py``); on processors where
+MKL runs AVX-512 the two are close. ``addmm`` sends float32 CPU products large enough to pay
+for oneDNN's call overhead to its inner product (``torch.ops.mkldnn._linear_pointwise``, the
+kernel ``torch.compile`` uses for linear layers) and everything else (small products, other
+dtypes, GPUs, builds without oneDNN) to ``torch.addmm``. The two differ only in float32
+rounding. ``linear`` is the same product with autograd.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+# Products of fewer multiply-adds go to torch.addmm, faster there on small shapes.
+MIN_MACS = 1 << 22
+
+
+def _onednn_available() -> bool:
+    if os.environ.get("ELMO_LM_ONEDNN", "1") == "0":  # the BLAS only, for comparisons
+        return False
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(
+            torch.ops.mkldnn, "_linear_pointwise"
+        )
+    except (AttributeError, RuntimeError):
+        return False
+
+
+ONEDNN = _onednn_available()
+
+
+def uses_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``addmm(bias, a, b)`` runs on oneDNN."""
+    return (
+        ONEDNN
+        and a.device.type == "cpu"
+        and a.dtype == b.dtype == torch.float32
+        and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_MACS
+        and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
+        and not _autocast_on(a.device.type)
+    )
+
+
+def _autocast_on(device_type: str) -> bool:
+    """Under autocast, products stay torch's so that they run in its lower precision."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 knows only the CUDA flag and the CPU one apart
+        return torch.is_autocast_cpu_enabled()
+
+
+def addmm(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``bias + a @ b`` of (m, k) and (k, n) matrices and an (n,) bias (None: no bias), without
+    autograd (call it in a custom autograd Function, or use ``linear``)."""
+    if not uses_onednn(a, b):
+        return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
+    inner = torch.ops.mkldnn._linear_pointwise  # x @ w.t() + bias
+    if not a.is_contiguous() and a.t().is_contiguous():
+        # a is the transpose of a row-major matrix (e.g. the softmax's exps.t()): oneDNN is
+        # fastest on the transposed product, (b.t() @ a.t()).t().
+        out = inner(b.t(), a, None, "none", [], "").t()
+        return out if bias is None else out + bias
+    if bias is not None and bias.dtype != torch.float32:
+        bias = bias.float()
+    return inner(a, b.t(), bias, "none", [], "")
+
+
+def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` of (m, k) and (k, n) matrices, without autograd (see ``addmm``)."""
+    return addmm(None, a, b)
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return addmm(bias, x, weight)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        d_x = mm(grad, weight.t()) if ctx.needs_input_grad[0] else None
+        d_w = mm(x.t(), grad) if ctx.needs_input_grad[1] else None
+        d_b = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return d_x, d_w, d_b
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``bias + x @ weight`` of (m, k), (k, n) and (n,) tensors, with autograd; the products of
+    the forward and backward passes go through ``addmm``."""
+    if (
+        not ONEDNN
+        or x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or _autocast_on(x.device.type)
+    ):
+        return torch.mm(x, weight) if bias is None else torch.addmm(bias, x, weight)
+    return _Linear.apply(x, weight, bias)

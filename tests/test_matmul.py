@@ -1,0 +1,63 @@
+"""The oneDNN products equal torch's (float32 rounding apart), with their gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from elmo_lm import matmul
+
+needs_onednn = pytest.mark.skipif(not matmul.ONEDNN, reason="torch built without oneDNN")
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> None:
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+
+
+@needs_onednn
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_addmm_equals_torch_and_runs_on_onednn(transposed, bias):
+    torch.manual_seed(0)
+    a = torch.randn(300, 96)
+    a = torch.randn(96, 300).t() if transposed else a  # the softmax's exps.t() layout
+    b = torch.randn(96, 200)
+    c = torch.randn(200) if bias else None
+    assert matmul.uses_onednn(a, b)
+    expected = torch.mm(a, b) if c is None else torch.addmm(c, a, b)
+    _close(matmul.addmm(c, a, b), expected)
+
+
+@needs_onednn
+def test_linear_gradients_equal_torch():
+    torch.manual_seed(0)
+    x = torch.randn(256, 128, requires_grad=True)
+    w = torch.randn(128, 192, requires_grad=True)
+    b = torch.randn(192, requires_grad=True)
+    out = matmul.linear(x, w, b)
+    assert out.grad_fn is not None and "Linear" in type(out.grad_fn).__name__
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    got = [t.grad.clone() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    torch.addmm(b, x, w).backward(grad)
+    for g, t in zip(got, (x, w, b)):
+        _close(g, t.grad)
+
+
+def test_small_products_other_dtypes_and_autocast_stay_with_torch():
+    small = torch.randn(8, 8)
+    assert not matmul.uses_onednn(small, small)
+    big = torch.randn(512, 512)
+    assert not matmul.uses_onednn(big.double(), big.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not matmul.uses_onednn(big, big)
+        assert matmul.linear(big, big).dtype == torch.bfloat16  # autocast's product
+    grad_mode = big.clone().requires_grad_()
+    assert not matmul.uses_onednn(grad_mode, big)  # no autograd there: linear() instead
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("ELMO_LM_ONEDNN", "0")
+    assert not matmul._onednn_available()
