@@ -3,6 +3,7 @@
 Usage: python bench/bench_peer.py [--steps 600] [--seeds 1 2 3] [--shape mini] [--out DIR]
        python bench/bench_peer.py --steps 30 --seeds 1      # a quick look, a few minutes
        python bench/bench_peer.py --from_results /tmp/bench_peer/results.json   # the table again
+       python bench/bench_peer.py --rescore /tmp/bench_peer   # score that run's checkpoints again
 
 Both trainers learn the same corpus (default data/fortunes, ``python scripts/make_real_corpus.py``)
 with the same vocabulary file (``make_vocab.py`` of the original trainer's tools: ``<S> </S>
@@ -12,15 +13,19 @@ unroll, sampled softmax and number of steps, one seed after another, never two a
 - The original: ``train_peer.py`` of ../shared/tools/original-trainer (its README), which runs the
   unmodified ``bilm.training.train()`` and then ``test()`` and prints one JSON line.
 - Ours: ``python train.py`` with overrides (the whole path a user runs, data loading included),
-  no validation while training, one checkpoint at the last step; then
-  ``elmo_lm.evaluation.evaluate`` of that checkpoint on the held-out file. Everything else is
+  no validation while training, one checkpoint at the last step; then that checkpoint scored
+  on the held-out file (``original_test_ppl``, and ``elmo_lm.evaluation.evaluate``). Everything
+  else is
   conf/train.yaml's default, e.g. ``module.reset_state_prob`` (the original never resets a row's
   state; ``--ours_overrides module.reset_state_prob=0`` trains as it does).
 
-Held-out perplexity is the original ``test()``'s definition for both: the held-out text as
-``--test_batch_size`` streams, the LSTM state carried from a zero start, the full softmax; ``ppl``
-is exp of the mean of both directions' mean losses. (``test()`` drops its last incomplete batch;
-ours scores every token.) "ppl zero" is ours only: every sentence from a zero state.
+Held-out perplexity ("ppl", forward, backward) is the original ``test()``'s for both, on the same
+tokens: the held-out text as ``--test_batch_size`` rows that take sentences from one reader in
+file order, the LSTM state carried from a zero start, the full softmax, exp of the mean of both
+directions' mean losses; the first batch a row cannot fill ends it, so about 13% of the tokens
+are not scored ("scored"; ours is checked to cover the same share). "ppl all tokens" is ours on
+every token (``evaluate``, sentence i in stream ``i % streams``, as ``val/ppl``); "ppl zero" is
+ours with every sentence from a zero state.
 
 tokens/s is train_peer.py's definition for both: ``steps * batch * unroll`` over the time from the
 first batch in hand to the end of training (the final checkpoint included). "tokens/s after k",
@@ -44,6 +49,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +59,11 @@ from common import table  # noqa: E402
 
 from elmo_lm.config import model_options  # noqa: E402
 from elmo_lm.evaluation import evaluate  # noqa: E402
+from elmo_lm.lightning_module import ElmoLM  # noqa: E402
 from elmo_lm.options import BiLMOptions  # noqa: E402
+from elmo_lm.perplexity import perplexities  # noqa: E402
+from elmo_lm.stream import CharIdCache, sentence_pairs  # noqa: E402
+from elmo_lm.vocabulary import BOS_TOKEN, EOS_TOKEN, read_sentences  # noqa: E402
 
 PEER = Path(os.environ.get("ELMO_ORIGINAL_TRAINER", ROOT.parent / "shared/tools/original-trainer"))
 PEER_PYTHON = Path(
@@ -252,10 +262,12 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
         device="cpu",
         unroll_steps=args.unroll_steps,
     )
+    as_test = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps)
     return {
-        "ppl": held_out["ppl"],
-        "ppl_fwd": held_out["ppl_fwd"],
-        "ppl_bwd": held_out["ppl_bwd"],
+        "ppl": as_test["ppl"],
+        "ppl_fwd": as_test["ppl_fwd"],
+        "ppl_bwd": as_test["ppl_bwd"],
+        "ppl_all_tokens": held_out["ppl"],
         "ppl_zero_state": held_out.get("ppl_zero_state"),
         "tokens_per_s": sum(t["tokens"]) / (t["end"] - t["first"]),
         "tokens_per_s_after_k": rate_after(
@@ -263,8 +275,77 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
         ),
         "train_s": t["end"] - t["first"],
         "steps": steps,
-        "scored": 1.0,
+        "scored": as_test["scored"],
     }
+
+
+def original_test_ppl(ckpt: Path, valid: Path, batch_size: int, unroll_steps: int) -> dict:
+    """Held-out perplexity of our checkpoint on exactly the tokens the original ``test()``
+    scores, state carried as there (``bilm/data.py`` ``_get_batch`` at ``unroll_steps=1``):
+    ``batch_size`` rows share one reader of the sentences in file order, a row takes the next
+    sentence when only the last token of its own is left (rows in order within a batch), and
+    the first batch that a row cannot fill ends the test, so that batch and what the other rows
+    still held are not scored. ``scored``: the share of held-out targets scored.
+
+    The rows are then scored window by window (``unroll_steps`` tokens; the result does not
+    depend on it) from a zero state, with the full softmax, and ``ppl`` is exp of the mean of
+    both directions' mean losses, as ``test()`` reports.
+    """
+    module = ElmoLM.from_checkpoint(ckpt).eval()
+    vocab = module.vocab
+    rows = {d: [([], []) for _ in range(batch_size)] for d in ("fwd", "bwd")}  # (inputs, targets)
+    left = [0] * batch_size  # pairs left in each row's current sentence
+    sentences = list(read_sentences(valid))
+    total = sum(len(words) + 1 for words in sentences)  # targets per direction
+    reader = iter(sentences)
+    steps = 0  # complete batches of one pair per row
+
+    def fill(row: int) -> bool:
+        """Gives the row its next sentence; False when there is none."""
+        words = next(reader, None)
+        if words is None:
+            return False
+        ids = vocab.encode([BOS_TOKEN, *words, EOS_TOKEN])
+        for d in ("fwd", "bwd"):
+            x, y = sentence_pairs(words, ids, reverse=d == "bwd")
+            rows[d][row][0].extend(x)
+            rows[d][row][1].extend(y)
+        left[row] = len(words) + 1
+        return True
+
+    while all(left[row] > 0 or fill(row) for row in range(batch_size)):
+        left = [n - 1 for n in left]
+        steps += 1
+    chars = CharIdCache(module.options.char_cnn.max_characters_per_token)
+    sums = torch.zeros(4, dtype=torch.float64)
+    states: dict = {}
+    with torch.inference_mode():
+        for start in range(0, steps, unroll_steps):
+            end = min(steps, start + unroll_steps)
+            pad = unroll_steps - (end - start)
+            batch = {"stream_id": 0, "reset": start == 0}
+            for d in ("fwd", "bwd"):
+                batch[f"{d}_chars"] = chars([x[start:end] + [""] * pad for x, _ in rows[d]])
+                batch[f"{d}_targets"] = torch.tensor(
+                    [y[start:end] + [-1] * pad for _, y in rows[d]], dtype=torch.long
+                )
+            sums += module.score_stream_batch(batch, states)
+    return {**perplexities(sums), "scored": steps * batch_size / total}
+
+
+def rescore(args) -> dict:
+    """Scores again the last checkpoint of each of our runs under ``args.rescore`` (held-out
+    perplexity as ``train_ours`` scores it now) and writes the results back."""
+    path = args.rescore / "results.json"
+    results = json.loads(path.read_text())
+    for seed, r in results["ours"].items():
+        ckpt = args.rescore / f"ours/seed{seed}/checkpoints/latest-step{r['steps']}.ckpt"
+        as_test = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps)
+        if "ppl_all_tokens" not in r:
+            r["ppl_all_tokens"] = r["ppl"]
+        r.update({k: as_test[k] for k in ("ppl", "ppl_fwd", "ppl_bwd", "scored")})
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    return results
 
 
 def original_step_times(log: Path) -> dict[int, float]:
@@ -300,6 +381,7 @@ def run_row(trainer: str, seed, r: dict, warmup: int) -> dict:
         "ppl": fmt(r["ppl"], 2),
         "ppl fwd": fmt(r["ppl_fwd"], 2),
         "ppl bwd": fmt(r["ppl_bwd"], 2),
+        "ppl all tokens": fmt(r.get("ppl_all_tokens"), 2),
         "ppl zero": fmt(r.get("ppl_zero_state"), 1),
         "scored": fmt(100 * r["scored"], 0) + "%" if "scored" in r else "-",
         "tokens/s": fmt(r["tokens_per_s"], 0),
@@ -386,9 +468,17 @@ def main() -> None:
     parser.add_argument(
         "--from_results", type=Path, help="print the table of an earlier run's results.json"
     )
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        help="an earlier run's --out: score its checkpoints of ours again, then print the table",
+    )
     args = parser.parse_args()
     if args.from_results:
         print(report(json.loads(args.from_results.read_text()), args.warmup))
+        return
+    if args.rescore:
+        print(report(rescore(args), args.warmup))
         return
     args.train, args.valid, args.out = (
         args.train.resolve(),
