@@ -155,7 +155,7 @@ class LstmSteps(torch.autograd.Function):
     def forward(ctx, z_in, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip):
         dim = c.shape[-1]
         h0, c0 = h, c
-        acts, cells, outs, done_h, done_c = [], [], [], [], []
+        acts, cells, tanh_cells, pre_proj, outs, done_h, done_c = [], [], [], [], [], [], []
         start = 0
         for n in batch_sizes:
             if n < h.shape[1]:  # the rows past n have ended: their state is final
@@ -170,20 +170,24 @@ class LstmSteps(torch.autograd.Function):
             c = torch.addcmul(a[..., 2 * dim : 3 * dim] * c, a[..., :dim], a[..., dim : 2 * dim])
             if cell_clip is not None:
                 c.clamp_(-cell_clip, cell_clip)
-            h = a[..., 3 * dim :] * torch.tanh(c)  # (2, n, H)
+            tanh_c = torch.tanh(c)
+            m = a[..., 3 * dim :] * tanh_c  # (2, n, H)
+            h = m
             if proj is not None:
-                h = torch.bmm(h, proj)  # (2, n, P)
+                h = torch.bmm(m, proj)  # (2, n, P)
                 if proj_clip is not None:
                     h.clamp_(-proj_clip, proj_clip)
             acts.append(a)
             cells.append(c)
+            tanh_cells.append(tanh_c)
+            pre_proj.append(m)
             outs.append(h)
         # Rows ended in order of decreasing index: put them back in row order.
         h_final = torch.cat([h, *reversed(done_h)], dim=1)
         c_final = torch.cat([c, *reversed(done_c)], dim=1)
         out = torch.cat(outs, dim=1)
         ctx.batch_sizes, ctx.clips = batch_sizes, (cell_clip, proj_clip)
-        ctx.acts, ctx.cells = acts, cells
+        ctx.acts, ctx.cells, ctx.tanh_cells, ctx.pre_proj = acts, cells, tanh_cells, pre_proj
         ctx.save_for_backward(h0, c0, w_rec, proj, out)
         return out, h_final, c_final
 
@@ -198,36 +202,49 @@ class LstmSteps(torch.autograd.Function):
         starts = [0]
         for n in sizes[:-1]:
             starts.append(starts[-1] + n)
+        # Every factor that does not depend on the gradient arriving from later steps, for all
+        # steps at once (2, N, .): the loop below is then a few operations per step.
+        acts = torch.cat(ctx.acts, dim=1)  # (2, N, 4H): i, j, f, o after their activations
+        cells = torch.cat(ctx.cells, dim=1)  # (2, N, H)
+        tanh_c = torch.cat(ctx.tanh_cells, dim=1)  # (2, N, H)
+        c_prev = torch.cat(
+            [c0[:, : sizes[0]]] + [ctx.cells[t - 1][:, : sizes[t]] for t in range(1, len(sizes))],
+            dim=1,
+        )  # (2, N, H): the cell before each step
+        i, g, f, o = acts.split(dim, dim=-1)
+        # d z = [dc, dc, dc, dm] * gates: the gate pre-activations' gradients
+        gates = torch.cat(
+            [g * i * (1 - i), i * (1 - g * g), c_prev * f * (1 - f), tanh_c * o * (1 - o)], dim=-1
+        )
+        dm_to_dc = o * (1 - tanh_c * tanh_c)  # (2, N, H)
+        cell_keep = None if cell_clip is None else (cells.abs() < cell_clip).to(cells.dtype)
+        proj_keep = None
+        if proj is not None and proj_clip is not None:
+            proj_keep = (out.abs() < proj_clip).to(out.dtype)  # (2, N, P)
         d_h = d_h_final.clone()  # (2, B, P): gradient reaching each row's h from later steps
         d_c = d_c_final.clone()  # (2, B, H)
-        d_z = [None] * len(sizes)  # per step (2, n, 4H)
-        d_h_proj = [None] * len(sizes)  # per step (2, n, P): gradient at the projection's output
+        d_z_in = torch.empty_like(acts)  # (2, N, 4H)
+        d_h_proj = torch.empty_like(out) if proj is not None else None  # (2, N, P)
         w_rec_t = w_rec.transpose(1, 2)
         proj_t = None if proj is None else proj.transpose(1, 2)
         for t in range(len(sizes) - 1, -1, -1):
             n, s = sizes[t], starts[t]
-            a, c = ctx.acts[t], ctx.cells[t]
-            c_prev = c0[:, :n] if t == 0 else ctx.cells[t - 1][:, :n]
-            dh = d_out[:, s : s + n] + d_h[:, :n]
+            step = slice(s, s + n)
+            dh = d_out[:, step] + d_h[:, :n]
             if proj is None:
                 dm = dh  # (2, n, H)
             else:
-                if proj_clip is not None:
-                    dh = dh * (out[:, s : s + n].abs() < proj_clip)
-                d_h_proj[t] = dh
+                if proj_keep is not None:
+                    dh.mul_(proj_keep[:, step])
+                d_h_proj[:, step] = dh
                 dm = torch.bmm(dh, proj_t)  # (2, n, H)
-            tanh_c = torch.tanh(c)
-            i, g, f, o = a.split(dim, dim=-1)
-            dc = torch.addcmul(d_c[:, :n], dm * o, 1 - tanh_c * tanh_c)
-            if cell_clip is not None:
-                dc = dc * (c.abs() < cell_clip)
-            deriv = a - a * a  # sigmoid' for i, f, o; the j block is replaced below
-            deriv[..., dim : 2 * dim] = 1 - g * g
-            dz = torch.cat([dc * g, dc * i, dc * c_prev, dm * tanh_c], dim=-1).mul_(deriv)
-            d_z[t] = dz
+            dc = torch.addcmul(d_c[:, :n], dm, dm_to_dc[:, step])
+            if cell_keep is not None:
+                dc.mul_(cell_keep[:, step])
+            dz = d_z_in[:, step]
+            torch.mul(torch.cat([dc, dc, dc, dm], dim=-1), gates[:, step], out=dz)
             d_h[:, :n] = torch.bmm(dz, w_rec_t)
-            d_c[:, :n] = dc * f
-        d_z_in = torch.cat(d_z, dim=1)  # (2, N, 4H)
+            d_c[:, :n] = dc * f[:, step]
         # h before each step, packed like the outputs: h0 for the first step, else the previous output.
         h_prev = torch.cat(
             [h0[:, : sizes[0]]]
@@ -237,10 +254,7 @@ class LstmSteps(torch.autograd.Function):
         d_w_rec = _bmm_t(h_prev, d_z_in)  # (2, P, 4H)
         d_proj = None
         if proj is not None:
-            m = torch.cat(
-                [a[..., 3 * dim :] * torch.tanh(c) for a, c in zip(ctx.acts, ctx.cells)], dim=1
-            )  # (2, N, H)
-            d_proj = _bmm_t(m, torch.cat(d_h_proj, dim=1))  # (2, H, P)
+            d_proj = _bmm_t(torch.cat(ctx.pre_proj, dim=1), d_h_proj)  # (2, H, P)
         return d_z_in, d_h, d_c, d_w_rec, d_proj, None, None, None
 
 
