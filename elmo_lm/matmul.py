@@ -63,10 +63,15 @@ def addmm(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.
         return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
     inner = torch.ops.mkldnn._linear_pointwise  # x @ w.t() + bias
     if not a.is_contiguous() and a.t().is_contiguous():
-        # a is the transpose of a row-major matrix (e.g. the softmax's exps.t()): oneDNN is
-        # fastest on the transposed product, (b.t() @ a.t()).t().
-        out = inner(b.t(), a, None, "none", [], "").t()
-        return out if bias is None else out + bias
+        # a is the transpose of a row-major matrix (a weight gradient x.t() @ grad). With few
+        # rows (the LSTM's (P, N)) a row-major copy of it is cheap and oneDNN's fastest layout;
+        # with many (the softmax's exps.t(), (S, N)) the transposed product is,
+        # (b.t() @ a.t()).t().
+        if a.shape[0] <= b.shape[1]:
+            a = a.contiguous()
+        else:
+            out = inner(b.t(), a, None, "none", [], "").t()
+            return out if bias is None else out + bias
     if bias is not None and bias.dtype != torch.float32:
         bias = bias.float()
     return inner(a, b.t(), bias, "none", [], "")

@@ -15,14 +15,20 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 @needs_onednn
-@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize(
+    "m, k, n, transposed",
+    [
+        (300, 96, 200, False),
+        (300, 96, 200, True),  # many rows: the softmax's exps.t() layout
+        (64, 640, 1024, True),  # few rows: the LSTM's h.t() of a weight gradient
+    ],
+)
 @pytest.mark.parametrize("bias", [False, True])
-def test_addmm_equals_torch_and_runs_on_onednn(transposed, bias):
+def test_addmm_equals_torch_and_runs_on_onednn(m, k, n, transposed, bias):
     torch.manual_seed(0)
-    a = torch.randn(300, 96)
-    a = torch.randn(96, 300).t() if transposed else a  # the softmax's exps.t() layout
-    b = torch.randn(96, 200)
-    c = torch.randn(200) if bias else None
+    a = torch.randn(k, m).t() if transposed else torch.randn(m, k)
+    b = torch.randn(k, n)
+    c = torch.randn(n) if bias else None
     assert matmul.uses_onednn(a, b)
     expected = torch.mm(a, b) if c is None else torch.addmm(c, a, b)
     _close(matmul.addmm(c, a, b), expected)
