@@ -129,7 +129,8 @@ class CharCNN(nn.Module):
             chars = torch.cat([chars, pad], dim=1)
         windows = chars.unfold(1, width, 1).transpose(2, 3)  # (n, n_touching+, width, D)
         windows = windows[:, :n_touching].reshape(n * n_touching, width * dim)
-        conv = matmul.linear(windows, weight, bias).view(n, n_touching, -1).amax(dim=1)
+        # max, not amax: its backward is one scatter at the max (TF's max_pool gradient, too)
+        conv = matmul.linear(windows, weight, bias).view(n, n_touching, -1).max(dim=1).values
         if n_touching < n_positions:  # some windows hold only padding: one shared value
             pad_window = torch.addmm(bias, pad_vec.repeat(width).unsqueeze(0), weight)  # (1, num)
             conv = torch.maximum(conv, pad_window)
