@@ -156,10 +156,10 @@ class _SampledNLL(torch.autograd.Function):
     The (N, S) matrix is written to memory once: the forward pass makes it in blocks of rows
     small enough to stay in the CPU's cache (matmul, accidental hits, row max, exp, row sum),
     keeping exp(logit - row max) of each block; where oneDNN makes the products
-    (``matmul.py``), it makes all the logits at once and the blocks turn them into exps in
-    place (its call repacks the weights, which row blocks would repeat). The backward pass
-    reads the matrix in two matmuls and
-    nothing else: its gradient is that matrix scaled per row, and the row scale is folded into
+    (``matmul.py``), one product of all rows is faster than one per block, so it makes all the
+    logits at once and the blocks turn them into exps in place. The backward pass reads the
+    matrix in two matmuls and nothing else: its gradient is that matrix scaled per row, and the
+    row scale is folded into
     the other factor of each matmul. Accidental hits get -inf by a scatter of one column per
     row, with no (N, S) mask. The softmax arithmetic runs in float32 whatever the matmul's
     precision (autocast).
@@ -170,8 +170,8 @@ class _SampledNLL(torch.autograd.Function):
         n, s = inputs.shape[0], sampled_w.shape[0]
         true_logits = true_logits.float()  # (N,)
         weight_t = sampled_w.t()
-        # oneDNN (matmul.py) makes all the logits in one product (it repacks the weights at
-        # every call, so row blocks would cost more), and the blocks below make them exps.
+        # oneDNN (matmul.py) makes all the logits in one product (faster there than one per
+        # row block), and the blocks below make them exps.
         onednn = matmul.uses_onednn(inputs, weight_t)
         if onednn:
             exps = matmul.addmm(sampled_b, inputs, weight_t)  # (N, S) logits, exps below
