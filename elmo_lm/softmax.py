@@ -159,10 +159,9 @@ class _SampledNLL(torch.autograd.Function):
     (``matmul.py``), one product of all rows is faster than one per block, so it makes all the
     logits at once and the blocks turn them into exps in place. The backward pass reads the
     matrix in two matmuls and nothing else: its gradient is that matrix scaled per row, and the
-    row scale is folded into
-    the other factor of each matmul. Accidental hits get -inf by a scatter of one column per
-    row, with no (N, S) mask. The softmax arithmetic runs in float32 whatever the matmul's
-    precision (autocast).
+    row scale is folded into the other factor of each matmul. Accidental hits get -inf by a
+    scatter of one column per row, with no (N, S) mask. The softmax arithmetic runs in float32
+    whatever the matmul's precision (autocast).
     """
 
     @staticmethod
