@@ -162,7 +162,7 @@ class LstmSteps(torch.autograd.Function):
                 done_h.append(h[:, n:])
                 done_c.append(c[:, n:])
                 h, c = h[:, :n], c[:, :n]
-            a = torch.baddbmm(z_in[:, start : start + n], h, w_rec)  # (2, n, 4H): i, j, f, o
+            a = matmul.bmm(h, w_rec, z_in[:, start : start + n])  # (2, n, 4H): i, j, f, o
             start += n
             a[..., :dim].sigmoid_()
             a[..., dim : 2 * dim].tanh_()
@@ -174,7 +174,7 @@ class LstmSteps(torch.autograd.Function):
             m = a[..., 3 * dim :] * tanh_c  # (2, n, H)
             h = m
             if proj is not None:
-                h = torch.bmm(m, proj)  # (2, n, P)
+                h = matmul.bmm(m, proj)  # (2, n, P)
                 if proj_clip is not None:
                     h.clamp_(-proj_clip, proj_clip)
             acts.append(a)
@@ -237,13 +237,13 @@ class LstmSteps(torch.autograd.Function):
                 if proj_keep is not None:
                     dh.mul_(proj_keep[:, step])
                 d_h_proj[:, step] = dh
-                dm = torch.bmm(dh, proj_t)  # (2, n, H)
+                dm = matmul.bmm(dh, proj_t)  # (2, n, H)
             dc = torch.addcmul(d_c[:, :n], dm, dm_to_dc[:, step])
             if cell_keep is not None:
                 dc.mul_(cell_keep[:, step])
             dz = d_z_in[:, step]
             torch.mul(torch.cat([dc, dc, dc, dm], dim=-1), gates[:, step], out=dz)
-            d_h[:, :n] = torch.bmm(dz, w_rec_t)
+            d_h[:, :n] = matmul.bmm(dz, w_rec_t)
             d_c[:, :n] = dc * f[:, step]
         # h before each step, packed like the outputs: h0 for the first step, else the previous output.
         h_prev = torch.cat(

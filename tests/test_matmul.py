@@ -67,3 +67,15 @@ def test_small_products_other_dtypes_and_autocast_stay_with_torch():
 def test_switched_off_by_the_environment(monkeypatch):
     monkeypatch.setenv("ELMO_LM_ONEDNN", "0")
     assert not matmul._onednn_available()
+
+
+@needs_onednn
+@pytest.mark.parametrize("add", [False, True])
+def test_bmm_equals_torch_per_batch_entry(add):
+    torch.manual_seed(0)
+    a = torch.randn(2, 32, 128)  # the LSTM's per-step (directions, rows, projection) inputs
+    b = torch.randn(2, 256, 4096)[:, :128]  # a slice of the (2, 2P, 4H) weight
+    z = torch.randn(2, 32, 4096) if add else None
+    assert matmul.uses_onednn(a[0], b[0])
+    expected = torch.bmm(a, b) if z is None else torch.baddbmm(z, a, b)
+    _close(matmul.bmm(a, b, z), expected)
