@@ -251,14 +251,9 @@ class LstmSteps(torch.autograd.Function):
             + [out[:, starts[t - 1] : starts[t - 1] + sizes[t]] for t in range(1, len(sizes))],
             dim=1,
         )
-        d_w_rec = _bmm_t(h_prev, d_z_in)  # (2, P, 4H)
+        d_w_rec = matmul.bmm(h_prev.transpose(1, 2), d_z_in)  # (2, P, 4H), all steps at once
         d_proj = None
         if proj is not None:
-            d_proj = _bmm_t(torch.cat(ctx.pre_proj, dim=1), d_h_proj)  # (2, H, P)
+            pre_proj = torch.cat(ctx.pre_proj, dim=1)  # (2, N, H)
+            d_proj = matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)  # (2, H, P)
         return d_z_in, d_h, d_c, d_w_rec, d_proj, None, None, None
-
-
-def _bmm_t(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a.transpose(1, 2) @ b`` of (2, N, X) and (2, N, Y) -> (2, X, Y), a weight gradient
-    summed over all steps (one ``matmul.mm`` per direction)."""
-    return torch.stack([matmul.mm(a[d].t(), b[d]) for d in range(a.shape[0])])

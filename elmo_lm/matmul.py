@@ -25,35 +25,29 @@ MIN_MACS = 1 << 22
 def _onednn_available() -> bool:
     if os.environ.get("ELMO_LM_ONEDNN", "1") == "0":  # the BLAS only, for comparisons
         return False
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(
-            torch.ops.mkldnn, "_linear_pointwise"
-        )
-    except (AttributeError, RuntimeError):
-        return False
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 ONEDNN = _onednn_available()
 
 
-def uses_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether ``addmm(bias, a, b)`` runs on oneDNN."""
+def _fits_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """A float32 CPU product large enough to pay for oneDNN's call, outside autocast (whose
+    lower-precision products stay torch's)."""
     return (
         ONEDNN
         and a.device.type == "cpu"
         and a.dtype == b.dtype == torch.float32
         and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_MACS
-        and not (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))
-        and not _autocast_on(a.device.type)
+        and not torch.is_autocast_enabled(a.device.type)
     )
 
 
-def _autocast_on(device_type: str) -> bool:
-    """Under autocast, products stay torch's so that they run in its lower precision."""
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4 knows only the CUDA flag and the CPU one apart
-        return torch.is_autocast_cpu_enabled()
+def uses_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``addmm(bias, a, b)`` runs on oneDNN (which has no autograd: ``linear`` has)."""
+    return _fits_onednn(a, b) and not (
+        torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    )
 
 
 def addmm(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -111,11 +105,6 @@ class _Linear(torch.autograd.Function):
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``bias + x @ weight`` of (m, k), (k, n) and (n,) tensors, with autograd; the products of
     the forward and backward passes go through ``addmm``."""
-    if (
-        not ONEDNN
-        or x.device.type != "cpu"
-        or x.dtype != torch.float32
-        or _autocast_on(x.device.type)
-    ):
+    if not _fits_onednn(x, weight):
         return torch.mm(x, weight) if bias is None else torch.addmm(bias, x, weight)
     return _Linear.apply(x, weight, bias)
