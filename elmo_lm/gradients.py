@@ -22,7 +22,7 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
         if p.grad is None:
             continue
         if p.grad.is_sparse:
-            p.grad = p.grad.coalesce()
+            p.grad = coalesce_rows(p.grad)
             grads.append(p.grad._values())
         else:
             grads.append(p.grad)
@@ -35,6 +35,26 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
     for g in grads:
         g.mul_(scale.to(g.dtype))
     return total
+
+
+def coalesce_rows(grad: torch.Tensor) -> torch.Tensor:
+    """``grad.coalesce()`` of a sparse gradient with a sparse first dimension: its distinct
+    rows in increasing order, each the sum of its entries (in the order they came).
+
+    On the CPU, the rows are found through a table over the first dimension (one pass) instead of
+    a sort of the entries, several times faster for the sampled softmax's ~17,000 entries; on
+    other devices, ``coalesce``.
+    """
+    if grad.is_coalesced() or grad.device.type != "cpu" or grad.sparse_dim() != 1:
+        return grad.coalesce()
+    entries, values = grad._indices()[0], grad._values()  # (n,), (n, *row)
+    seen = torch.zeros(grad.shape[0], dtype=torch.bool)
+    seen[entries] = True
+    rows = seen.nonzero().squeeze(1)  # (k,) increasing
+    slot = torch.empty(grad.shape[0], dtype=torch.long)
+    slot[rows] = torch.arange(len(rows))
+    summed = values.new_zeros(len(rows), *values.shape[1:]).index_add_(0, slot[entries], values)
+    return torch.sparse_coo_tensor(rows[None], summed, grad.shape, is_coalesced=True)
 
 
 def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
@@ -52,7 +72,7 @@ def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
             dist.all_reduce(g)
             g.div_(world)
             continue
-        g = g.coalesce()
+        g = coalesce_rows(g)
         rows, values = g._indices()[0], g._values()  # (n,), (n, *row_shape)
         size = torch.tensor([len(rows)], device=rows.device)
         sizes = [torch.zeros_like(size) for _ in range(world)]
@@ -68,4 +88,4 @@ def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
         dist.all_gather(all_values, values)
         rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
         values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / world
-        p.grad = torch.sparse_coo_tensor(rows[None], values, g.shape).coalesce()
+        p.grad = coalesce_rows(torch.sparse_coo_tensor(rows[None], values, g.shape))

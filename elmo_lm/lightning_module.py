@@ -36,6 +36,7 @@ from elmo_lm.allocator import keep_freed_memory
 from elmo_lm.bilm import BiLM, bilm_state_detach
 from elmo_lm.checkpoints import load_checkpoint
 from elmo_lm.gradients import all_reduce_mean_grads, clip_grad_norm
+from elmo_lm.optim import RowAdagrad
 from elmo_lm.options import BiLMOptions
 from elmo_lm.perplexity import perplexities
 from elmo_lm.softmax import Softmax
@@ -173,7 +174,7 @@ class ElmoLM(L.LightningModule):
         # Adagrad builds sparse tensors of the sparse softmax rows; opting out explicitly (the
         # default) keeps torch from warning about unchecked sparse invariants every step.
         torch.sparse.check_sparse_tensor_invariants.disable()
-        return torch.optim.Adagrad(
+        return RowAdagrad(
             self.parameters(),
             lr=self.hparams["lr"],
             initial_accumulator_value=self.hparams["initial_accumulator_value"],

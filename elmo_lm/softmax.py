@@ -254,11 +254,12 @@ def sampled_softmax_nll(
         sampled_b = sampled_b - log_sampled_expected
     hit_cols = None
     if remove_accidental_hits:
-        # Each target's column among the sampled (-1: not sampled), by binary search in the
-        # sorted sampled ids: no table over the vocabulary, so the cost does not grow with it.
-        ordered, order = sampled.sort()
-        at = torch.searchsorted(ordered, targets).clamp_(max=len(sampled) - 1)  # (N,)
-        hit_cols = torch.where(ordered[at] == targets, order[at], -1)  # (N,)
+        # Each target's column among the sampled (-1: not sampled), read from a table over the
+        # class ids: one fill of 4 bytes per class (0.04 ms at 800,000 classes), where a sort of
+        # the 8192 sampled ids costs 0.3 ms.
+        column = torch.full((weight.shape[0],), -1, dtype=torch.int32, device=targets.device)
+        column[sampled] = torch.arange(len(sampled), dtype=torch.int32, device=targets.device)
+        hit_cols = column[targets].long()  # (N,)
     return _SampledNLL.apply(true_logits, inputs, sampled_w, sampled_b, hit_cols)
 
 
