@@ -20,6 +20,8 @@ import torch
 
 # Products of fewer multiply-adds go to torch.addmm, faster there on small shapes.
 MIN_MACS = 1 << 22
+# oneDNN's share of a varying dimension is a multiple of this (see _onednn).
+SHAPE_STEP = 128
 
 
 def _onednn_available() -> bool:
@@ -55,7 +57,6 @@ def addmm(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.
     autograd (call it in a custom autograd Function, or use ``linear``)."""
     if not uses_onednn(a, b):
         return torch.mm(a, b) if bias is None else torch.addmm(bias, a, b)
-    inner = torch.ops.mkldnn._linear_pointwise  # x @ w.t() + bias
     if not a.is_contiguous() and a.t().is_contiguous():
         # a is the transpose of a row-major matrix (a weight gradient x.t() @ grad). With few
         # rows (the LSTM's (P, N)) a row-major copy of it is cheap and oneDNN's fastest layout;
@@ -64,11 +65,34 @@ def addmm(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.
         if a.shape[0] <= b.shape[1]:
             a = a.contiguous()
         else:
-            out = inner(b.t(), a, None, "none", [], "").t()
+            out = _onednn(b.t(), a, None).t()
             return out if bias is None else out + bias
     if bias is not None and bias.dtype != torch.float32:
         bias = bias.float()
-    return inner(a, b.t(), bias, "none", [], "")
+    return _onednn(a, b.t(), bias)
+
+
+def _onednn(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ w.t() + bias`` on oneDNN, with its shapes drawn from a small set.
+
+    oneDNN builds (compiles) a kernel for every new shape, 0.35 ms where the product itself
+    takes 0.1 ms; the char CNN's products have a new number of rows (distinct tokens x windows)
+    every batch. A dimension that varies (rows, or the inner dimension of a weight gradient) is
+    therefore cut at a multiple of ``SHAPE_STEP``: oneDNN takes that part, whose shapes repeat,
+    and torch's BLAS the few rows (or inner entries) past it. Fixed dimensions that are
+    multiples of ``SHAPE_STEP`` (the LSTM's and softmax's) go through whole.
+    """
+    inner = torch.ops.mkldnn._linear_pointwise  # x @ w.t() + bias
+    m, k = x.shape
+    k_head = k - k % SHAPE_STEP
+    if k_head and k_head < k:  # inner dimension: the rest adds on
+        out = _onednn(x[:, :k_head], w[:, :k_head], bias)
+        return out.addmm_(x[:, k_head:], w[:, k_head:].t())
+    m_head = m - m % SHAPE_STEP
+    if m_head and m_head < m:  # rows: the rest computed apart
+        rest = x[m_head:] @ w.t() if bias is None else torch.addmm(bias, x[m_head:], w.t())
+        return torch.cat([inner(x[:m_head], w, bias, "none", [], ""), rest])
+    return inner(x, w, bias, "none", [], "")
 
 
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,11 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> None:
         (300, 96, 200, False),
         (300, 96, 200, True),  # many rows: the softmax's exps.t() layout
         (64, 640, 1024, True),  # few rows: the LSTM's h.t() of a weight gradient
+        # Varying sizes are cut at multiples of SHAPE_STEP, the rest computed by torch:
+        (1125, 80, 128, False),  # rows (the char CNN's windows)
+        (80, 1125, 128, True),  # inner dimension, few rows (the char CNN's weight gradient)
+        (600, 300, 65, True),  # inner dimension, many rows
+        (100, 256, 256, False),  # fewer rows than SHAPE_STEP: whole
     ],
 )
 @pytest.mark.parametrize("bias", [False, True])
