@@ -146,72 +146,58 @@ def sparse_rows(
     return F.embedding(ids, weight, sparse=True), F.embedding(ids, bias, sparse=True).squeeze(1)
 
 
-CHUNK_ELEMENTS = 2**18  # logits per row block of the sampled softmax's forward pass (1 MB)
+# Columns past the sampled classes: the target's logit, then -inf columns up to a multiple of 128
+# (aligned rows, and product shapes oneDNN reuses; matmul.SHAPE_STEP).
+COLUMN_STEP = 128
 
 
 class _SampledNLL(torch.autograd.Function):
-    """-log softmax([true, sampled])[0] per row, from the true logits and the sampled classes'
+    """-log softmax([sampled, true])[true] per row, from the true logits and the sampled classes'
     rows, with a hand-written backward.
 
-    The (N, S) matrix is written to memory once: the forward pass makes it in blocks of rows
-    small enough to stay in the CPU's cache (matmul, accidental hits, row max, exp, row sum),
-    keeping exp(logit - row max) of each block; where oneDNN makes the products
-    (``matmul.py``), one product of all rows is faster than one per block, so it makes all the
-    logits at once and the blocks turn them into exps in place. The backward pass reads the
-    matrix in two matmuls and nothing else: its gradient is that matrix scaled per row, and the
-    row scale is folded into the other factor of each matmul. Accidental hits get -inf by a
-    scatter of one column per row, with no (N, S) mask. The softmax arithmetic runs in float32
-    whatever the matmul's precision (autocast).
+    One product makes the (N, S) logits, with extra columns: the target's logit (a zero weight
+    row whose column is then overwritten) and -inf columns that align the rows; accidental hits
+    get -inf by one scatter of one column per row, with no (N, S) mask. torch's fused softmax
+    kernel then makes the probabilities in one pass over each row (max, exp, sum and scale
+    while the row is in cache), which are kept for the backward pass: the gradient of the
+    logits is ``(p - onehot(true)) * grad``, read in two matmuls and nothing else. The softmax
+    arithmetic runs in float32 whatever the matmul's precision (autocast). A row's loss is
+    ``-log p(true)``, exact down to p(true) = 1e-38 (87 nats), where it stops: its gradient
+    stays exact.
     """
 
     @staticmethod
     def forward(ctx, true_logits, inputs, sampled_w, sampled_b, hit_cols):
-        n, s = inputs.shape[0], sampled_w.shape[0]
-        true_logits = true_logits.float()  # (N,)
-        weight_t = sampled_w.t()
-        # oneDNN (matmul.py) makes all the logits in one product (faster there than one per
-        # row block), and the blocks below make them exps.
-        onednn = matmul.uses_onednn(inputs, weight_t)
-        if onednn:
-            exps = matmul.addmm(sampled_b, inputs, weight_t)  # (N, S) logits, exps below
-        else:
-            exps = inputs.new_empty(n, s, dtype=torch.float32)  # (N, S) exp(logit - row top)
-        top = inputs.new_empty(n, dtype=torch.float32)  # (N,)
-        sums = inputs.new_empty(n, dtype=torch.float32)  # (N,) sum of each row of exps
-        rows = max(1, CHUNK_ELEMENTS // max(s, 1))
-        for start in range(0, n, rows):
-            end = min(n, start + rows)
-            block = exps[start:end]  # (rows, S)
-            x = inputs[start:end]
-            if onednn:
-                logits = block
-            elif inputs.dtype == sampled_w.dtype == sampled_b.dtype == torch.float32:
-                logits = torch.addmm(sampled_b, x, weight_t, out=block)
-            else:  # a lower-precision matmul (autocast), then float32
-                logits = block.copy_(torch.addmm(sampled_b, x, weight_t))
-            if hit_cols is not None:  # (N,) the target's column among the sampled, or -1
-                hits = hit_cols[start:end, None]
-                cols = hits.clamp(min=0)  # a row without a hit rewrites its column 0
-                kept = logits.gather(1, cols)
-                logits.scatter_(1, cols, torch.where(hits >= 0, float("-inf"), kept))
-            torch.maximum(logits.amax(1), true_logits[start:end], out=top[start:end])
-            torch.sub(logits, top[start:end, None], out=block).exp_()
-            torch.sum(block, 1, out=sums[start:end])
-        true_exp = (true_logits - top).exp()  # (N,)
-        total = sums + true_exp  # (N,)
-        ctx.save_for_backward(exps, true_exp, total, inputs, sampled_w)
-        return top + total.log() - true_logits
+        s = sampled_w.shape[0]
+        extra = COLUMN_STEP - s % COLUMN_STEP  # >= 1: the target's column, then -inf ones
+        weight = torch.cat([sampled_w, sampled_w.new_zeros(extra, sampled_w.shape[1])])
+        bias = torch.cat(
+            [sampled_b, sampled_b.new_zeros(1), sampled_b.new_full((extra - 1,), -math.inf)]
+        )
+        logits = matmul.addmm(bias, inputs, weight.t()).float()  # (N, S + extra)
+        logits[:, s] = true_logits.float()
+        if hit_cols is not None:  # (N,) the target's column among the sampled, or -1
+            cols = hit_cols.clamp(min=0)[:, None]  # a row without a hit rewrites its column 0
+            kept = logits.gather(1, cols)
+            logits.scatter_(1, cols, torch.where(hit_cols[:, None] >= 0, -math.inf, kept))
+        probs = torch.softmax(logits, 1)
+        del logits
+        p_true = probs[:, s].clamp(min=torch.finfo(torch.float32).tiny)
+        ctx.save_for_backward(probs, inputs, weight)
+        ctx.s = s
+        return -p_true.log()
 
     @staticmethod
     def backward(ctx, grad):
-        exps, true_exp, total, inputs, sampled_w = ctx.saved_tensors
-        scale = grad.float() / total  # (N,): d loss / d logits = exps * scale per row
-        d_true = scale * true_exp - grad.float()  # (N,)
-        d_inputs = matmul.mm(exps, sampled_w.float()).mul_(scale[:, None])  # (N, P)
-        d_inputs = d_inputs.to(inputs.dtype)
-        scaled = torch.cat([inputs.float() * scale[:, None], scale[:, None]], 1)  # (N, P + 1)
-        d_wb = matmul.mm(exps.t(), scaled)  # (S, P + 1): weight and bias gradients at once
-        d_w, d_b = d_wb[:, :-1].to(sampled_w.dtype), d_wb[:, -1]
+        probs, inputs, weight = ctx.saved_tensors
+        s = ctx.s
+        grad = grad.float()  # (N,): d loss / d logits = (probs - onehot(true)) * grad per row
+        d_true = grad * (probs[:, s] - 1.0)  # (N,)
+        # The target's column and the -inf columns have zero weight rows: they add nothing.
+        d_inputs = matmul.mm(probs, weight.float()).mul_(grad[:, None]).to(inputs.dtype)  # (N, P)
+        scaled = torch.cat([inputs.float() * grad[:, None], grad[:, None]], 1)  # (N, P + 1)
+        d_wb = matmul.mm(probs.t(), scaled)[:s]  # (S, P + 1): weight and bias gradients at once
+        d_w, d_b = d_wb[:, :-1].to(weight.dtype), d_wb[:, -1]
         return d_true, d_inputs, d_w, d_b, None
 
 
