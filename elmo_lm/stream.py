@@ -147,18 +147,17 @@ class CharIdCache:
         """(B, T, C) long ids of equally long rows of tokens; the token ``""`` is padding."""
         if len(self._index) + sum(map(len, tokens)) > self.max_entries:
             self._clear()  # bounds memory on corpora with an unbounded number of distinct tokens
-        rows = [[self._row(t) for t in row] for row in tokens]
-        return self._table[torch.tensor(rows, dtype=torch.long)].long()
-
-    def _row(self, token: str) -> int:
-        row = self._index.get(token)
-        if row is None:
-            row = len(self._index)
-            if row == len(self._table):
+        index = self._index
+        new = list(dict.fromkeys(t for row in tokens for t in row if t not in index))
+        if new:  # one table write for all the batch's new tokens
+            first = len(index)
+            while first + len(new) > len(self._table):
                 self._table = torch.cat([self._table, torch.zeros_like(self._table)])
-            self._table[row] = torch.tensor(token_to_char_ids(token, self.max_chars))
-            self._index[token] = row
-        return row
+            chars = [token_to_char_ids(t, self.max_chars) for t in new]
+            self._table[first : first + len(new)] = torch.tensor(chars, dtype=torch.int16)
+            index.update(zip(new, range(first, first + len(new))))
+        rows = [[index[t] for t in row] for row in tokens]
+        return self._table[torch.tensor(rows, dtype=torch.long)].long()
 
 
 class TrainStream(IterableDataset):
