@@ -201,8 +201,10 @@ class ElmoLM(L.LightningModule):
             with the sampled softmax, exact otherwise.
         """
         fwd, bwd, new_state = self.bilm.lm_forward(batch["fwd_chars"], batch["bwd_chars"], state)
-        nll_fwd, n_fwd = self.softmax(fwd, batch["fwd_targets"])  # fwd: (B, T, P)
-        nll_bwd, n_bwd = self.softmax(bwd, batch["bwd_targets"])  # its own negatives
+        # fwd, bwd: (B, T, P); each direction draws its own negatives
+        nll_fwd, n_fwd, nll_bwd, n_bwd = self.softmax.forward_pair(
+            fwd, batch["fwd_targets"], bwd, batch["bwd_targets"]
+        )
         return nll_fwd, n_fwd, nll_bwd, n_bwd, new_state
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:

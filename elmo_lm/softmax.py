@@ -210,6 +210,7 @@ def sampled_softmax_nll(
     log_true_expected: torch.Tensor | None,
     log_sampled_expected: torch.Tensor | None,
     remove_accidental_hits: bool = True,
+    rows: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Per-token loss of the sampled softmax (``tf.nn.sampled_softmax_loss``).
 
@@ -224,15 +225,18 @@ def sampled_softmax_nll(
             None for no correction.
         log_sampled_expected: (S,) the same for the sampled classes.
         remove_accidental_hits: a sampled class equal to the row's target gets no logit.
+        rows: the rows and biases of ``cat([targets, sampled])``, already looked up with
+            ``sparse_rows`` (as ``Softmax.forward_pair`` does for both directions at once); None
+            looks them up.
 
     Returns:
         (N,) negative log-likelihood of each target among itself and the sampled classes.
     """
-    n = targets.shape[0]
-    ids = torch.cat([targets, sampled])  # (N + S,)
-    rows, biases = sparse_rows(ids, weight, bias)  # (N + S, P), (N + S,)
-    true_w, sampled_w = rows[:n], rows[n:]
-    true_b, sampled_b = biases[:n], biases[n:]
+    sizes = [targets.shape[0], sampled.shape[0]]
+    if rows is None:
+        rows = sparse_rows(torch.cat([targets, sampled]), weight, bias)  # (N + S, P), (N + S,)
+    true_w, sampled_w = rows[0].split(sizes)
+    true_b, sampled_b = rows[1].split(sizes)
     true_logits = (inputs * true_w).sum(-1) + true_b  # (N,)
     if log_true_expected is not None:
         true_logits = true_logits - log_true_expected
@@ -333,8 +337,43 @@ class Softmax(nn.Module):
         x, t = inputs[keep], targets[keep]  # (N, P), (N,)
         return full_softmax_nll(x, t, self.weight, self.bias).sum(), count
 
-    def sampled_nll(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """(N, P), (N,) -> (N,) sampled-softmax losses with freshly drawn negatives."""
+    def forward_pair(
+        self,
+        fwd_inputs: torch.Tensor,
+        fwd_targets: torch.Tensor,
+        bwd_inputs: torch.Tensor,
+        bwd_targets: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``forward`` of the forward and the backward LM: ``(nll_fwd, n_fwd, nll_bwd, n_bwd)``.
+
+        Training with the sampled softmax, each direction draws its own negatives (the forward
+        LM first, as two ``forward`` calls would) and the rows of both are looked up at once, so
+        that the weights get one sparse gradient: autograd's sum of two costs 0.5 ms a step.
+        """
+        if not (self.training and self.sampled):
+            return (*self(fwd_inputs, fwd_targets), *self(bwd_inputs, bwd_targets))
+        pieces = []
+        for inputs, targets in ((fwd_inputs, fwd_targets), (bwd_inputs, bwd_targets)):
+            x, t = inputs.reshape(-1, inputs.shape[-1]), targets.reshape(-1)  # (N, P), (N,)
+            sampled, log_q = self.draw_negatives(t.clamp(min=0), x.dtype)
+            pieces.append((x, t, sampled, log_q))
+        ids = torch.cat([i for _, t, sampled, _ in pieces for i in (t.clamp(min=0), sampled)])
+        sizes = [len(t) + len(sampled) for _, t, sampled, _ in pieces]
+        rows, biases = sparse_rows(ids, self.weight, self.bias)
+        out = []
+        for (x, t, sampled, log_q), r, b in zip(pieces, rows.split(sizes), biases.split(sizes)):
+            keep = t >= 0
+            nll = sampled_softmax_nll(
+                x, t.clamp(min=0), self.weight, self.bias, sampled, *log_q, rows=(r, b)
+            )
+            out += [(nll * keep.to(nll.dtype)).sum(), keep.sum()]
+        return tuple(out)
+
+    def draw_negatives(
+        self, targets: torch.Tensor, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Freshly drawn negatives (S,) and the log expected counts of ``targets`` (N,) and of
+        the negatives (S,), in ``dtype``."""
         sampled, num_tries = log_uniform_candidates(
             self.n_negative_samples, self.n_classes, device=targets.device
         )
@@ -343,7 +382,12 @@ class Softmax(nn.Module):
                 log_uniform_probs(ids, self.n_classes), num_tries, self.n_negative_samples
             )
             .log()
-            .to(inputs.dtype)
+            .to(dtype)
             for ids in (targets, sampled)
         ]
+        return sampled, log_q
+
+    def sampled_nll(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(N, P), (N,) -> (N,) sampled-softmax losses with freshly drawn negatives."""
+        sampled, log_q = self.draw_negatives(targets, inputs.dtype)
         return sampled_softmax_nll(inputs, targets, self.weight, self.bias, sampled, *log_q)

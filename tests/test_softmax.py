@@ -275,3 +275,33 @@ def test_extra_columns_do_not_change_the_result(n_sampled):
     assert torch.isfinite(results[0][0]).all()
     for ours, reference in zip(*results):
         torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_forward_pair_is_two_forward_calls_with_one_sparse_gradient():
+    """Both directions at once draw the same negatives as two calls (forward LM first), give the
+    same losses and gradients, and leave the weights one sparse gradient, not a sum of two."""
+    g = torch.Generator().manual_seed(5)
+    fwd, bwd = torch.randn(3, 7, 8, generator=g), torch.randn(3, 7, 8, generator=g)
+    fwd_t, bwd_t = (
+        torch.randint(0, 500, (3, 7), generator=g),
+        torch.randint(0, 500, (3, 7), generator=g),
+    )
+    fwd_t[0, -1] = bwd_t[2, -1] = -1  # no target there
+    results = []
+    for pair in (True, False):
+        torch.manual_seed(0)
+        softmax = Softmax(500, 8, n_negative_samples=50)
+        softmax.train()
+        torch.manual_seed(1)
+        if pair:
+            out = softmax.forward_pair(fwd, fwd_t, bwd, bwd_t)
+        else:
+            out = (*softmax(fwd, fwd_t), *softmax(bwd, bwd_t))
+        (out[0] + out[2]).backward()
+        grad = softmax.weight.grad
+        results.append((out, grad))
+    (pair_out, pair_grad), (two_out, two_grad) = results
+    for a, b in zip(pair_out, two_out):
+        torch.testing.assert_close(a, b)
+    assert pair_grad.is_sparse and pair_grad._nnz() == 2 * (21 + 50)  # one lookup of both
+    torch.testing.assert_close(pair_grad.to_dense(), two_grad.to_dense())
