@@ -22,8 +22,13 @@ def plain_char_cnn(cnn: CharCNN, ids: torch.Tensor) -> torch.Tensor:
     return x if cnn.proj_weight is None else x @ cnn.proj_weight + cnn.proj_bias
 
 
+@pytest.mark.parametrize("grouped", [False, True])  # tokens in one group, or by length
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_matches_a_plain_convolution_for_all_lengths(tiny_options, activation):
+def test_matches_a_plain_convolution_for_all_lengths(
+    tiny_options, activation, grouped, monkeypatch
+):
+    if grouped:  # groups by length: 300 tokens make four
+        monkeypatch.setattr(CharCNN, "MIN_GROUPING_MACS", 0)
     torch.manual_seed(0)
     cnn = CharCNN(tiny_options(activation=activation, filters=[[1, 4], [3, 5], [7, 6]])).eval()
     rng = random.Random(0)
