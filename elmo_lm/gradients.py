@@ -18,22 +18,34 @@ def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) ->
         The norm before clipping.
     """
     grads = []
+    plan = None  # the softmax's weight and bias gradients share their rows: one row table
     for p in parameters:
         if p.grad is None:
             continue
         if p.grad.is_sparse:
-            p.grad = coalesce_rows(p.grad)
+            p.grad, plan = _coalesce_rows(p.grad, plan)
             grads.append(p.grad._values())
         else:
             grads.append(p.grad)
     if not grads:
         return torch.tensor(0.0)
+    if all(g.dtype == torch.float32 and g.device == grads[0].device for g in grads):
+        # One call each for the norms and the scaling (torch.nn.utils.clip_grad_norm_'s way).
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        torch._foreach_mul_(grads, scale)
+        return total
     total = torch.linalg.vector_norm(
-        torch.stack([torch.linalg.vector_norm(g.detach(), dtype=torch.float32) for g in grads])
+        torch.stack(
+            [
+                torch.linalg.vector_norm(g.detach(), dtype=torch.float32).to(grads[0].device)
+                for g in grads
+            ]
+        )
     )
     scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for g in grads:
-        g.mul_(scale.to(g.dtype))
+        g.mul_(scale.to(g.device, g.dtype))
     return total
 
 
@@ -45,16 +57,25 @@ def coalesce_rows(grad: torch.Tensor) -> torch.Tensor:
     a sort of the entries, several times faster for the sampled softmax's ~17,000 entries; on
     other devices, ``coalesce``.
     """
+    return _coalesce_rows(grad)[0]
+
+
+def _coalesce_rows(grad: torch.Tensor, plan=None) -> tuple[torch.Tensor, object]:
+    """``coalesce_rows``, and its plan (entries, distinct rows, each entry's row slot), which
+    a later call reuses when its gradient has the same entries (the softmax's weight and bias)."""
     if grad.is_coalesced() or grad.device.type != "cpu" or grad.sparse_dim() != 1:
-        return grad.coalesce()
+        return grad.coalesce(), plan
     entries, values = grad._indices()[0], grad._values()  # (n,), (n, *row)
-    seen = torch.zeros(grad.shape[0], dtype=torch.bool)
-    seen[entries] = True
-    rows = seen.nonzero().squeeze(1)  # (k,) increasing
-    slot = torch.empty(grad.shape[0], dtype=torch.long)
-    slot[rows] = torch.arange(len(rows))
-    summed = values.new_zeros(len(rows), *values.shape[1:]).index_add_(0, slot[entries], values)
-    return torch.sparse_coo_tensor(rows[None], summed, grad.shape, is_coalesced=True)
+    if plan is None or not (plan[0].shape == entries.shape and torch.equal(plan[0], entries)):
+        seen = torch.zeros(grad.shape[0], dtype=torch.bool)
+        seen[entries] = True
+        rows = seen.nonzero().squeeze(1)  # (k,) increasing
+        slot = torch.empty(grad.shape[0], dtype=torch.long)
+        slot[rows] = torch.arange(len(rows))
+        plan = (entries, rows, slot[entries])
+    _, rows, slots = plan
+    summed = values.new_zeros(len(rows), *values.shape[1:]).index_add_(0, slots, values)
+    return torch.sparse_coo_tensor(rows[None], summed, grad.shape, is_coalesced=True), plan
 
 
 def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:

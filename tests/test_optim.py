@@ -83,3 +83,26 @@ def test_coalesce_rows_is_coalesce():
     assert torch.equal(ours._indices(), theirs._indices())
     torch.testing.assert_close(ours._values(), theirs._values())
     assert coalesce_rows(ours) is ours or torch.equal(coalesce_rows(ours)._values(), ours._values())
+
+
+def test_clip_coalesces_gradients_sharing_their_rows_and_not():
+    """The softmax's weight and bias gradients share one row table; a gradient with other
+    entries gets its own."""
+    from elmo_lm.gradients import clip_grad_norm
+
+    g = torch.Generator().manual_seed(2)
+    rows = torch.randint(0, 20, (30,), generator=g)
+    other = torch.randint(0, 20, (30,), generator=g)
+    params = [torch.nn.Parameter(torch.zeros(20, k)) for k in (3, 1, 2)]
+    grads = [
+        torch.sparse_coo_tensor(r[None], torch.randn(30, p.shape[1], generator=g), p.shape)
+        for r, p in zip((rows, rows.clone(), other), params)
+    ]
+    for p, grad in zip(params, grads):
+        p.grad = grad
+    expected = [grad.coalesce().to_dense() for grad in grads]
+    norm = clip_grad_norm(params, max_norm=1e9)
+    torch.testing.assert_close(norm, torch.cat([e.flatten() for e in expected]).norm())
+    for p, e in zip(params, expected):
+        assert p.grad.is_coalesced()
+        torch.testing.assert_close(p.grad.to_dense(), e)
