@@ -104,7 +104,8 @@ def bmm(a: torch.Tensor, b: torch.Tensor, add: torch.Tensor | None = None) -> to
     """``add + a @ b`` of (batch, n, k) and (batch, k, m) tensors (None: nothing added), without
     autograd: one ``addmm`` per batch entry where oneDNN runs it (the LSTM's per-step products
     of the larger shapes), else ``torch.bmm`` / ``torch.baddbmm``."""
-    if not uses_onednn(a[0], b[0]):
+    small = a.shape[1] * a.shape[2] * b.shape[2] < MIN_MACS  # decided before making views
+    if small or not uses_onednn(a[0], b[0]):
         return torch.bmm(a, b) if add is None else torch.baddbmm(add, a, b)
     out = torch.stack([addmm(None, a[i], b[i]) for i in range(a.shape[0])])
     return out if add is None else out.add_(add)
