@@ -230,21 +230,24 @@ class LstmSteps(torch.autograd.Function):
         for t in range(len(sizes) - 1, -1, -1):
             n, s = sizes[t], starts[t]
             step = slice(s, s + n)
-            dh = d_out[:, step] + d_h[:, :n]
             if proj is None:
-                dm = dh  # (2, n, H)
+                dm = dh = d_out[:, step] + d_h[:, :n]  # (2, n, H)
             else:
+                dh = torch.add(d_out[:, step], d_h[:, :n], out=d_h_proj[:, step])
                 if proj_keep is not None:
                     dh.mul_(proj_keep[:, step])
-                d_h_proj[:, step] = dh
                 dm = matmul.bmm(dh, proj_t)  # (2, n, H)
             dc = torch.addcmul(d_c[:, :n], dm, dm_to_dc[:, step])
             if cell_keep is not None:
                 dc.mul_(cell_keep[:, step])
             dz = d_z_in[:, step]
             torch.mul(torch.cat([dc, dc, dc, dm], dim=-1), gates[:, step], out=dz)
-            d_h[:, :n] = matmul.bmm(dz, w_rec_t)
-            d_c[:, :n] = dc * f[:, step]
+            if n == d_h.shape[1]:  # every row still running (always in training): in place
+                d_h = matmul.bmm(dz, w_rec_t)
+                d_c = torch.mul(dc, f[:, step], out=d_c)
+            else:
+                d_h[:, :n] = matmul.bmm(dz, w_rec_t)
+                d_c[:, :n] = dc * f[:, step]
         # h before each step, packed like the outputs: h0 for the first step, else the previous output.
         h_prev = torch.cat(
             [h0[:, : sizes[0]]]
