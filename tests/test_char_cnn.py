@@ -49,3 +49,23 @@ def test_filters_totalling_projection_dim_have_no_projection(tiny_options):
         out = cnn(ids)
         assert out.shape == (3, 8)
         torch.testing.assert_close(out, plain_char_cnn(cnn, ids), atol=1e-5, rtol=0)
+
+
+def test_char_lookup_is_embedding_with_padding_idx():
+    from elmo_lm.char_cnn import _CharLookup
+
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(262, 4, generator=g)
+    weight[0] = 0.0
+    ids = torch.randint(0, 262, (30, 9), generator=g)
+    ids[0] = 0  # a padding token: row 0 gets no gradient
+    grad = torch.randn(30, 9, 4, generator=g)
+    results = []
+    for lookup in (_CharLookup.apply, lambda i, w: F.embedding(i, w, padding_idx=0)):
+        w = weight.clone().requires_grad_()
+        out = lookup(ids, w)
+        out.backward(grad)
+        results.append((out.detach(), w.grad))
+    for ours, theirs in zip(*results):
+        torch.testing.assert_close(ours, theirs)
+    assert results[0][1][0].abs().sum() == 0
