@@ -44,11 +44,11 @@ def token_to_char_ids(token: str, max_chars: int = MAX_CHARACTERS_PER_TOKEN) -> 
     if not token:
         raise ValueError("empty token: split sentences on whitespace so that no token is ''")
     data = token.encode("utf-8", errors="replace")[: max_chars - 2]
-    ids = [PADDING_CHAR] * max_chars
-    ids[0] = BEGIN_WORD_CHAR
-    ids[1 : len(data) + 1] = data
-    ids[len(data) + 1] = END_WORD_CHAR
-    return tuple(i + 1 for i in ids)
+    ids = [PADDING_CHAR + 1] * max_chars  # +1-shifted from here on
+    ids[0] = BEGIN_WORD_CHAR + 1
+    ids[1 : len(data) + 1] = [b + 1 for b in data]
+    ids[len(data) + 1] = END_WORD_CHAR + 1
+    return tuple(ids)
 
 
 def batch_to_ids(
