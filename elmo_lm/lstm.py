@@ -129,7 +129,10 @@ class ElmoLstm(nn.Module):
         w_in, w_rec = weight[:, :p], weight[:, p:]  # (2, P, 4H) each
         bias = (self.biases[layer] + self._forget_bias).unsqueeze(1)  # (2, 1, 4H)
         # (2, n_positions, 4H): the inputs' part of every step at once
-        z_in = torch.stack([matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(2)])
+        if matmul.fits_onednn(x[0], w_in[0]):
+            z_in = torch.stack([matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(2)])
+        else:  # small: one batched product for both directions
+            z_in = torch.baddbmm(bias, x, w_in)
         return LstmSteps.apply(z_in, h, c, w_rec, proj, batch_sizes, self.cell_clip, self.proj_clip)
 
 

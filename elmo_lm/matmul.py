@@ -33,7 +33,7 @@ def _onednn_available() -> bool:
 ONEDNN = _onednn_available()
 
 
-def _fits_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
+def fits_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
     """A float32 CPU product large enough to pay for oneDNN's call, outside autocast (whose
     lower-precision products stay torch's)."""
     return (
@@ -47,7 +47,7 @@ def _fits_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def uses_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether ``addmm(bias, a, b)`` runs on oneDNN (which has no autograd: ``linear`` has)."""
-    return _fits_onednn(a, b) and not (
+    return fits_onednn(a, b) and not (
         torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
     )
 
@@ -130,6 +130,6 @@ class _Linear(torch.autograd.Function):
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``bias + x @ weight`` of (m, k), (k, n) and (n,) tensors, with autograd; the products of
     the forward and backward passes go through ``addmm``."""
-    if not _fits_onednn(x, weight):
+    if not fits_onednn(x, weight):
         return torch.mm(x, weight) if bias is None else torch.addmm(bias, x, weight)
     return _Linear.apply(x, weight, bias)
