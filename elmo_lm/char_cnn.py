@@ -103,12 +103,13 @@ class CharCNN(nn.Module):
         n_groups = max(1, min(self.MAX_LENGTH_GROUPS, n // self.MIN_GROUP_SIZE))
         if self.conv_macs < self.MIN_GROUPING_MACS:
             n_groups = 1
+        pad_windows: dict[int, torch.Tensor] = {}  # per filter, shared by the groups
         if n_groups == 1:
-            x = self._convolve(ids, max(1, sorted_chars[-1]))  # (n, n_filters)
+            x = self._convolve(ids, max(1, sorted_chars[-1]), pad_windows)  # (n, n_filters)
         else:
             bounds = [round(k * n / n_groups) for k in range(n_groups + 1)]
             pieces = [
-                self._convolve(ids[order[a:b]], max(1, sorted_chars[b - 1]))
+                self._convolve(ids[order[a:b]], max(1, sorted_chars[b - 1]), pad_windows)
                 for a, b in zip(bounds[:-1], bounds[1:])
             ]
             x = torch.cat(pieces)[order.argsort()]  # (n, n_filters), back in input order
@@ -118,18 +119,19 @@ class CharCNN(nn.Module):
             x = matmul.linear(x, self.proj_weight, self.proj_bias)  # (n, projection_dim)
         return x.reshape(*lead, -1)
 
-    def _convolve(self, ids: torch.Tensor, n_used: int) -> torch.Tensor:
+    def _convolve(self, ids: torch.Tensor, n_used: int, pad_windows: dict) -> torch.Tensor:
         """Activated max-pooled convolutions of tokens whose characters end by ``n_used``."""
         chars = _CharLookup.apply(ids[:, :n_used], self.char_embed.weight)  # (n, n_used, D)
         pad_vec = self.char_embed.weight[PAD_ID]  # (char_dim,)
-        pieces = [
-            self._conv_max(chars, pad_vec, width, weight, bias)
-            for (width, _), weight, bias in zip(self.filters, self.conv_weights, self.conv_biases)
-        ]
+        pieces = [self._conv_max(chars, pad_vec, k, pad_windows) for k in range(len(self.filters))]
         return self.activation(torch.cat(pieces, dim=-1))  # (n, n_filters)
 
-    def _conv_max(self, chars, pad_vec, width, weight, bias) -> torch.Tensor:
-        """Max over positions of one VALID convolution; (n, n_used, D) -> (n, num)."""
+    def _conv_max(self, chars, pad_vec, k: int, pad_windows: dict) -> torch.Tensor:
+        """Max over positions of filter ``k``'s VALID convolution; (n, n_used, D) -> (n, num).
+        ``pad_windows`` keeps each filter's value on a window of padding only, computed once
+        for all the groups of a batch."""
+        width = self.filters[k][0]
+        weight, bias = self.conv_weights[k], self.conv_biases[k]
         n, n_used, dim = chars.shape
         n_positions = self.max_chars - width + 1
         # Windows that touch a used character: start at p <= n_used - 1 (and p <= n_positions - 1).
@@ -142,8 +144,9 @@ class CharCNN(nn.Module):
         # max, not amax: its backward is one scatter at the max (TF's max_pool gradient, too)
         conv = matmul.linear(windows, weight, bias).view(n, n_touching, -1).max(dim=1).values
         if n_touching < n_positions:  # some windows hold only padding: one shared value
-            pad_window = torch.addmm(bias, pad_vec.repeat(width).unsqueeze(0), weight)  # (1, num)
-            conv = torch.maximum(conv, pad_window)
+            if k not in pad_windows:
+                pad_windows[k] = torch.addmm(bias, pad_vec.repeat(width).unsqueeze(0), weight)
+            conv = torch.maximum(conv, pad_windows[k])  # (1, num) broadcast
         return conv
 
 
