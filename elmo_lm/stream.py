@@ -136,9 +136,12 @@ def long_tensor(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     """(B, T) int64 tensor of B equally long lists of ints, through a flat ``array``: a third
     of ``torch.tensor``'s time on nested lists (20 against 65 us for 32 x 20)."""
     flat = array.array("q", itertools.chain.from_iterable(rows))
+    width = len(rows[0]) if len(rows) else 0
+    if len(flat) != len(rows) * width:
+        raise ValueError("long_tensor: the rows differ in length")
     if not flat:
-        return torch.zeros(len(rows), 0, dtype=torch.long)
-    return torch.frombuffer(flat, dtype=torch.long).view(len(rows), -1).clone()
+        return torch.zeros(len(rows), width, dtype=torch.long)
+    return torch.frombuffer(flat, dtype=torch.long).view(len(rows), width).clone()
 
 
 class CharIdCache:
