@@ -6,7 +6,8 @@ the original ELMo trainer: ``n_negative_samples`` distinct classes drawn from th
 each logit is corrected by the log of its class's expected count, and a sampled class that
 equals the row's target ("accidental hit") is removed from that row. Only the rows of the targets
 and of the sampled classes are read, and their gradient is sparse, so a step costs the same
-whatever the size of the vocabulary (with ``torch.optim.Adagrad``, which updates sparse rows).
+whatever the size of the vocabulary (with ``elmo_lm.optim.RowAdagrad`` or ``torch.optim.Adagrad``,
+which update sparse rows).
 
 Held-out perplexity always uses the full softmax, computed in chunks of rows so that a large
 vocabulary does not need a (tokens, vocabulary) matrix at once.
