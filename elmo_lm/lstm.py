@@ -245,12 +245,8 @@ class LstmSteps(torch.autograd.Function):
                 dc.mul_(cell_keep[:, step])
             dz = d_z_in[:, step]
             torch.mul(torch.cat([dc, dc, dc, dm], dim=-1), gates[:, step], out=dz)
-            if n == d_h.shape[1]:  # every row still running (always in training): in place
-                d_h = matmul.bmm(dz, w_rec_t)
-                d_c = torch.mul(dc, f[:, step], out=d_c)
-            else:
-                d_h[:, :n] = matmul.bmm(dz, w_rec_t)
-                d_c[:, :n] = dc * f[:, step]
+            d_h[:, :n] = matmul.bmm(dz, w_rec_t)
+            d_c[:, :n] = dc * f[:, step]
         # h before each step, packed like the outputs: h0 for the first step, else the previous output.
         h_prev = torch.cat(
             [h0[:, : sizes[0]]]

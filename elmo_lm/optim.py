@@ -46,7 +46,8 @@ class RowAdagrad(torch.optim.Adagrad):
                     continue
                 # On the CPU, torch's fused kernel (one pass per tensor; foreach runs tensor by
                 # tensor there); elsewhere foreach, whose step counters stay on the CPU.
-                fused = on_cpu and not any(torch.is_complex(p) for p in params)
+                has_complex = any(torch.is_complex(p) for p in params)
+                fused = on_cpu and not has_complex
                 adagrad(
                     params,
                     [p.grad for p in params],
@@ -59,7 +60,7 @@ class RowAdagrad(torch.optim.Adagrad):
                     lr_decay=group["lr_decay"],
                     eps=group["eps"],
                     maximize=False,
-                    has_complex=any(torch.is_complex(p) for p in params),
+                    has_complex=has_complex,
                 )
             for p in group["params"]:
                 if p.grad is not None and p.grad.is_sparse:

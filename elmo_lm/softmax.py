@@ -353,20 +353,20 @@ class Softmax(nn.Module):
         """
         if not (self.training and self.sampled):
             return (*self(fwd_inputs, fwd_targets), *self(bwd_inputs, bwd_targets))
-        pieces = []
+        pieces = []  # per direction: inputs (N, P), targets (N,) clamped, kept (N,), negatives
         for inputs, targets in ((fwd_inputs, fwd_targets), (bwd_inputs, bwd_targets)):
-            x, t = inputs.reshape(-1, inputs.shape[-1]), targets.reshape(-1)  # (N, P), (N,)
-            sampled, log_q = self.draw_negatives(t.clamp(min=0), x.dtype)
-            pieces.append((x, t, sampled, log_q))
-        ids = torch.cat([i for _, t, sampled, _ in pieces for i in (t.clamp(min=0), sampled)])
-        sizes = [len(t) + len(sampled) for _, t, sampled, _ in pieces]
+            keep = targets.reshape(-1) >= 0
+            t = targets.reshape(-1).clamp(min=0)
+            x = inputs.reshape(-1, inputs.shape[-1])
+            pieces.append((x, t, keep, *self.draw_negatives(t, x.dtype)))
+        ids = torch.cat([i for _, t, _, sampled, _ in pieces for i in (t, sampled)])
+        sizes = [len(t) + len(sampled) for _, t, _, sampled, _ in pieces]
         rows, biases = sparse_rows(ids, self.weight, self.bias)
         out = []
-        for (x, t, sampled, log_q), r, b in zip(pieces, rows.split(sizes), biases.split(sizes)):
-            keep = t >= 0
-            nll = sampled_softmax_nll(
-                x, t.clamp(min=0), self.weight, self.bias, sampled, *log_q, rows=(r, b)
-            )
+        for (x, t, keep, sampled, log_q), r, b in zip(
+            pieces, rows.split(sizes), biases.split(sizes)
+        ):
+            nll = sampled_softmax_nll(x, t, self.weight, self.bias, sampled, *log_q, rows=(r, b))
             out += [(nll * keep.to(nll.dtype)).sum(), keep.sum()]
         return tuple(out)
 
