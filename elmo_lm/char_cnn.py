@@ -103,51 +103,97 @@ class CharCNN(nn.Module):
         n_groups = max(1, min(self.MAX_LENGTH_GROUPS, n // self.MIN_GROUP_SIZE))
         if self.conv_macs < self.MIN_GROUPING_MACS:
             n_groups = 1
-        pad_windows: dict[int, torch.Tensor] = {}  # per filter, shared by the groups
+        shared: dict[str, torch.Tensor] = {}  # the stacked filters, shared by the groups
         if n_groups == 1:
-            x = self._convolve(ids, max(1, sorted_chars[-1]), pad_windows)  # (n, n_filters)
+            x = self._convolve(ids, max(1, sorted_chars[-1]), shared)  # (n, n_filters)
         else:
             bounds = [round(k * n / n_groups) for k in range(n_groups + 1)]
             pieces = [
-                self._convolve(ids[order[a:b]], max(1, sorted_chars[b - 1]), pad_windows)
+                self._convolve(ids[order[a:b]], max(1, sorted_chars[b - 1]), shared)
                 for a, b in zip(bounds[:-1], bounds[1:])
             ]
-            x = torch.cat(pieces)[order.argsort()]  # (n, n_filters), back in input order
+            # back in input order; index_select's backward is one index_add_
+            x = torch.cat(pieces).index_select(0, order.argsort())  # (n, n_filters)
         for highway in self.highways:
             x = highway(x)
         if self.proj_weight is not None:
             x = matmul.linear(x, self.proj_weight, self.proj_bias)  # (n, projection_dim)
         return x.reshape(*lead, -1)
 
-    def _convolve(self, ids: torch.Tensor, n_used: int, pad_windows: dict) -> torch.Tensor:
-        """Activated max-pooled convolutions of tokens whose characters end by ``n_used``."""
-        chars = _CharLookup.apply(ids[:, :n_used], self.char_embed.weight)  # (n, n_used, D)
-        pad_vec = self.char_embed.weight[PAD_ID]  # (char_dim,)
-        pieces = [self._conv_max(chars, pad_vec, k, pad_windows) for k in range(len(self.filters))]
-        return self.activation(torch.cat(pieces, dim=-1))  # (n, n_filters)
+    def _convolve(self, ids: torch.Tensor, n_used: int, shared: dict) -> torch.Tensor:
+        """Activated max-pooled convolutions of tokens whose characters end by ``n_used``.
 
-    def _conv_max(self, chars, pad_vec, k: int, pad_windows: dict) -> torch.Tensor:
-        """Max over positions of filter ``k``'s VALID convolution; (n, n_used, D) -> (n, num).
-        ``pad_windows`` keeps each filter's value on a window of padding only, computed once
-        for all the groups of a batch."""
-        width = self.filters[k][0]
-        weight, bias = self.conv_weights[k], self.conv_biases[k]
-        n, n_used, dim = chars.shape
-        n_positions = self.max_chars - width + 1
-        # Windows that touch a used character: start at p <= n_used - 1 (and p <= n_positions - 1).
-        n_touching = min(n_used, n_positions)
-        if n_used < width + n_touching - 1:  # the last windows run into the padding
-            pad = pad_vec.expand(n, width + n_touching - 1 - n_used, dim)
-            chars = torch.cat([chars, pad], dim=1)
-        windows = chars.unfold(1, width, 1).transpose(2, 3)  # (n, n_touching+, width, D)
-        windows = windows[:, :n_touching].reshape(n * n_touching, width * dim)
-        # max, not amax: its backward is one scatter at the max (TF's max_pool gradient, too)
-        conv = matmul.linear(windows, weight, bias).view(n, n_touching, -1).max(dim=1).values
-        if n_touching < n_positions:  # some windows hold only padding: one shared value
-            if k not in pad_windows:
-                pad_windows[k] = torch.addmm(bias, pad_vec.repeat(width).unsqueeze(0), weight)
-            conv = torch.maximum(conv, pad_windows[k])  # (1, num) broadcast
-        return conv
+        All filters run in one matmul: each window holds ``max_width`` characters, and a
+        narrower filter's weight is zero on the taps past its width (``_stacked_filters``,
+        computed once per batch and kept in ``shared`` for its groups). Windows start at
+        positions ``0 .. n_used``: those before ``n_used`` touch a used character, the one at
+        ``n_used`` holds padding only and stands for every later window (all have its value).
+        """
+        if "weight" not in shared:
+            shared["weight"], shared["bias"] = self._stacked_filters()
+        weight, bias = shared["weight"], shared["bias"]
+        width, dim = self.max_width, self.char_dim
+        n_starts = min(n_used + 1, self.max_chars - self.min_width + 1)
+        chars = _CharLookup.apply(ids[:, :n_used], self.char_embed.weight)  # (n, n_used, D)
+        n = chars.shape[0]
+        pad = self.char_embed.weight[PAD_ID].expand(n, n_starts + width - 1 - n_used, dim)
+        chars = torch.cat([chars, pad], dim=1)
+        windows = chars.unfold(1, width, 1).transpose(2, 3).reshape(n * n_starts, width * dim)
+        conv = matmul.linear(windows, weight, bias).view(n, n_starts, -1)  # (n, starts, F)
+        # A filter's VALID windows start at most at max_chars - its width: mask the rest.
+        past_end = self._past_end(n_starts)
+        if past_end is not None:
+            conv = conv.masked_fill(past_end, float("-inf"))
+        return self.activation(_MaxOverStarts.apply(conv))  # (n, F)
+
+    @property
+    def max_width(self) -> int:
+        return max(width for width, _ in self.filters)
+
+    @property
+    def min_width(self) -> int:
+        return min(width for width, _ in self.filters)
+
+    def _stacked_filters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All filters as one (max_width * char_dim, n_filters) weight and (n_filters,) bias;
+        rows past a filter's own taps are zero."""
+        rows = self.max_width * self.char_dim
+        weight = torch.cat(
+            [nn.functional.pad(w, (0, 0, 0, rows - w.shape[0])) for w in self.conv_weights],
+            dim=1,
+        )
+        return weight, torch.cat(list(self.conv_biases))
+
+    def _past_end(self, n_starts: int) -> torch.Tensor | None:
+        """(n_starts, F) True where a window start is past the filter's last VALID start."""
+        last = [self.max_chars - width for width, _ in self.filters]  # last start per filter
+        if n_starts - 1 <= min(last):
+            return None
+        starts = torch.arange(n_starts)[:, None]
+        limits = torch.cat([torch.full((num,), lim) for (_, num), lim in zip(self.filters, last)])
+        return (starts > limits[None, :]).to(self.char_embed.weight.device)
+
+
+class _MaxOverStarts(torch.autograd.Function):
+    """``x.max(dim=1).values`` for (n, starts, F): the gradient goes to the first maximum, as
+    TF's max_pool gradient does. Computed by ``max_pool2d`` on the channels-last view, 12x
+    faster on the CPU than ``max`` with indices (0.03 against 0.38 ms at 105 x 16 x 256)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        n, starts, width = x.shape
+        channels_last = x.view(n, 1, starts, width).permute(0, 3, 1, 2)  # (n, F, 1, starts)
+        values, index = nn.functional.max_pool2d(channels_last, (1, starts), return_indices=True)
+        ctx.save_for_backward(index.view(n, 1, width))
+        ctx.starts = starts
+        return values.view(n, width)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        n, _, width = index.shape
+        d_x = grad.new_zeros(n, ctx.starts, width)
+        return d_x.scatter_(1, index, grad.unsqueeze(1))
 
 
 class _CharLookup(torch.autograd.Function):

@@ -39,6 +39,26 @@ def test_matches_a_plain_convolution_for_all_lengths(
         torch.testing.assert_close(cnn(ids[:5]), plain_char_cnn(cnn, ids[:5]), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("grouped", [False, True])
+def test_gradients_match_a_plain_convolution(tiny_options, grouped, monkeypatch):
+    """The stacked filters' matmul, its padding and its masks give the plain gradients."""
+    if grouped:
+        monkeypatch.setattr(CharCNN, "MIN_GROUPING_MACS", 0)
+    torch.manual_seed(0)
+    cnn = CharCNN(tiny_options(filters=[[1, 4], [3, 5], [7, 6]]))
+    rng = random.Random(1)
+    tokens = ["".join(rng.choices("abcdxyz", k=rng.randint(1, 60))) for _ in range(300)]
+    ids = batch_to_ids([tokens])[0]
+    grad = torch.randn(len(tokens), cnn.output_dim)
+    results = []
+    for run in (cnn, lambda i: plain_char_cnn(cnn, i)):
+        cnn.zero_grad(set_to_none=True)
+        run(ids).backward(grad)
+        results.append([p.grad.clone() for p in cnn.parameters()])
+    for ours, plain in zip(*results):
+        torch.testing.assert_close(ours, plain, atol=1e-4, rtol=1e-4)
+
+
 def test_filters_totalling_projection_dim_have_no_projection(tiny_options):
     """As the original tools: ``CNN_proj`` exists only when the filters total more than P."""
     torch.manual_seed(0)
