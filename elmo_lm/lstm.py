@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from elmo_lm import matmul
+from elmo_lm import matmul, native
 from elmo_lm.options import BiLMOptions
 
 # (h, c): h (n_layers, 2, batch, projection_dim), c (n_layers, 2, batch, dim); direction 0 is
@@ -156,6 +156,11 @@ class LstmSteps(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, z_in, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip):
+        ctx.batch_sizes, ctx.clips = batch_sizes, (cell_clip, proj_clip)
+        lib = _native_kernels(z_in)
+        ctx.native = lib is not None
+        if lib is not None:
+            return _native_forward(ctx, lib, z_in, h, c, w_rec, proj)
         dim = c.shape[-1]
         h0, c0 = h, c
         acts, cells, tanh_cells, pre_proj, outs, done_h, done_c = [], [], [], [], [], [], []
@@ -189,7 +194,6 @@ class LstmSteps(torch.autograd.Function):
         h_final = torch.cat([h, *reversed(done_h)], dim=1)
         c_final = torch.cat([c, *reversed(done_c)], dim=1)
         out = torch.cat(outs, dim=1)
-        ctx.batch_sizes, ctx.clips = batch_sizes, (cell_clip, proj_clip)
         ctx.acts, ctx.cells, ctx.tanh_cells, ctx.pre_proj = acts, cells, tanh_cells, pre_proj
         ctx.save_for_backward(h0, c0, w_rec, proj, out)
         return out, h_final, c_final
@@ -198,6 +202,8 @@ class LstmSteps(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cuda")
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_out, d_h_final, d_c_final):
+        if ctx.native:
+            return _native_backward(ctx, d_out, d_h_final, d_c_final)
         h0, c0, w_rec, proj, out = ctx.saved_tensors
         cell_clip, proj_clip = ctx.clips
         sizes = ctx.batch_sizes
@@ -259,3 +265,124 @@ class LstmSteps(torch.autograd.Function):
             pre_proj = torch.cat(ctx.pre_proj, dim=1)  # (2, N, H)
             d_proj = matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)  # (2, H, P)
         return d_z_in, d_h, d_c, d_w_rec, d_proj, None, None, None
+
+
+def _native_kernels(z_in: torch.Tensor):
+    """``lstm_cell.c``'s kernels where they apply: float32 CPU tensors, not under compile."""
+    if z_in.device.type != "cpu" or z_in.dtype != torch.float32:
+        return None
+    if torch.compiler.is_compiling():
+        return None
+    return native.kernels()
+
+
+def _ptr(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def _step_starts(sizes: list[int]) -> list[int]:
+    starts = [0]
+    for n in sizes[:-1]:
+        starts.append(starts[-1] + n)
+    return starts
+
+
+def _native_forward(ctx, lib, z_in, h, c, w_rec, proj):
+    """LstmSteps.forward with each step's elementwise work in one kernel (``lstm_cell.c``).
+
+    The gates, cells, their tanh and the projection inputs go straight into (2, N, .) buffers
+    that the backward pass reads as they are.
+    """
+    sizes = ctx.batch_sizes
+    cell_clip, proj_clip = ctx.clips
+    z_in, h, c = z_in.contiguous(), h.contiguous(), c.contiguous()
+    _, total, four_dim = z_in.shape
+    dim = four_dim // 4
+    h0, c0 = h, c
+    acts = z_in.new_empty(2, total, four_dim)
+    cells = z_in.new_empty(2, total, dim)
+    tanh_cells = z_in.new_empty(2, total, dim)
+    pre_proj = z_in.new_empty(2, total, dim) if proj is not None else None
+    outs, done_h, done_c = [], [], []
+    has_clip, clip = cell_clip is not None, float(cell_clip or 0.0)
+    start = 0
+    for n in sizes:
+        if n < h.shape[1]:  # the rows past n have ended: their state is final
+            done_h.append(h[:, n:])
+            done_c.append(c[:, n:])
+            h, c = h[:, :n], c[:, :n]
+        a = matmul.bmm(h, w_rec)  # (2, n, 4H): the recurrent part of i, j, f, o
+        m = a.new_empty(2, n, dim) if pre_proj is None else pre_proj[:, start : start + n]
+        lib.elmo_lstm_forward(
+            *(_ptr(a), _ptr(z_in[:, start:]), z_in.stride(0), _ptr(c), c.stride(0)),
+            *(_ptr(acts[:, start:]), acts.stride(0)),
+            *(_ptr(cells[:, start:]), _ptr(tanh_cells[:, start:]), cells.stride(0)),
+            *(_ptr(m), m.stride(0), n, dim, has_clip, clip),
+        )
+        h = m
+        if proj is not None:
+            h = matmul.bmm(m, proj)  # (2, n, P)
+            if proj_clip is not None:
+                h.clamp_(-proj_clip, proj_clip)
+        outs.append(h)
+        c = cells[:, start : start + n]
+        start += n
+    # Rows ended in order of decreasing index: put them back in row order.
+    h_final = torch.cat([h, *reversed(done_h)], dim=1)
+    c_final = torch.cat([c, *reversed(done_c)], dim=1)
+    out = torch.cat(outs, dim=1)
+    ctx.save_for_backward(h0, c0, w_rec, proj, out, acts, cells, tanh_cells, pre_proj)
+    return out, h_final, c_final
+
+
+def _native_backward(ctx, d_out, d_h_final, d_c_final):
+    """LstmSteps.backward with each step's elementwise work in one kernel (``lstm_cell.c``)."""
+    h0, c0, w_rec, proj, out, acts, cells, tanh_cells, pre_proj = ctx.saved_tensors
+    lib = native.kernels()
+    cell_clip, proj_clip = ctx.clips
+    sizes = ctx.batch_sizes
+    starts = _step_starts(sizes)
+    dim = cells.shape[-1]
+    width = out.shape[-1]
+    d_out = d_out.contiguous()
+    d_h = d_h_final.contiguous().clone()  # (2, B, P): gradient reaching each row's h later
+    d_c = d_c_final.contiguous().clone()  # (2, B, H)
+    d_z_in = torch.empty_like(acts)  # (2, N, 4H)
+    d_h_proj = torch.empty_like(out) if proj is not None else None  # (2, N, P)
+    w_rec_t = w_rec.transpose(1, 2)
+    proj_t = None if proj is None else proj.transpose(1, 2)
+    has_cell_clip, c_clip = cell_clip is not None, float(cell_clip or 0.0)
+    has_proj_clip = proj is not None and proj_clip is not None
+    p_clip = float(proj_clip or 0.0)
+    for t in range(len(sizes) - 1, -1, -1):
+        n, s = sizes[t], starts[t]
+        # the gradient reaching the step's output h (after the projection's clip)
+        grad = out.new_empty(2, n, width) if d_h_proj is None else d_h_proj[:, s : s + n]
+        lib.elmo_lstm_output_grad(
+            *(_ptr(d_out[:, s:]), d_out.stride(0), _ptr(d_h), d_h.stride(0)),
+            *(_ptr(out[:, s:]), out.stride(0), _ptr(grad), grad.stride(0)),
+            *(n, width, has_proj_clip, p_clip),
+        )
+        dm = grad if proj is None else matmul.bmm(grad, proj_t)  # (2, n, H)
+        if t == 0:
+            c_prev = c0
+        else:
+            c_prev = cells[:, starts[t - 1] :]
+        dz = d_z_in[:, s : s + n]
+        lib.elmo_lstm_backward(
+            *(_ptr(dm), _ptr(d_c), d_c.stride(0), _ptr(acts[:, s:]), acts.stride(0)),
+            *(_ptr(c_prev), c_prev.stride(0), _ptr(cells[:, s:]), _ptr(tanh_cells[:, s:])),
+            *(cells.stride(0), _ptr(dz), dz.stride(0), n, dim, has_cell_clip, c_clip),
+        )
+        d_h[:, :n] = matmul.bmm(dz, w_rec_t)
+    # h before each step, packed like the outputs: h0 for the first step, else the previous output.
+    h_prev = torch.cat(
+        [h0[:, : sizes[0]]]
+        + [out[:, starts[t - 1] : starts[t - 1] + sizes[t]] for t in range(1, len(sizes))],
+        dim=1,
+    )
+    d_w_rec = matmul.bmm(h_prev.transpose(1, 2), d_z_in)  # (2, P, 4H), all steps at once
+    d_proj = None
+    if proj is not None:
+        d_proj = matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)  # (2, H, P)
+    return d_z_in, d_h, d_c, d_w_rec, d_proj, None, None, None

@@ -69,6 +69,60 @@ def test_gradients_match_autograd(tiny_options, clip, lengths, dim):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("dim", [32, 8])
+@pytest.mark.parametrize("clip", [0.3, None])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 0, 5, 3]])
+@pytest.mark.parametrize("kernels", ["native", "torch"])
+def test_float32_steps_match_the_float64_reference(tiny_options, clip, lengths, dim, kernels):
+    """Float32 training runs the steps in lstm_cell.c's kernels (or, without a C compiler, in
+    torch operations): outputs, states and all gradients as the float64 reference's."""
+    from elmo_lm import lstm as lstm_module
+    from elmo_lm import native
+
+    if kernels == "native" and native.kernels() is None:
+        pytest.skip("no C compiler: the kernels of lstm_cell.c cannot be built here")
+    torch.manual_seed(0)
+    lstm = ElmoLstm(tiny_options(dim=dim, cell_clip=clip, proj_clip=clip, dropout=0.0))
+    for p in lstm.parameters():  # weights large enough that the clips and gates saturate
+        p.data.mul_(2.0)
+    inputs = torch.randn(2, 5, 5, 8, requires_grad=True)
+    state = tuple(s.normal_().requires_grad_() for s in lstm.zero_state(5, inputs))
+    lens = torch.tensor(lengths) if lengths else None
+    calls = []
+    chosen = lstm_module._native_kernels
+
+    def spy(z_in):
+        lib = chosen(z_in) if kernels == "native" else None
+        calls.append(lib is not None)
+        return lib
+
+    lstm_module._native_kernels, saved = spy, lstm_module._native_kernels
+    try:
+        outputs, (h, c) = lstm(inputs, state, lens)
+        weights = [torch.randn_like(o) for o in outputs] + [
+            torch.randn_like(h),
+            torch.randn_like(c),
+        ]
+        params = [inputs, *state, *lstm.parameters()]
+        loss = sum((o * w).sum() for o, w in zip([*outputs, h, c], weights))
+        got = torch.autograd.grad(loss, params)
+    finally:
+        lstm_module._native_kernels = saved
+    assert calls == [kernels == "native"] * lstm.n_layers
+    ref = lstm.double()
+    ref_state = tuple(s.detach().double().requires_grad_() for s in state)
+    ref_inputs = inputs.detach().double().requires_grad_()
+    ref_outputs, (rh, rc) = reference(
+        ref, ref_inputs, ref_state, lens if lens is not None else torch.full((5,), 5)
+    )
+    ref_loss = sum((o * w.double()).sum() for o, w in zip([*ref_outputs, rh, rc], weights))
+    want = torch.autograd.grad(ref_loss, [ref_inputs, *ref_state, *ref.parameters()])
+    for a, b in zip([*outputs, h, c], [*ref_outputs, rh, rc]):
+        torch.testing.assert_close(a, b.float(), atol=2e-5, rtol=2e-5)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b.float(), atol=1e-4, rtol=1e-4)
+
+
 def test_mixed_precision_training_runs_the_recurrence_in_float32(tiny_options):
     """Under autocast (bf16-mixed training) the steps take float32 inputs and give float32 grads."""
     from elmo_lm import BiLM, batch_to_ids

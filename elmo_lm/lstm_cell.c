@@ -1,0 +1,157 @@
+/* The LSTM cell's elementwise work of one step, both directions, in one pass per step.
+ *
+ * elmo_lm/native.py compiles this file on first use (cc -O3 -march=native) and elmo_lm/lstm.py
+ * calls it between the step's matmuls, which stay in torch. Each torch operation of a step
+ * reads and writes its whole (2, rows, 4H) or (2, rows, H) tensor; here each element is read
+ * once, and the gates, cell, tanh and output of a unit are computed together.
+ *
+ * Layout: every tensor is (2, rows, width) float32 with rows contiguous (row stride = width);
+ * the *_dir arguments are the distance in floats between direction 0 and direction 1.
+ * Gate blocks of a row are i, j, f, o (the weights file's order); bias and forget bias are
+ * already in the pre-activations.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The loops below write outputs that overlap none of their inputs: let them be vectorised. */
+#if defined(__clang__)
+#define VECTORIZE _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define VECTORIZE _Pragma("GCC ivdep")
+#else
+#define VECTORIZE
+#endif
+
+/* exp(x) for float x: Cody-Waite range reduction and a degree-6 polynomial (the Cephes expf
+ * coefficients), about 1 ulp; branch-free so that loops over it vectorise. */
+static inline float exp_f(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    /* round to nearest: adding 1.5 * 2^23 drops the fraction (|x * log2 e| < 2^22) */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+
+/* exp(y) - 1 for y <= 0, accurate near 0 (Taylor terms to y^8 for |y| <= 0.5). */
+static inline float expm1_neg(float y) {
+    float series = y * (1.0f + y * (1.0f / 2 + y * (1.0f / 6 + y * (1.0f / 24 + y * (1.0f / 120
+                   + y * (1.0f / 720 + y * (1.0f / 5040 + y * (1.0f / 40320))))))));
+    return y < -0.5f ? exp_f(y) - 1.0f : series;
+}
+
+/* tanh(x) = -expm1(-2|x|) / (2 + expm1(-2|x|)), with the sign of x: a few ulp everywhere. */
+static inline float tanh_f(float x) {
+    float e = expm1_neg(-2.0f * fabsf(x));
+    float t = -e / (2.0f + e);
+    return x < 0.0f ? -t : t;
+}
+
+static inline float clip_f(float x, float clip) {
+    return x > clip ? clip : (x < -clip ? -clip : x);  /* NaN passes, as torch.clamp */
+}
+
+/* Forward of one step. The gates' pre-activations are a + z_in: a (2, n, 4H) contiguous, the
+ * recurrent product h @ W; z_in the inputs' part (with the biases). c_prev: the cell before
+ * the step. Writes the activated gates to acts, the (clipped) cell, its tanh, and
+ * m = o * tanh(cell). */
+void elmo_lstm_forward(const float *a, const float *z_in, int64_t z_in_dir, const float *c_prev,
+                       int64_t c_prev_dir, float *acts, int64_t acts_dir, float *cells,
+                       float *tanh_cells, int64_t cells_dir, float *m, int64_t m_dir, int64_t n,
+                       int64_t H, int has_clip, float cell_clip) {
+    for (int64_t d = 0; d < 2; d++) {
+        for (int64_t r = 0; r < n; r++) {
+            const float *z = a + (d * n + r) * 4 * H;
+            const float *x = z_in + d * z_in_dir + r * 4 * H;
+            const float *cp = c_prev + d * c_prev_dir + r * H;
+            float *g_out = acts + d * acts_dir + r * 4 * H;
+            float *c_out = cells + d * cells_dir + r * H;
+            float *t_out = tanh_cells + d * cells_dir + r * H;
+            float *m_out = m + d * m_dir + r * H;
+            VECTORIZE
+            for (int64_t k = 0; k < H; k++) {
+                float i = sigmoid_f(z[k] + x[k]);
+                float j = tanh_f(z[H + k] + x[H + k]);
+                float f = sigmoid_f(z[2 * H + k] + x[2 * H + k]);
+                float o = sigmoid_f(z[3 * H + k] + x[3 * H + k]);
+                float c = f * cp[k] + i * j;
+                if (has_clip) c = clip_f(c, cell_clip);
+                float tc = tanh_f(c);
+                g_out[k] = i;
+                g_out[H + k] = j;
+                g_out[2 * H + k] = f;
+                g_out[3 * H + k] = o;
+                c_out[k] = c;
+                t_out[k] = tc;
+                m_out[k] = o * tc;
+            }
+        }
+    }
+}
+
+/* dst = (d_out + d_h) * (|out| < clip) (without the mask when has_clip is 0): the gradient
+ * reaching a step's output h, from the layer above and from the next step. */
+void elmo_lstm_output_grad(const float *d_out, int64_t d_out_dir, const float *d_h,
+                           int64_t d_h_dir, const float *out, int64_t out_dir, float *dst,
+                           int64_t dst_dir, int64_t n, int64_t width,
+                           int has_clip, float clip) {
+    for (int64_t d = 0; d < 2; d++) {
+        for (int64_t r = 0; r < n; r++) {
+            const float *go = d_out + d * d_out_dir + r * width;
+            const float *gh = d_h + d * d_h_dir + r * width;
+            const float *h = out + d * out_dir + r * width;
+            float *g = dst + d * dst_dir + r * width;
+            VECTORIZE
+            for (int64_t k = 0; k < width; k++) {
+                float v = go[k] + gh[k];
+                g[k] = (!has_clip || fabsf(h[k]) < clip) ? v : 0.0f;
+            }
+        }
+    }
+}
+
+/* Backward of one step. dm: (2, n, H) contiguous gradient of m = o * tanh(cell). d_c: in, the
+ * gradient reaching the cell from the next step; out, the gradient reaching the previous cell.
+ * Writes the gate pre-activations' gradient to dz. */
+void elmo_lstm_backward(const float *dm, float *d_c, int64_t d_c_dir, const float *acts,
+                        int64_t acts_dir, const float *c_prev, int64_t c_prev_dir,
+                        const float *cells, const float *tanh_cells, int64_t cells_dir,
+                        float *dz, int64_t dz_dir, int64_t n, int64_t H,
+                        int has_clip, float cell_clip) {
+    for (int64_t d = 0; d < 2; d++) {
+        for (int64_t r = 0; r < n; r++) {
+            const float *gm = dm + (d * n + r) * H;
+            float *gc = d_c + d * d_c_dir + r * H;
+            const float *g = acts + d * acts_dir + r * 4 * H;
+            const float *cp = c_prev + d * c_prev_dir + r * H;
+            const float *c = cells + d * cells_dir + r * H;
+            const float *tc = tanh_cells + d * cells_dir + r * H;
+            float *out = dz + d * dz_dir + r * 4 * H;
+            VECTORIZE
+            for (int64_t k = 0; k < H; k++) {
+                float i = g[k], j = g[H + k], f = g[2 * H + k], o = g[3 * H + k];
+                float t = tc[k];
+                float dc = gc[k] + gm[k] * o * (1.0f - t * t);
+                if (has_clip && !(fabsf(c[k]) < cell_clip)) dc = 0.0f;
+                out[k] = dc * j * i * (1.0f - i);
+                out[H + k] = dc * i * (1.0f - j * j);
+                out[2 * H + k] = dc * cp[k] * f * (1.0f - f);
+                out[3 * H + k] = gm[k] * t * o * (1.0f - o);
+                gc[k] = dc * f;
+            }
+        }
+    }
+}

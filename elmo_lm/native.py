@@ -1,0 +1,111 @@
+"""The C kernels of ``lstm_cell.c``: compiled on first use with the system's C compiler.
+
+The LSTM's recurrent steps are many small operations per step; on the CPU most of their time is
+spent going over memory once per operation. ``lstm_cell.c`` does a step's elementwise work in
+one pass. It is built once per machine into the user's cache directory and loaded with ctypes;
+where there is no C compiler (or ``ELMO_LM_NATIVE=0``), the LSTM runs on torch operations
+instead, with the same results to float32 rounding (``tests/test_lstm.py`` checks both).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("lstm_cell.c")
+FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
+ENV_SWITCH = "ELMO_LM_NATIVE"  # 0: never build or use the kernels
+
+_P, _I, _C, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+SIGNATURES = {
+    "elmo_lstm_forward": [_P, _P, _I, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
+    "elmo_lstm_output_grad": [_P, _I, _P, _I, _P, _I, _P, _I, _I, _I, _C, _F],
+    "elmo_lstm_backward": [_P, _P, _I, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
+}
+
+
+def cache_dir() -> Path:
+    """``$ELMO_LM_CACHE`` or ``$XDG_CACHE_HOME/elmo_lm`` (``~/.cache/elmo_lm``), then ``native``."""
+    root = os.environ.get("ELMO_LM_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    base = Path(root) if root else Path.home() / ".cache"
+    return (base if os.environ.get("ELMO_LM_CACHE") else base / "elmo_lm") / "native"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name and flags: -march=native code is only for CPUs like the builder."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor()
+    wanted = [line for line in text.splitlines() if line.startswith(("model name", "flags"))]
+    return "\n".join(wanted[:2])
+
+
+def _compiler() -> str | None:
+    names = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
+    return next((shutil.which(name) for name in names if shutil.which(name)), None)
+
+
+def _build(compiler: str) -> Path:
+    """Compiles ``lstm_cell.c`` into the cache (once per source, flags, compiler and CPU)."""
+    key = hashlib.sha256(
+        "\0".join([SOURCE.read_text(), *FLAGS, compiler, platform.machine(), _cpu_model()]).encode()
+    ).hexdigest()[:16]
+    target = cache_dir() / key / "lstm_cell.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Built under a temporary name and renamed: processes building at once (DDP ranks) each
+    # finish a whole file, and the last rename wins.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / "lstm_cell.so"
+        subprocess.run(
+            [compiler, *FLAGS, "-o", str(built), str(SOURCE)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        os.replace(built, target)
+    return target
+
+
+@cache
+def kernels() -> ctypes.CDLL | None:
+    """The compiled kernels, or None (with one logged line saying why) where they cannot be had."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        log.warning(
+            "elmo_lm: no C compiler (cc, gcc or clang; or $CC) found, so the LSTM steps run "
+            "on torch operations, about 1.5x slower on the CPU; install one to speed them up"
+        )
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.SubprocessError) as err:
+        detail = getattr(err, "stderr", None) or str(err)
+        log.warning(
+            "elmo_lm: building %s with %s failed (%s), so the LSTM steps run on torch "
+            "operations; set %s=0 to skip the build",
+            SOURCE.name,
+            compiler,
+            detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__,
+            ENV_SWITCH,
+        )
+        return None
+    for name, argtypes in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+    return lib
