@@ -14,7 +14,7 @@ from torch import nn
 from elmo_lm.atomic import atomic_path
 from elmo_lm.char_cnn import CharCNN
 from elmo_lm.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
-from elmo_lm.lstm import ElmoLstm, LstmState
+from elmo_lm.lstm import ElmoLstm, LstmState, dropout
 from elmo_lm.options import BiLMOptions
 from elmo_lm.pretrained import resolve
 from elmo_lm.weights_file import load_weights, save_weights
@@ -268,7 +268,7 @@ class BiLM(nn.Module):
         outputs, new_state = self.lstm(emb, state)
         top = outputs[-1]
         if self.training and self.options.dropout > 0:
-            top = nn.functional.dropout(top, self.options.dropout, training=True)
+            top = dropout(top, self.options.dropout)
         return top[0], top[1], new_state
 
     def _start_state(self, batch: int, like: torch.Tensor) -> LstmState:

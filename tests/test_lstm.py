@@ -139,3 +139,18 @@ def test_mixed_precision_training_runs_the_recurrence_in_float32(tiny_options):
     )
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
         assert len(bilm.eval()(ids)["layers"]) == 3
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.5, 1.0])
+def test_dropout_keeps_one_minus_p_and_rescales(p):
+    from elmo_lm.lstm import dropout
+
+    torch.manual_seed(0)
+    x = torch.full((200_000,), 2.0, requires_grad=True)
+    y = dropout(x, p)
+    kept = y != 0
+    if p < 1.0:
+        assert torch.allclose(y[kept], torch.tensor(2.0 / (1.0 - p)))
+    assert abs(kept.float().mean().item() - (1.0 - p)) < 0.005
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, (y / 2.0).detach())  # gradient: the same mask and scale
