@@ -144,10 +144,11 @@ class ElmoLstm(nn.Module):
         bias = (self.biases[layer] + self._forget_bias).unsqueeze(1)  # (2, 1, 4H)
         # (2, n_positions, 4H): the inputs' part of every step at once
         if matmul.fits_onednn(x[0], w_in[0]):
-            z_in = torch.stack([matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(2)])
+            z_fwd, z_bwd = (matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(2))
         else:  # small: one batched product for both directions
-            z_in = torch.baddbmm(bias, x, w_in)
-        return LstmSteps.apply(z_in, h, c, w_rec, proj, batch_sizes, self.cell_clip, self.proj_clip)
+            z_fwd, z_bwd = torch.baddbmm(bias, x, w_in)
+        clips = self.cell_clip, self.proj_clip
+        return LstmSteps.apply(z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, *clips)
 
 
 class LstmSteps(torch.autograd.Function):
@@ -160,7 +161,8 @@ class LstmSteps(torch.autograd.Function):
     Under autocast (mixed precision) the steps run in float32: the recurrence and its clipping
     stay exact, only the large input matmul before them runs in low precision.
 
-    Inputs: z_in (2, N, 4H) time-major packed input contributions (bias and forget bias in);
+    Inputs: z_fwd and z_bwd (N, 4H), each direction's time-major packed input contributions
+    (bias and forget bias in);
     h (2, B, P) and c (2, B, H) initial states of the rows sorted by length; w_rec (2, P, 4H);
     proj (2, H, P), or None for no projection (and no proj_clip); batch_sizes, the running rows
     per step. Returns the packed outputs (2, N, P) and each row's final h and c.
@@ -169,12 +171,13 @@ class LstmSteps(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, z_in, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip):
+    def forward(ctx, z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip):
         ctx.batch_sizes, ctx.clips = batch_sizes, (cell_clip, proj_clip)
-        lib = _native_kernels(z_in)
+        lib = _native_kernels(z_fwd)
         ctx.native = lib is not None
         if lib is not None:
-            return _native_forward(ctx, lib, z_in, h, c, w_rec, proj)
+            return _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj)
+        z_in = torch.stack([z_fwd, z_bwd])
         dim = c.shape[-1]
         h0, c0 = h, c
         acts, cells, tanh_cells, pre_proj, outs, done_h, done_c = [], [], [], [], [], [], []
@@ -278,12 +281,12 @@ class LstmSteps(torch.autograd.Function):
         if proj is not None:
             pre_proj = torch.cat(ctx.pre_proj, dim=1)  # (2, N, H)
             d_proj = matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)  # (2, H, P)
-        return d_z_in, d_h, d_c, d_w_rec, d_proj, None, None, None
+        return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
 
 
-def _native_kernels(z_in: torch.Tensor):
+def _native_kernels(z: torch.Tensor):
     """``lstm_cell.c``'s kernels where they apply: float32 CPU tensors, not under compile."""
-    if z_in.device.type != "cpu" or z_in.dtype != torch.float32:
+    if z.device.type != "cpu" or z.dtype != torch.float32:
         return None
     if torch.compiler.is_compiling():
         return None
@@ -291,8 +294,8 @@ def _native_kernels(z_in: torch.Tensor):
 
 
 class _Rows:
-    """Addresses of rows of a contiguous (2, N, width) float32 buffer, for the kernels: a
-    slice costs a tensor, an address costs an addition."""
+    """Addresses of rows of a contiguous (2, N, width) or (N, width) float32 buffer, for the
+    kernels: a slice costs a tensor, an address costs an addition."""
 
     def __init__(self, t: torch.Tensor):
         self.base, self.row, self.dir = t.data_ptr(), t.shape[-1] * 4, t.stride(0)
@@ -308,7 +311,7 @@ def _step_starts(sizes: list[int]) -> list[int]:
     return starts
 
 
-def _native_forward(ctx, lib, z_in, h, c, w_rec, proj):
+def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
     """LstmSteps.forward with each step's elementwise work in one kernel (``lstm_cell.c``).
 
     The gates, cells, their tanh and the projection inputs go straight into (2, N, .) buffers
@@ -316,17 +319,18 @@ def _native_forward(ctx, lib, z_in, h, c, w_rec, proj):
     """
     sizes = ctx.batch_sizes
     cell_clip, proj_clip = ctx.clips
-    z_in, h, c = z_in.contiguous(), h.contiguous(), c.contiguous()
-    _, total, four_dim = z_in.shape
+    z_fwd, z_bwd = z_fwd.contiguous(), z_bwd.contiguous()
+    h, c = h.contiguous(), c.contiguous()
+    total, four_dim = z_fwd.shape
     dim = four_dim // 4
     h0, c0 = h, c
-    acts = z_in.new_empty(2, total, four_dim)
-    cells = z_in.new_empty(2, total, dim)
-    tanh_cells = z_in.new_empty(2, total, dim)
-    pre_proj = z_in.new_empty(2, total, dim) if proj is not None else None
+    acts = z_fwd.new_empty(2, total, four_dim)
+    cells = z_fwd.new_empty(2, total, dim)
+    tanh_cells = z_fwd.new_empty(2, total, dim)
+    pre_proj = z_fwd.new_empty(2, total, dim) if proj is not None else None
     outs, done_h, done_c = [], [], []
     has_clip, clip = cell_clip is not None, float(cell_clip or 0.0)
-    z_rows, act_rows, cell_rows = _Rows(z_in), _Rows(acts), _Rows(cells)
+    z_rows, act_rows, cell_rows = (_Rows(z_fwd), _Rows(z_bwd)), _Rows(acts), _Rows(cells)
     tanh_rows = _Rows(tanh_cells)
     m_rows = None if pre_proj is None else _Rows(pre_proj)
     c_rows, c_start = _Rows(c), None  # the cell before the step: c0's rows, then cells'
@@ -345,7 +349,8 @@ def _native_forward(ctx, lib, z_in, h, c, w_rec, proj):
             m = pre_proj[:, start : start + n]
             m_ptr, m_dir = m_rows.at(start), m_rows.dir
         lib.elmo_lstm_forward(
-            *(a.data_ptr(), z_rows.at(start), z_rows.dir, c_rows.at(c_start or 0), c_rows.dir),
+            *(a.data_ptr(), z_rows[0].at(start), z_rows[1].at(start)),
+            *(c_rows.at(c_start or 0), c_rows.dir),
             *(act_rows.at(start), act_rows.dir),
             *(cell_rows.at(start), tanh_rows.at(start), cell_rows.dir),
             *(m_ptr, m_dir, n, dim, has_clip, clip),
@@ -422,4 +427,4 @@ def _native_backward(ctx, d_out, d_h_final, d_c_final):
     d_proj = None
     if proj is not None:
         d_proj = matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)  # (2, H, P)
-    return d_z_in, d_h, d_c, d_w_rec, d_proj, None, None, None
+    return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None

@@ -64,18 +64,18 @@ static inline float clip_f(float x, float clip) {
     return x > clip ? clip : (x < -clip ? -clip : x);  /* NaN passes, as torch.clamp */
 }
 
-/* Forward of one step. The gates' pre-activations are a + z_in: a (2, n, 4H) contiguous, the
- * recurrent product h @ W; z_in the inputs' part (with the biases). c_prev: the cell before
- * the step. Writes the activated gates to acts, the (clipped) cell, its tanh, and
- * m = o * tanh(cell). */
-void elmo_lstm_forward(const float *a, const float *z_in, int64_t z_in_dir, const float *c_prev,
+/* Forward of one step. The gates' pre-activations are a + z: a (2, n, 4H) contiguous, the
+ * recurrent product h @ W; z the inputs' part (with the biases), rows of 4H at z_fwd for the
+ * forward direction and z_bwd for the backward one. c_prev: the cell before the step. Writes
+ * the activated gates to acts, the (clipped) cell, its tanh, and m = o * tanh(cell). */
+void elmo_lstm_forward(const float *a, const float *z_fwd, const float *z_bwd, const float *c_prev,
                        int64_t c_prev_dir, float *acts, int64_t acts_dir, float *cells,
                        float *tanh_cells, int64_t cells_dir, float *m, int64_t m_dir, int64_t n,
                        int64_t H, int has_clip, float cell_clip) {
     for (int64_t d = 0; d < 2; d++) {
         for (int64_t r = 0; r < n; r++) {
             const float *z = a + (d * n + r) * 4 * H;
-            const float *x = z_in + d * z_in_dir + r * 4 * H;
+            const float *x = (d ? z_bwd : z_fwd) + r * 4 * H;
             const float *cp = c_prev + d * c_prev_dir + r * H;
             float *g_out = acts + d * acts_dir + r * 4 * H;
             float *c_out = cells + d * cells_dir + r * H;

@@ -28,7 +28,7 @@ ENV_SWITCH = "ELMO_LM_NATIVE"  # 0: never build or use the kernels
 
 _P, _I, _C, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 SIGNATURES = {
-    "elmo_lstm_forward": [_P, _P, _I, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
+    "elmo_lstm_forward": [_P, _P, _P, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
     "elmo_lstm_output_grad": [_P, _I, _P, _I, _P, _I, _P, _I, _I, _I, _C, _F],
     "elmo_lstm_backward": [_P, _P, _I, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
 }
