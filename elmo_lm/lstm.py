@@ -285,7 +285,7 @@ class LstmSteps(torch.autograd.Function):
 
 
 def _native_kernels(z: torch.Tensor):
-    """``lstm_cell.c``'s kernels where they apply: float32 CPU tensors, not under compile."""
+    """``kernels.c``'s kernels where they apply: float32 CPU tensors, not under compile."""
     if z.device.type != "cpu" or z.dtype != torch.float32:
         return None
     if torch.compiler.is_compiling():
@@ -312,7 +312,7 @@ def _step_starts(sizes: list[int]) -> list[int]:
 
 
 def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
-    """LstmSteps.forward with each step's elementwise work in one kernel (``lstm_cell.c``).
+    """LstmSteps.forward with each step's elementwise work in one kernel (``kernels.c``).
 
     The gates, cells, their tanh and the projection inputs go straight into (2, N, .) buffers
     that the backward pass reads as they are.
@@ -373,7 +373,7 @@ def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
 
 
 def _native_backward(ctx, d_out, d_h_final, d_c_final):
-    """LstmSteps.backward with each step's elementwise work in one kernel (``lstm_cell.c``)."""
+    """LstmSteps.backward with each step's elementwise work in one kernel (``kernels.c``)."""
     h0, c0, w_rec, proj, out, acts, cells, tanh_cells, pre_proj = ctx.saved_tensors
     lib = native.kernels()
     cell_clip, proj_clip = ctx.clips

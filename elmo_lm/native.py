@@ -1,10 +1,12 @@
-"""The C kernels of ``lstm_cell.c``: compiled on first use with the system's C compiler.
+"""The C kernels of ``kernels.c``: compiled on first use with the system's C compiler.
 
 The LSTM's recurrent steps are many small operations per step; on the CPU most of their time is
-spent going over memory once per operation. ``lstm_cell.c`` does a step's elementwise work in
-one pass. It is built once per machine into the user's cache directory and loaded with ctypes;
-where there is no C compiler (or ``ELMO_LM_NATIVE=0``), the LSTM runs on torch operations
-instead, with the same results to float32 rounding (``tests/test_lstm.py`` checks both).
+spent going over memory once per operation. ``kernels.c`` does a step's elementwise work in
+one pass, and reads the log-uniform sampler's stream of draws in one loop. It is built once per
+machine into the user's cache directory and loaded with ctypes; where there is no C compiler
+(or ``ELMO_LM_NATIVE=0``), both run on torch operations instead: the LSTM with the same results
+to float32 rounding (``tests/test_lstm.py`` checks both), the sampler with the same ids
+(``tests/test_softmax.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("lstm_cell.c")
+SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
 ENV_SWITCH = "ELMO_LM_NATIVE"  # 0: never build or use the kernels
 
@@ -31,6 +33,7 @@ SIGNATURES = {
     "elmo_lstm_forward": [_P, _P, _P, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
     "elmo_lstm_output_grad": [_P, _I, _P, _I, _P, _I, _P, _I, _I, _I, _C, _F],
     "elmo_lstm_backward": [_P, _P, _I, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
+    "elmo_first_distinct": [_P, _I, _I, _P, _P, _P],
 }
 
 
@@ -57,18 +60,18 @@ def _compiler() -> str | None:
 
 
 def _build(compiler: str) -> Path:
-    """Compiles ``lstm_cell.c`` into the cache (once per source, flags, compiler and CPU)."""
+    """Compiles ``kernels.c`` into the cache (once per source, flags, compiler and CPU)."""
     key = hashlib.sha256(
         "\0".join([SOURCE.read_text(), *FLAGS, compiler, platform.machine(), _cpu_model()]).encode()
     ).hexdigest()[:16]
-    target = cache_dir() / key / "lstm_cell.so"
+    target = cache_dir() / key / "kernels.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Built under a temporary name and renamed: processes building at once (DDP ranks) each
     # finish a whole file, and the last rename wins.
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / "lstm_cell.so"
+        built = Path(tmp) / "kernels.so"
         subprocess.run(
             [compiler, *FLAGS, "-o", str(built), str(SOURCE)],
             check=True,
@@ -88,8 +91,8 @@ def kernels() -> ctypes.CDLL | None:
     compiler = _compiler()
     if compiler is None:
         log.warning(
-            "elmo_lm: no C compiler (cc, gcc or clang; or $CC) found, so the LSTM steps run "
-            "on torch operations, about 1.5x slower on the CPU; install one to speed them up"
+            "elmo_lm: no C compiler (cc, gcc or clang; or $CC) found, so the LSTM steps and "
+            "the sampler run on torch operations, slower on the CPU; install one to speed them up"
         )
         return None
     try:
@@ -97,8 +100,8 @@ def kernels() -> ctypes.CDLL | None:
     except (OSError, subprocess.SubprocessError) as err:
         detail = getattr(err, "stderr", None) or str(err)
         log.warning(
-            "elmo_lm: building %s with %s failed (%s), so the LSTM steps run on torch "
-            "operations; set %s=0 to skip the build",
+            "elmo_lm: building %s with %s failed (%s), so the LSTM steps and the sampler run "
+            "on torch operations; set %s=0 to skip the build",
             SOURCE.name,
             compiler,
             detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__,
@@ -108,4 +111,5 @@ def kernels() -> ctypes.CDLL | None:
     for name, argtypes in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, None
+    lib.elmo_first_distinct.restype = _I
     return lib

@@ -74,13 +74,13 @@ def test_gradients_match_autograd(tiny_options, clip, lengths, dim):
 @pytest.mark.parametrize("lengths", [None, [5, 2, 0, 5, 3]])
 @pytest.mark.parametrize("kernels", ["native", "torch"])
 def test_float32_steps_match_the_float64_reference(tiny_options, clip, lengths, dim, kernels):
-    """Float32 training runs the steps in lstm_cell.c's kernels (or, without a C compiler, in
+    """Float32 training runs the steps in kernels.c's kernels (or, without a C compiler, in
     torch operations): outputs, states and all gradients as the float64 reference's."""
     from elmo_lm import lstm as lstm_module
     from elmo_lm import native
 
     if kernels == "native" and native.kernels() is None:
-        pytest.skip("no C compiler: the kernels of lstm_cell.c cannot be built here")
+        pytest.skip("no C compiler: the kernels of kernels.c cannot be built here")
     torch.manual_seed(0)
     lstm = ElmoLstm(tiny_options(dim=dim, cell_clip=clip, proj_clip=clip, dropout=0.0))
     for p in lstm.parameters():  # weights large enough that the clips and gates saturate

@@ -1,4 +1,4 @@
-"""Building lstm_cell.c: cached per machine, and a clear fallback where it cannot be built."""
+"""Building kernels.c: cached per machine, and a clear fallback where it cannot be built."""
 
 import logging
 
@@ -21,11 +21,11 @@ def test_builds_once_into_the_cache(fresh, monkeypatch):
         pytest.skip("no C compiler here")
     lib = native.kernels()
     assert lib is not None and hasattr(lib, "elmo_lstm_forward")
-    (built,) = fresh.glob("native/*/lstm_cell.so")
+    (built,) = fresh.glob("native/*/kernels.so")
     native.kernels.cache_clear()
     monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
     assert native.kernels() is not None
-    assert list(fresh.glob("native/*/lstm_cell.so")) == [built]
+    assert list(fresh.glob("native/*/kernels.so")) == [built]
 
 
 def test_switched_off(fresh, monkeypatch):
@@ -53,4 +53,4 @@ def test_a_failing_build_is_one_warning(fresh, monkeypatch, caplog, tmp_path):
     (record,) = caplog.records
     assert "broken-cc: cannot compile" in record.getMessage()
     assert native.ENV_SWITCH in record.getMessage()
-    assert not list(tmp_path.glob("native/*/lstm_cell.so"))
+    assert not list(tmp_path.glob("native/*/kernels.so"))

@@ -166,6 +166,34 @@ def test_a_pass_that_falls_short_reads_on_in_the_same_stream(monkeypatch):
     assert ids.tolist() == expected and int(tries) == expected_tries
 
 
+@pytest.mark.parametrize("num_sampled, range_max, m", [(200, 1000, 2000), (300, 1000, 300)])
+def test_the_compiled_stream_reader_equals_first_distinct(num_sampled, range_max, m):
+    """kernels.c's loop (the CPU's sampler) and the torch version give the same ids and tries,
+    and the same verdict on a stream too short to hold num_sampled distinct ids (the loop stops
+    counting at num_sampled)."""
+    from elmo_lm import native
+
+    lib = native.kernels()
+    if lib is None:
+        pytest.skip("no C compiler: kernels.c cannot be built here")
+    for seed in range(20):
+        draws = torch.tensor(_log_uniform_stream(seed, m, range_max))
+        ids, tries, found = softmax_module._first_distinct_cpu(lib, draws, num_sampled, range_max)
+        ref_ids, ref_tries, ref_found = first_distinct(draws, num_sampled, range_max)
+        assert min(int(ref_found), num_sampled) == int(found)
+        if int(found) >= num_sampled:
+            assert ids.tolist() == ref_ids.tolist() and int(tries) == int(ref_tries)
+        else:
+            assert ids[: int(found)].tolist() == _stream_reference_prefix(draws.tolist())
+
+
+def _stream_reference_prefix(stream: list[int]) -> list[int]:
+    seen: dict[int, None] = {}
+    for x in stream:
+        seen.setdefault(x, None)
+    return list(seen)
+
+
 def test_draws_needed_falls_short_almost_never():
     # The expected distinct count less 8 standard deviations reaches S, so 300 seeds all
     # find enough in the first pass (a pass that falls short would read on, see above).

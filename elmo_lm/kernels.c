@@ -1,7 +1,8 @@
-/* The LSTM cell's elementwise work of one step, both directions, in one pass per step.
+/* Loops that torch runs as many small operations, in one pass each (elmo_lm/native.py compiles
+ * this file on first use with cc -O3 -march=native).
  *
- * elmo_lm/native.py compiles this file on first use (cc -O3 -march=native) and elmo_lm/lstm.py
- * calls it between the step's matmuls, which stay in torch. Each torch operation of a step
+ * The LSTM cell's elementwise work of one step, both directions: elmo_lm/lstm.py calls it
+ * between the step's matmuls, which stay in torch. Each torch operation of a step
  * reads and writes its whole (2, rows, 4H) or (2, rows, H) tensor; here each element is read
  * once, and the gates, cell, tanh and output of a unit are computed together.
  *
@@ -154,4 +155,26 @@ void elmo_lstm_backward(const float *dm, float *d_c, int64_t d_c_dir, const floa
             }
         }
     }
+}
+
+/* The first num_sampled distinct values of draws[0..m) (ids in [0, range_max)), in order of
+ * first draw, into ids; seen: range_max zeroed bytes. Returns the draws read to see them
+ * (num_tries), or m when there are fewer; *found: the distinct values read (at most
+ * num_sampled). The
+ * log-uniform sampler's stream, read as TF's unique sampler reads it (elmo_lm/softmax.py). */
+int64_t elmo_first_distinct(const int64_t *draws, int64_t m, int64_t num_sampled,
+                            uint8_t *seen, int64_t *ids, int64_t *found) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < m; i++) {
+        int64_t id = draws[i];
+        if (seen[id]) continue;
+        seen[id] = 1;
+        ids[n++] = id;
+        if (n == num_sampled) {
+            *found = n;
+            return i + 1;
+        }
+    }
+    *found = n;
+    return m;
 }
