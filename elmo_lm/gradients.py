@@ -8,6 +8,8 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 
+from elmo_lm import native
+
 
 def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
     """Clips the global L2 norm of all gradients, dense or sparse, to ``max_norm``.
@@ -66,6 +68,26 @@ def _coalesce_rows(grad: torch.Tensor, plan=None) -> tuple[torch.Tensor, object]
     if grad.is_coalesced() or grad.device.type != "cpu" or grad.sparse_dim() != 1:
         return grad.coalesce(), plan
     entries, values = grad._indices()[0], grad._values()  # (n,), (n, *row)
+    lib = native.kernels() if values.dtype == torch.float32 else None
+    if lib is not None:  # one C pass (kernels.c)
+        entries, values = entries.contiguous(), values.contiguous()
+        width = values[0].numel() if len(values) else 0
+        rows = torch.empty_like(entries)
+        summed = values.new_empty(values.shape)
+        slot = torch.empty(grad.shape[0], dtype=torch.long)  # scratch: kept alive for the call
+        k = lib.elmo_coalesce_rows(
+            entries.data_ptr(),
+            values.data_ptr(),
+            len(entries),
+            width,
+            grad.shape[0],
+            slot.data_ptr(),
+            rows.data_ptr(),
+            summed.data_ptr(),
+        )
+        return torch.sparse_coo_tensor(
+            rows[None, :k], summed[:k], grad.shape, is_coalesced=True
+        ), plan
     if plan is None or not (plan[0].shape == entries.shape and torch.equal(plan[0], entries)):
         seen = torch.zeros(grad.shape[0], dtype=torch.bool)
         seen[entries] = True

@@ -160,8 +160,8 @@ void elmo_lstm_backward(const float *dm, float *d_c, int64_t d_c_dir, const floa
 /* The first num_sampled distinct values of draws[0..m) (ids in [0, range_max)), in order of
  * first draw, into ids; seen: range_max zeroed bytes. Returns the draws read to see them
  * (num_tries), or m when there are fewer; *found: the distinct values read (at most
- * num_sampled). The
- * log-uniform sampler's stream, read as TF's unique sampler reads it (elmo_lm/softmax.py). */
+ * num_sampled). The log-uniform sampler's stream, read as TF's unique sampler reads it
+ * (elmo_lm/softmax.py). */
 int64_t elmo_first_distinct(const int64_t *draws, int64_t m, int64_t num_sampled,
                             uint8_t *seen, int64_t *ids, int64_t *found) {
     int64_t n = 0;
@@ -177,4 +177,63 @@ int64_t elmo_first_distinct(const int64_t *draws, int64_t m, int64_t num_sampled
     }
     *found = n;
     return m;
+}
+
+/* The distinct rows among entries[0..n) (each in [0, n_rows)), in increasing order, into rows,
+ * and each distinct row's sum of its entries' values (rows of width floats, summed in entry
+ * order) into sums; slot: n_rows int64 scratch. Returns the number of distinct rows. A sparse
+ * gradient's coalesce (elmo_lm/gradients.py). */
+int64_t elmo_coalesce_rows(const int64_t *entries, const float *values, int64_t n,
+                           int64_t width, int64_t n_rows, int64_t *slot, int64_t *rows,
+                           float *sums) {
+    memset(slot, 0, (size_t)n_rows * sizeof(int64_t));
+    for (int64_t i = 0; i < n; i++) slot[entries[i]] = 1;
+    int64_t k = 0;
+    for (int64_t r = 0; r < n_rows; r++) {
+        if (slot[r] == 1) {
+            slot[r] = k;
+            rows[k++] = r;
+        } else {
+            slot[r] = -1;
+        }
+    }
+    memset(sums, 0, (size_t)(k * width) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        float *dst = sums + slot[entries[i]] * width;
+        const float *src = values + i * width;
+        VECTORIZE
+        for (int64_t j = 0; j < width; j++) dst[j] += src[j];
+    }
+    return k;
+}
+
+/* Adagrad on distinct rows: per element, sum += g * g; param -= clr * g / (sqrt(sum) + eps),
+ * rounded as torch's Adagrad rounds it (a product, then a sum; no fused multiply-add). */
+#if defined(__clang__)
+#define NO_CONTRACT _Pragma("clang fp contract(off)")
+#define NO_CONTRACT_ATTR
+#elif defined(__GNUC__)
+#define NO_CONTRACT
+#define NO_CONTRACT_ATTR __attribute__((optimize("fp-contract=off")))
+#else
+#define NO_CONTRACT
+#define NO_CONTRACT_ATTR
+#endif
+NO_CONTRACT_ATTR
+void elmo_adagrad_rows(const int64_t *rows, const float *grads, int64_t k, int64_t width,
+                       float *state_sum, float *param, float clr, float eps) {
+    NO_CONTRACT
+    for (int64_t i = 0; i < k; i++) {
+        const float *g = grads + i * width;
+        float *s = state_sum + rows[i] * width;
+        float *p = param + rows[i] * width;
+        VECTORIZE
+        for (int64_t j = 0; j < width; j++) {
+            float sq = g[j] * g[j];
+            float sum = s[j] + sq;
+            s[j] = sum;
+            float std = sqrtf(sum) + eps;
+            p[j] = p[j] + (g[j] / std) * -clr;
+        }
+    }
 }

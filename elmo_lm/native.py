@@ -34,6 +34,8 @@ SIGNATURES = {
     "elmo_lstm_output_grad": [_P, _I, _P, _I, _P, _I, _P, _I, _I, _I, _C, _F],
     "elmo_lstm_backward": [_P, _P, _I, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
     "elmo_first_distinct": [_P, _I, _I, _P, _P, _P],
+    "elmo_coalesce_rows": [_P, _P, _I, _I, _I, _P, _P, _P],
+    "elmo_adagrad_rows": [_P, _P, _I, _I, _P, _P, _F, _F],
 }
 
 
@@ -111,5 +113,5 @@ def kernels() -> ctypes.CDLL | None:
     for name, argtypes in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, None
-    lib.elmo_first_distinct.restype = _I
+    lib.elmo_first_distinct.restype = lib.elmo_coalesce_rows.restype = _I
     return lib

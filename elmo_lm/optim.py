@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch.optim.adagrad import adagrad
 
+from elmo_lm import native
 from elmo_lm.gradients import coalesce_rows
 
 
@@ -76,7 +77,31 @@ class RowAdagrad(torch.optim.Adagrad):
         grad = coalesce_rows(param.grad)
         rows, values = grad._indices()[0], grad._values()  # distinct rows, (K, *row)
         sums = state["sum"]
+        lib = native.kernels() if _row_kernel_fits(param, values, sums) else None
+        if lib is not None:  # one C pass over the rows (kernels.c), rounded as below
+            values, rows = values.contiguous(), rows.contiguous()
+            lib.elmo_adagrad_rows(
+                rows.data_ptr(),
+                values.data_ptr(),
+                len(rows),
+                values[0].numel(),
+                sums.data_ptr(),
+                param.data_ptr(),
+                clr,
+                group["eps"],
+            )
+            return
         sums.index_add_(0, rows, values * values)
         std = sums.index_select(0, rows).sqrt_().add_(group["eps"])
         # (index_add_ with alpha= takes a path four times slower than scaling first)
         param.index_add_(0, rows, torch.div(values, std).mul_(-clr))
+
+
+def _row_kernel_fits(param: torch.Tensor, values: torch.Tensor, sums: torch.Tensor) -> bool:
+    return (
+        len(values) > 0
+        and param.device.type == "cpu"
+        and param.dtype == values.dtype == sums.dtype == torch.float32
+        and param.is_contiguous()
+        and sums.is_contiguous()
+    )
