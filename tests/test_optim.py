@@ -8,8 +8,19 @@ import copy
 import pytest
 import torch
 
+from elmo_lm import native
 from elmo_lm.gradients import coalesce_rows
 from elmo_lm.optim import RowAdagrad
+
+
+@pytest.fixture(params=["native", "torch"])
+def kernels(request, monkeypatch):
+    """Each test runs with kernels.c's row loops and with torch operations only."""
+    if request.param == "native" and native.kernels() is None:
+        pytest.skip("no C compiler: kernels.c cannot be built here")
+    if request.param == "torch":
+        monkeypatch.setattr(native, "kernels", lambda: None)
+    return request.param
 
 
 def _params() -> list[torch.nn.Parameter]:
@@ -33,7 +44,7 @@ def _set_grads(params: list[torch.nn.Parameter], step: int) -> None:
 
 
 @pytest.mark.parametrize("lr_decay", [0.0, 0.1])
-def test_row_adagrad_updates_as_torch_adagrad(lr_decay):
+def test_row_adagrad_updates_as_torch_adagrad(lr_decay, kernels):
     ours, theirs = _params(), _params()
     kwargs = dict(lr=0.2, initial_accumulator_value=1.0, lr_decay=lr_decay)
     opt_ours, opt_theirs = RowAdagrad(ours, **kwargs), torch.optim.Adagrad(theirs, **kwargs)
@@ -74,7 +85,7 @@ def test_row_adagrad_weight_decay_takes_torchs_step():
         assert torch.equal(a, b)
 
 
-def test_coalesce_rows_is_coalesce():
+def test_coalesce_rows_is_coalesce(kernels):
     g = torch.Generator().manual_seed(1)
     rows = torch.randint(0, 30, (100,), generator=g)
     grad = torch.sparse_coo_tensor(rows[None], torch.randn(100, 5, generator=g), (30, 5))
@@ -85,7 +96,7 @@ def test_coalesce_rows_is_coalesce():
     assert coalesce_rows(ours) is ours or torch.equal(coalesce_rows(ours)._values(), ours._values())
 
 
-def test_clip_coalesces_gradients_sharing_their_rows_and_not():
+def test_clip_coalesces_gradients_sharing_their_rows_and_not(kernels):
     """The softmax's weight and bias gradients share one row table; a gradient with other
     entries gets its own."""
     from elmo_lm.gradients import clip_grad_norm
