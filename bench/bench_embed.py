@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # elmo_lm, installed or not
 from common import ordinary_sentences, small_options, table, zipf_words  # noqa: E402
 
 from elmo_lm.bilm import BiLM  # noqa: E402

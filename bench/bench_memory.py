@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # elmo_lm, installed or not
 from bench_peer import shape_options  # noqa: E402
 from bench_train import make_batches, step_times  # noqa: E402
 from common import table  # noqa: E402

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # elmo_lm, installed or not
 from common import lstm_flops, matmul_peak, small_options, table, token_encoder_flops, zipf_words  # noqa: E402
 
 from elmo_lm.allocator import keep_freed_memory  # noqa: E402
