@@ -100,7 +100,9 @@ def kernels() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(_build(compiler)))
     except (OSError, subprocess.SubprocessError) as err:
-        detail = getattr(err, "stderr", None) or str(err)
+        detail = getattr(err, "stderr", None) or (
+            f"exit status {err.returncode}" if hasattr(err, "returncode") else str(err)
+        )
         log.warning(
             "elmo_lm: building %s with %s failed (%s), so the LSTM steps and the sampler run "
             "on torch operations; set %s=0 to skip the build",
