@@ -158,12 +158,15 @@ class LstmSteps(torch.autograd.Function):
     computes the recurrent and projection weight gradients as one matmul over all steps, instead
     of one small matmul per step.
 
+    On the CPU in float32, each step's elementwise work (both ways) is one C loop of
+    ``kernels.c`` between the step's products (``_native_forward``, ``_native_backward``);
+    elsewhere, or without a C compiler, torch operations do the same.
+
     Under autocast (mixed precision) the steps run in float32: the recurrence and its clipping
     stay exact, only the large input matmul before them runs in low precision.
 
     Inputs: z_fwd and z_bwd (N, 4H), each direction's time-major packed input contributions
-    (bias and forget bias in);
-    h (2, B, P) and c (2, B, H) initial states of the rows sorted by length; w_rec (2, P, 4H);
+    (bias and forget bias in); h (2, B, P) and c (2, B, H) initial states of the rows sorted by length; w_rec (2, P, 4H);
     proj (2, H, P), or None for no projection (and no proj_clip); batch_sizes, the running rows
     per step. Returns the packed outputs (2, N, P) and each row's final h and c.
     """
@@ -225,9 +228,7 @@ class LstmSteps(torch.autograd.Function):
         cell_clip, proj_clip = ctx.clips
         sizes = ctx.batch_sizes
         dim = c0.shape[-1]
-        starts = [0]
-        for n in sizes[:-1]:
-            starts.append(starts[-1] + n)
+        starts = _step_starts(sizes)
         # Every factor that does not depend on the gradient arriving from later steps, for all
         # steps at once (2, N, .): the loop below is then a few operations per step.
         acts = torch.cat(ctx.acts, dim=1)  # (2, N, 4H): i, j, f, o after their activations
