@@ -399,15 +399,10 @@ class Softmax(nn.Module):
         sampled, num_tries = log_uniform_candidates(
             self.n_negative_samples, self.n_classes, device=targets.device
         )
-        log_q = [
-            expected_counts(
-                log_uniform_probs(ids, self.n_classes), num_tries, self.n_negative_samples
-            )
-            .log()
-            .to(dtype)
-            for ids in (targets, sampled)
-        ]
-        return sampled, log_q
+        ids = torch.cat([targets, sampled])  # one pass of the elementwise work for both
+        probs = log_uniform_probs(ids, self.n_classes)
+        log_q = expected_counts(probs, num_tries, self.n_negative_samples).log().to(dtype)
+        return sampled, list(log_q.split([len(targets), len(sampled)]))
 
     def sampled_nll(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """(N, P), (N,) -> (N,) sampled-softmax losses with freshly drawn negatives."""
