@@ -51,7 +51,9 @@ class CharCNN(nn.Module):
     MIN_GROUP_SIZE = 64
     # Below this many convolution multiply-adds per token (at full length), grouping by length
     # saves less than its extra operations cost: the ``tiny`` shape's 8.5k (one group: step
-    # 22.5 -> 21.4 ms), against ``mini``'s 775k (four groups: 64.7 -> 63.1 ms).
+    # 22.5 -> 21.4 ms), against ``mini``'s 775k (four groups: 64.7 -> 63.1 ms). Measured with
+    # one product per filter; with the stacked filters, ``mini``'s embedding took 7.7-8.4 ms
+    # forward and backward with 1 to 6 groups (no clear difference).
     MIN_GROUPING_MACS = 1 << 16
 
     def __init__(self, options: BiLMOptions):

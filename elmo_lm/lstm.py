@@ -271,17 +271,8 @@ class LstmSteps(torch.autograd.Function):
             torch.mul(torch.cat([dc, dc, dc, dm], dim=-1), gates[:, step], out=dz)
             d_h[:, :n] = matmul.bmm(dz, w_rec_t)
             d_c[:, :n] = dc * f[:, step]
-        # h before each step, packed like the outputs: h0 for the first step, else the previous output.
-        h_prev = torch.cat(
-            [h0[:, : sizes[0]]]
-            + [out[:, starts[t - 1] : starts[t - 1] + sizes[t]] for t in range(1, len(sizes))],
-            dim=1,
-        )
-        d_w_rec = matmul.bmm(h_prev.transpose(1, 2), d_z_in)  # (2, P, 4H), all steps at once
-        d_proj = None
-        if proj is not None:
-            pre_proj = torch.cat(ctx.pre_proj, dim=1)  # (2, N, H)
-            d_proj = matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)  # (2, H, P)
+        pre_proj = None if proj is None else torch.cat(ctx.pre_proj, dim=1)  # (2, N, H)
+        d_w_rec, d_proj = _weight_grads(h0, out, sizes, starts, d_z_in, pre_proj, d_h_proj)
         return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
 
 
@@ -334,14 +325,12 @@ def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
     z_rows, act_rows, cell_rows = (_Rows(z_fwd), _Rows(z_bwd)), _Rows(acts), _Rows(cells)
     tanh_rows = _Rows(tanh_cells)
     m_rows = None if pre_proj is None else _Rows(pre_proj)
-    c_rows, c_start = _Rows(c), None  # the cell before the step: c0's rows, then cells'
     start = 0
-    for n in sizes:
+    for n in sizes:  # c: the cell before the step, rows of c0 and then of cells
         if n < h.shape[1]:  # the rows past n have ended: their state is final
-            c_prev = (c if c_start is None else cells[:, c_start:])[:, : h.shape[1]]
             done_h.append(h[:, n:])
-            done_c.append(c_prev[:, n:])
-            h = h[:, :n]
+            done_c.append(c[:, n:])
+            h, c = h[:, :n], c[:, :n]
         a = matmul.bmm(h, w_rec)  # (2, n, 4H): the recurrent part of i, j, f, o
         if m_rows is None:
             m = a.new_empty(2, n, dim)
@@ -351,7 +340,7 @@ def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
             m_ptr, m_dir = m_rows.at(start), m_rows.dir
         lib.elmo_lstm_forward(
             *(a.data_ptr(), z_rows[0].at(start), z_rows[1].at(start)),
-            *(c_rows.at(c_start or 0), c_rows.dir),
+            *(c.data_ptr(), c.stride(0)),
             *(act_rows.at(start), act_rows.dir),
             *(cell_rows.at(start), tanh_rows.at(start), cell_rows.dir),
             *(m_ptr, m_dir, n, dim, has_clip, clip),
@@ -362,9 +351,8 @@ def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
             if proj_clip is not None:
                 h.clamp_(-proj_clip, proj_clip)
         outs.append(h)
-        c_rows, c_start = cell_rows, start
+        c = cells[:, start : start + n]
         start += n
-    c = cells[:, c_start : c_start + sizes[-1]]
     # Rows ended in order of decreasing index: put them back in row order.
     h_final = torch.cat([h, *reversed(done_h)], dim=1)
     c_final = torch.cat([c, *reversed(done_c)], dim=1)
@@ -418,14 +406,20 @@ def _native_backward(ctx, d_out, d_h_final, d_c_final):
             *(dz_rows.at(s), dz_rows.dir, n, dim, has_cell_clip, c_clip),
         )
         d_h[:, :n] = matmul.bmm(d_z_in[:, s : s + n], w_rec_t)
+    d_w_rec, d_proj = _weight_grads(h0, out, sizes, starts, d_z_in, pre_proj, d_h_proj)
+    return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
+
+
+def _weight_grads(h0, out, sizes, starts, d_z_in, pre_proj, d_h_proj):
+    """The recurrent and projection weight gradients, each one matmul over all steps:
+    (2, P, 4H), and (2, H, P) or None without a projection (``pre_proj`` None)."""
     # h before each step, packed like the outputs: h0 for the first step, else the previous output.
     h_prev = torch.cat(
         [h0[:, : sizes[0]]]
         + [out[:, starts[t - 1] : starts[t - 1] + sizes[t]] for t in range(1, len(sizes))],
         dim=1,
     )
-    d_w_rec = matmul.bmm(h_prev.transpose(1, 2), d_z_in)  # (2, P, 4H), all steps at once
-    d_proj = None
-    if proj is not None:
-        d_proj = matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)  # (2, H, P)
-    return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
+    d_w_rec = matmul.bmm(h_prev.transpose(1, 2), d_z_in)
+    if pre_proj is None:
+        return d_w_rec, None
+    return d_w_rec, matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)
