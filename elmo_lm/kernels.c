@@ -1,15 +1,12 @@
 /* Loops that torch runs as many small operations, in one pass each (elmo_lm/native.py compiles
  * this file on first use with cc -O3 -march=native).
  *
- * The LSTM cell's elementwise work of one step, both directions: elmo_lm/lstm.py calls it
- * between the step's matmuls, which stay in torch. Each torch operation of a step
- * reads and writes its whole (2, rows, 4H) or (2, rows, H) tensor; here each element is read
- * once, and the gates, cell, tanh and output of a unit are computed together.
- *
- * Layout: every tensor is (2, rows, width) float32 with rows contiguous (row stride = width);
- * the *_dir arguments are the distance in floats between direction 0 and direction 1.
- * Gate blocks of a row are i, j, f, o (the weights file's order); bias and forget bias are
- * already in the pre-activations.
+ * The LSTM layer's recurrence, forward and backward: every step's two small matrix products
+ * (the recurrent one and the projection) and its cell's elementwise work, one direction per
+ * thread. In torch each step is a dozen operations, each reading and writing its whole
+ * (2, rows, 4H) or (2, rows, H) tensor and the products split over threads for a few
+ * microseconds of work each; here a step's data stays in the core's cache, and each element of
+ * the cell is read once, its gates, cell, tanh and output computed together.
  */
 #include <math.h>
 #include <stdint.h>
@@ -65,96 +62,269 @@ static inline float clip_f(float x, float clip) {
     return x > clip ? clip : (x < -clip ? -clip : x);  /* NaN passes, as torch.clamp */
 }
 
-/* Forward of one step. The gates' pre-activations are a + z: a (2, n, 4H) contiguous, the
- * recurrent product h @ W; z the inputs' part (with the biases), rows of 4H at z_fwd for the
- * forward direction and z_bwd for the backward one. c_prev: the cell before the step. Writes
- * the activated gates to acts, the (clipped) cell, its tanh, and m = o * tanh(cell). */
-void elmo_lstm_forward(const float *a, const float *z_fwd, const float *z_bwd, const float *c_prev,
-                       int64_t c_prev_dir, float *acts, int64_t acts_dir, float *cells,
-                       float *tanh_cells, int64_t cells_dir, float *m, int64_t m_dir, int64_t n,
-                       int64_t H, int has_clip, float cell_clip) {
-    for (int64_t d = 0; d < 2; d++) {
+/* c[m, n] = init[m, n] + a[m, k] @ b[k, n] (init NULL: 0), for row-major matrices with row
+ * strides lda, ldb, ldi and ldc; init may be c. Tiles of MR x NR outputs stay in registers
+ * while k runs (the compiler vectorises the NR columns), so each element of b is read once per
+ * MR rows and each of a once per NR columns. */
+#define MR 8
+#define NR 32
+static void gemm_f(const float *a, int64_t lda, const float *b, int64_t ldb, const float *init,
+                   int64_t ldi, float *c, int64_t ldc, int64_t m, int64_t n, int64_t k) {
+    for (int64_t j0 = 0; j0 < n; j0 += NR) {
+        int64_t nr = n - j0 < NR ? n - j0 : NR;
+        for (int64_t i0 = 0; i0 < m; i0 += MR) {
+            int64_t mr = m - i0 < MR ? m - i0 : MR;
+            const float *ap = a + i0 * lda;
+            const float *bp = b + j0;
+            float acc[MR][NR];
+            if (mr == MR && nr == NR) {  /* a whole tile: fixed trip counts */
+                for (int r = 0; r < MR; r++)
+                    for (int j = 0; j < NR; j++)
+                        acc[r][j] = init ? init[(i0 + r) * ldi + j0 + j] : 0.0f;
+                for (int64_t p = 0; p < k; p++) {
+                    const float *brow = bp + p * ldb;
+                    for (int r = 0; r < MR; r++) {
+                        float av = ap[r * lda + p];
+                        for (int j = 0; j < NR; j++) acc[r][j] += av * brow[j];
+                    }
+                }
+                for (int r = 0; r < MR; r++)
+                    for (int j = 0; j < NR; j++) c[(i0 + r) * ldc + j0 + j] = acc[r][j];
+            } else {  /* an edge tile */
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t j = 0; j < nr; j++)
+                        acc[r][j] = init ? init[(i0 + r) * ldi + j0 + j] : 0.0f;
+                for (int64_t p = 0; p < k; p++) {
+                    const float *brow = bp + p * ldb;
+                    for (int64_t r = 0; r < mr; r++) {
+                        float av = ap[r * lda + p];
+                        for (int64_t j = 0; j < nr; j++) acc[r][j] += av * brow[j];
+                    }
+                }
+                for (int64_t r = 0; r < mr; r++)
+                    for (int64_t j = 0; j < nr; j++) c[(i0 + r) * ldc + j0 + j] = acc[r][j];
+            }
+        }
+    }
+}
+
+/* One layer's recurrence in one direction. Rows are sorted by length, so the rows running at
+ * a step are a prefix of the previous step's; step t's n = sizes[t] rows are rows start[t] ..
+ * start[t] + n - 1 of the time-major packed (N, .) buffers. The cell's gate blocks are i, j, f,
+ * o (biases, forget bias included, already in z). */
+typedef struct {
+    const float *z;      /* (N, 4H) the inputs' part of the gates' pre-activations */
+    const float *h0;     /* (B, P) */
+    const float *c0;     /* (B, H) */
+    const float *w_rec;  /* (P, 4H), row stride w_rec_ld */
+    int64_t w_rec_ld;
+    const float *proj;   /* (H, P), NULL: no projection (P == H, out is m) */
+    const float *w_rec_t;  /* backward: (4H, P) */
+    const float *proj_t;   /* backward: (P, H) or NULL */
+    float *acts;         /* (N, 4H) the gates after their activations */
+    float *cells;        /* (N, H) the cell after each step (clipped) */
+    float *tanh_cells;   /* (N, H) */
+    float *m;            /* (N, H) o * tanh(cell), the projection's input (NULL: out) */
+    float *out;          /* (N, P) the outputs h */
+    const float *d_out;  /* backward: (N, P) the gradient of the outputs from above */
+    float *d_h;          /* backward: (B, P) in, from after the last step; out, of h0 */
+    float *d_c;          /* backward: (B, H) the same for the cell */
+    float *dz;           /* backward: (N, 4H) the gates' pre-activations' gradient */
+    float *d_hp;         /* backward: (N, P) the gradient of each step's projection output, or NULL */
+    float *dm;           /* backward: (B, H) scratch */
+    const int64_t *sizes;
+    int64_t steps, H, P;
+    int has_cell_clip, has_proj_clip;
+    float cell_clip, proj_clip;
+} lstm_dir;
+
+static void lstm_dir_forward(const lstm_dir *x) {
+    const int64_t H = x->H, P = x->P, G = 4 * H;
+    const int has_clip = x->has_cell_clip;
+    const float clip = x->cell_clip;
+    float *m_buf = x->m ? x->m : x->out;
+    int64_t start = 0, prev = 0;
+    for (int64_t t = 0; t < x->steps; t++) {
+        int64_t n = x->sizes[t];
+        const float *h_prev = t ? x->out + prev * P : x->h0;
+        const float *c_prev = t ? x->cells + prev * H : x->c0;
+        float *acts = x->acts + start * G;
+        gemm_f(h_prev, P, x->w_rec, x->w_rec_ld, x->z + start * G, G, acts, G, n, G, P);
         for (int64_t r = 0; r < n; r++) {
-            const float *z = a + (d * n + r) * 4 * H;
-            const float *x = (d ? z_bwd : z_fwd) + r * 4 * H;
-            const float *cp = c_prev + d * c_prev_dir + r * H;
-            float *g_out = acts + d * acts_dir + r * 4 * H;
-            float *c_out = cells + d * cells_dir + r * H;
-            float *t_out = tanh_cells + d * cells_dir + r * H;
-            float *m_out = m + d * m_dir + r * H;
+            float *g = acts + r * G;
+            const float *cp = c_prev + r * H;
+            float *c_out = x->cells + (start + r) * H;
+            float *t_out = x->tanh_cells + (start + r) * H;
+            float *m_out = m_buf + (start + r) * H;
             VECTORIZE
             for (int64_t k = 0; k < H; k++) {
-                float i = sigmoid_f(z[k] + x[k]);
-                float j = tanh_f(z[H + k] + x[H + k]);
-                float f = sigmoid_f(z[2 * H + k] + x[2 * H + k]);
-                float o = sigmoid_f(z[3 * H + k] + x[3 * H + k]);
+                float i = sigmoid_f(g[k]);
+                float j = tanh_f(g[H + k]);
+                float f = sigmoid_f(g[2 * H + k]);
+                float o = sigmoid_f(g[3 * H + k]);
                 float c = f * cp[k] + i * j;
-                if (has_clip) c = clip_f(c, cell_clip);
+                if (has_clip) c = clip_f(c, clip);
                 float tc = tanh_f(c);
-                g_out[k] = i;
-                g_out[H + k] = j;
-                g_out[2 * H + k] = f;
-                g_out[3 * H + k] = o;
+                g[k] = i;
+                g[H + k] = j;
+                g[2 * H + k] = f;
+                g[3 * H + k] = o;
                 c_out[k] = c;
                 t_out[k] = tc;
                 m_out[k] = o * tc;
             }
         }
-    }
-}
-
-/* dst = (d_out + d_h) * (|out| < clip) (without the mask when has_clip is 0): the gradient
- * reaching a step's output h, from the layer above and from the next step. */
-void elmo_lstm_output_grad(const float *d_out, int64_t d_out_dir, const float *d_h,
-                           int64_t d_h_dir, const float *out, int64_t out_dir, float *dst,
-                           int64_t dst_dir, int64_t n, int64_t width,
-                           int has_clip, float clip) {
-    for (int64_t d = 0; d < 2; d++) {
-        for (int64_t r = 0; r < n; r++) {
-            const float *go = d_out + d * d_out_dir + r * width;
-            const float *gh = d_h + d * d_h_dir + r * width;
-            const float *h = out + d * out_dir + r * width;
-            float *g = dst + d * dst_dir + r * width;
-            VECTORIZE
-            for (int64_t k = 0; k < width; k++) {
-                float v = go[k] + gh[k];
-                g[k] = (!has_clip || fabsf(h[k]) < clip) ? v : 0.0f;
+        if (x->proj) {
+            float *h = x->out + start * P;
+            gemm_f(m_buf + start * H, H, x->proj, P, NULL, 0, h, P, n, P, H);
+            if (x->has_proj_clip) {
+                const float proj_clip = x->proj_clip;
+                for (int64_t e = 0; e < n * P; e++) h[e] = clip_f(h[e], proj_clip);
             }
         }
+        prev = start;
+        start += n;
     }
 }
 
-/* Backward of one step. dm: (2, n, H) contiguous gradient of m = o * tanh(cell). d_c: in, the
- * gradient reaching the cell from the next step; out, the gradient reaching the previous cell.
- * Writes the gate pre-activations' gradient to dz. */
-void elmo_lstm_backward(const float *dm, float *d_c, int64_t d_c_dir, const float *acts,
-                        int64_t acts_dir, const float *c_prev, int64_t c_prev_dir,
-                        const float *cells, const float *tanh_cells, int64_t cells_dir,
-                        float *dz, int64_t dz_dir, int64_t n, int64_t H,
-                        int has_clip, float cell_clip) {
-    for (int64_t d = 0; d < 2; d++) {
+static void lstm_dir_backward(const lstm_dir *x) {
+    const int64_t H = x->H, P = x->P, G = 4 * H;
+    const int has_clip = x->has_cell_clip, has_proj_clip = x->has_proj_clip;
+    const float clip = x->cell_clip, proj_clip = x->proj_clip;
+    int64_t total = 0;
+    for (int64_t t = 0; t < x->steps; t++) total += x->sizes[t];
+    int64_t start = total;
+    for (int64_t t = x->steps - 1; t >= 0; t--) {
+        int64_t n = x->sizes[t];
+        start -= n;
+        int64_t prev = t ? start - x->sizes[t - 1] : 0;
+        /* the gradient reaching the step's output h (through the projection's clip) */
+        float *grad = x->proj_t ? x->d_hp + start * P : x->dm;
         for (int64_t r = 0; r < n; r++) {
-            const float *gm = dm + (d * n + r) * H;
-            float *gc = d_c + d * d_c_dir + r * H;
-            const float *g = acts + d * acts_dir + r * 4 * H;
-            const float *cp = c_prev + d * c_prev_dir + r * H;
-            const float *c = cells + d * cells_dir + r * H;
-            const float *tc = tanh_cells + d * cells_dir + r * H;
-            float *out = dz + d * dz_dir + r * 4 * H;
+            const float *go = x->d_out + (start + r) * P;
+            const float *gh = x->d_h + r * P;
+            const float *h = x->out + (start + r) * P;
+            float *g = grad + r * P;
+            VECTORIZE
+            for (int64_t k = 0; k < P; k++) {
+                float v = go[k] + gh[k];
+                g[k] = (!has_proj_clip || fabsf(h[k]) < proj_clip) ? v : 0.0f;
+            }
+        }
+        if (x->proj_t) gemm_f(grad, P, x->proj_t, H, NULL, 0, x->dm, H, n, H, P);
+        const float *c_prev = t ? x->cells + prev * H : x->c0;
+        for (int64_t r = 0; r < n; r++) {
+            const float *gm = x->dm + r * H;
+            float *gc = x->d_c + r * H;
+            const float *g = x->acts + (start + r) * G;
+            const float *cp = c_prev + r * H;
+            const float *c = x->cells + (start + r) * H;
+            const float *tc = x->tanh_cells + (start + r) * H;
+            float *out = x->dz + (start + r) * G;
             VECTORIZE
             for (int64_t k = 0; k < H; k++) {
                 float i = g[k], j = g[H + k], f = g[2 * H + k], o = g[3 * H + k];
-                float t = tc[k];
-                float dc = gc[k] + gm[k] * o * (1.0f - t * t);
-                if (has_clip && !(fabsf(c[k]) < cell_clip)) dc = 0.0f;
+                float th = tc[k];
+                float dc = gc[k] + gm[k] * o * (1.0f - th * th);
+                if (has_clip && !(fabsf(c[k]) < clip)) dc = 0.0f;
                 out[k] = dc * j * i * (1.0f - i);
                 out[H + k] = dc * i * (1.0f - j * j);
                 out[2 * H + k] = dc * cp[k] * f * (1.0f - f);
-                out[3 * H + k] = gm[k] * t * o * (1.0f - o);
+                out[3 * H + k] = gm[k] * th * o * (1.0f - o);
                 gc[k] = dc * f;
             }
         }
+        gemm_f(x->dz + start * G, G, x->w_rec_t, P, NULL, 0, x->d_h, P, n, P, G);
     }
+}
+
+/* Both directions, on two threads of the OpenMP pool when threads > 1 (torch's own pool: the
+ * library is loaded into torch's process, whose libgomp it shares). */
+static void lstm_both(lstm_dir dirs[2], int backward, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int d = 0; d < 2; d++) {
+        if (backward)
+            lstm_dir_backward(&dirs[d]);
+        else
+            lstm_dir_forward(&dirs[d]);
+    }
+}
+
+/* A layer's steps, both directions (LstmSteps in elmo_lm/lstm.py). Buffers are (2, rows,
+ * width) contiguous, direction 1 after direction 0; z_fwd and z_bwd (N, 4H) each; w_rec is
+ * direction 0's (P, 4H) with rows 4H apart and direction 1's w_rec_dir floats further; proj
+ * (2, H, P) or NULL (then m is NULL too). */
+void elmo_lstm_steps_forward(const float *z_fwd, const float *z_bwd, const float *h0,
+                             const float *c0, int64_t B, const float *w_rec, int64_t w_rec_dir,
+                             const float *proj, const int64_t *sizes, int64_t steps, int64_t N,
+                             int64_t H, int64_t P, float *acts, float *cells, float *tanh_cells,
+                             float *m, float *out, int has_cell_clip, float cell_clip,
+                             int has_proj_clip, float proj_clip, int threads) {
+    lstm_dir dirs[2];
+    for (int d = 0; d < 2; d++) {
+        lstm_dir x = {0};
+        x.z = d ? z_bwd : z_fwd;
+        x.h0 = h0 + d * B * P;
+        x.c0 = c0 + d * B * H;
+        x.w_rec = w_rec + d * w_rec_dir;
+        x.w_rec_ld = 4 * H;
+        x.proj = proj ? proj + d * H * P : NULL;
+        x.acts = acts + d * N * 4 * H;
+        x.cells = cells + d * N * H;
+        x.tanh_cells = tanh_cells + d * N * H;
+        x.m = m ? m + d * N * H : NULL;
+        x.out = out + d * N * P;
+        x.sizes = sizes;
+        x.steps = steps;
+        x.H = H;
+        x.P = P;
+        x.has_cell_clip = has_cell_clip;
+        x.cell_clip = cell_clip;
+        x.has_proj_clip = proj && has_proj_clip;
+        x.proj_clip = proj_clip;
+        dirs[d] = x;
+    }
+    lstm_both(dirs, 0, threads);
+}
+
+/* The backward pass of elmo_lstm_steps_forward: d_out (2, N, P); d_h (2, B, P) and d_c
+ * (2, B, H) in, the gradients after the last steps, out, those of h0 and c0; w_rec_t (2, 4H,
+ * P) and proj_t (2, P, H) (or NULL) contiguous; writes dz (2, N, 4H) and, with a projection,
+ * d_hp (2, N, P); dm: (2, B, H) scratch. */
+void elmo_lstm_steps_backward(const float *d_out, float *d_h, float *d_c, int64_t B,
+                              const float *w_rec_t, const float *proj_t, const float *c0,
+                              const float *acts, const float *cells, const float *tanh_cells,
+                              const float *out, const int64_t *sizes, int64_t steps, int64_t N,
+                              int64_t H, int64_t P, float *dz, float *d_hp, float *dm,
+                              int has_cell_clip, float cell_clip, int has_proj_clip,
+                              float proj_clip, int threads) {
+    lstm_dir dirs[2];
+    for (int d = 0; d < 2; d++) {
+        lstm_dir x = {0};
+        x.c0 = c0 + d * B * H;
+        x.w_rec_t = w_rec_t + d * 4 * H * P;
+        x.proj_t = proj_t ? proj_t + d * P * H : NULL;
+        x.acts = (float *)acts + d * N * 4 * H;
+        x.cells = (float *)cells + d * N * H;
+        x.tanh_cells = (float *)tanh_cells + d * N * H;
+        x.out = (float *)out + d * N * P;
+        x.d_out = d_out + d * N * P;
+        x.d_h = d_h + d * B * P;
+        x.d_c = d_c + d * B * H;
+        x.dz = dz + d * N * 4 * H;
+        x.d_hp = d_hp ? d_hp + d * N * P : NULL;
+        x.dm = dm + d * B * H;
+        x.sizes = sizes;
+        x.steps = steps;
+        x.H = H;
+        x.P = P;
+        x.has_cell_clip = has_cell_clip;
+        x.cell_clip = cell_clip;
+        x.has_proj_clip = proj_t && has_proj_clip;
+        x.proj_clip = proj_clip;
+        dirs[d] = x;
+    }
+    lstm_both(dirs, 1, threads);
 }
 
 /* The first num_sampled distinct values of draws[0..m) (ids in [0, range_max)), in order of

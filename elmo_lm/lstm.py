@@ -158,9 +158,9 @@ class LstmSteps(torch.autograd.Function):
     computes the recurrent and projection weight gradients as one matmul over all steps, instead
     of one small matmul per step.
 
-    On the CPU in float32, each step's elementwise work (both ways) is one C loop of
-    ``kernels.c`` between the step's products (``_native_forward``, ``_native_backward``);
-    elsewhere, or without a C compiler, torch operations do the same.
+    On the CPU in float32, all steps of a pass (products and cells, each way) are one call of
+    ``kernels.c``, each direction on a thread of its own (``_native_forward``,
+    ``_native_backward``); elsewhere, or without a C compiler, torch operations do the same.
 
     Under autocast (mixed precision) the steps run in float32: the recurrence and its clipping
     stay exact, only the large input matmul before them runs in low precision.
@@ -285,17 +285,6 @@ def _native_kernels(z: torch.Tensor):
     return native.kernels()
 
 
-class _Rows:
-    """Addresses of rows of a contiguous (2, N, width) or (N, width) float32 buffer, for the
-    kernels: a slice costs a tensor, an address costs an addition."""
-
-    def __init__(self, t: torch.Tensor):
-        self.base, self.row, self.dir = t.data_ptr(), t.shape[-1] * 4, t.stride(0)
-
-    def at(self, row: int) -> int:
-        return self.base + row * self.row
-
-
 def _step_starts(sizes: list[int]) -> list[int]:
     starts = [0]
     for n in sizes[:-1]:
@@ -303,109 +292,86 @@ def _step_starts(sizes: list[int]) -> list[int]:
     return starts
 
 
-def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
-    """LstmSteps.forward with each step's elementwise work in one kernel (``kernels.c``).
+def _final_rows(packed: torch.Tensor, first: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Each row's state after its last step, (2, B, .), from the packed per-step states
+    (2, N, .); rows that never ran keep theirs from ``first`` (2, B, .). Rows are sorted by
+    length: those past ``sizes[t + 1]`` end at step t."""
+    starts = _step_starts(sizes)
+    parts, running = [], 0
+    for t in range(len(sizes) - 1, -1, -1):  # rows in increasing order
+        n, s = sizes[t], starts[t]
+        if n > running:
+            parts.append(packed[:, s + running : s + n])
+            running = n
+    parts.append(first[:, running:])
+    return torch.cat(parts, dim=1)
 
-    The gates, cells, their tanh and the projection inputs go straight into (2, N, .) buffers
-    that the backward pass reads as they are.
-    """
+
+def _threads() -> int:
+    """Threads for the two directions: two of torch's pool, unless it is told to use one."""
+    return 2 if torch.get_num_threads() > 1 else 1
+
+
+def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
+    """LstmSteps.forward in one call of ``kernels.c``: each direction's steps (products and
+    cells) on a thread of its own. The gates, cells, their tanh and the projection inputs go
+    into (2, N, .) buffers that the backward pass reads as they are."""
     sizes = ctx.batch_sizes
     cell_clip, proj_clip = ctx.clips
     z_fwd, z_bwd = z_fwd.contiguous(), z_bwd.contiguous()
-    h, c = h.contiguous(), c.contiguous()
+    h0, c0 = h.contiguous(), c.contiguous()
+    if w_rec.stride(2) != 1 or w_rec.stride(1) != w_rec.shape[2]:
+        w_rec = w_rec.contiguous()
+    proj = None if proj is None else proj.contiguous()
     total, four_dim = z_fwd.shape
-    dim = four_dim // 4
-    h0, c0 = h, c
+    dim, width, batch = four_dim // 4, h0.shape[-1], h0.shape[1]
     acts = z_fwd.new_empty(2, total, four_dim)
     cells = z_fwd.new_empty(2, total, dim)
     tanh_cells = z_fwd.new_empty(2, total, dim)
     pre_proj = z_fwd.new_empty(2, total, dim) if proj is not None else None
-    outs, done_h, done_c = [], [], []
-    has_clip, clip = cell_clip is not None, float(cell_clip or 0.0)
-    z_rows, act_rows, cell_rows = (_Rows(z_fwd), _Rows(z_bwd)), _Rows(acts), _Rows(cells)
-    tanh_rows = _Rows(tanh_cells)
-    m_rows = None if pre_proj is None else _Rows(pre_proj)
-    start = 0
-    for n in sizes:  # c: the cell before the step, rows of c0 and then of cells
-        if n < h.shape[1]:  # the rows past n have ended: their state is final
-            done_h.append(h[:, n:])
-            done_c.append(c[:, n:])
-            h, c = h[:, :n], c[:, :n]
-        a = matmul.bmm(h, w_rec)  # (2, n, 4H): the recurrent part of i, j, f, o
-        if m_rows is None:
-            m = a.new_empty(2, n, dim)
-            m_ptr, m_dir = m.data_ptr(), m.stride(0)
-        else:
-            m = pre_proj[:, start : start + n]
-            m_ptr, m_dir = m_rows.at(start), m_rows.dir
-        lib.elmo_lstm_forward(
-            *(a.data_ptr(), z_rows[0].at(start), z_rows[1].at(start)),
-            *(c.data_ptr(), c.stride(0)),
-            *(act_rows.at(start), act_rows.dir),
-            *(cell_rows.at(start), tanh_rows.at(start), cell_rows.dir),
-            *(m_ptr, m_dir, n, dim, has_clip, clip),
-        )
-        h = m
-        if proj is not None:
-            h = matmul.bmm(m, proj)  # (2, n, P)
-            if proj_clip is not None:
-                h.clamp_(-proj_clip, proj_clip)
-        outs.append(h)
-        c = cells[:, start : start + n]
-        start += n
-    # Rows ended in order of decreasing index: put them back in row order.
-    h_final = torch.cat([h, *reversed(done_h)], dim=1)
-    c_final = torch.cat([c, *reversed(done_c)], dim=1)
-    out = torch.cat(outs, dim=1)
+    out = z_fwd.new_empty(2, total, width)
+    sizes_t = torch.tensor(sizes, dtype=torch.int64)
+    lib.elmo_lstm_steps_forward(
+        *(z_fwd.data_ptr(), z_bwd.data_ptr(), h0.data_ptr(), c0.data_ptr(), batch),
+        *(w_rec.data_ptr(), w_rec.stride(0), 0 if proj is None else proj.data_ptr()),
+        *(sizes_t.data_ptr(), len(sizes), total, dim, width),
+        *(acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr()),
+        *(0 if pre_proj is None else pre_proj.data_ptr(), out.data_ptr()),
+        *(cell_clip is not None, float(cell_clip or 0.0)),
+        *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
+    )
+    h_final = _final_rows(out, h0, sizes)
+    c_final = _final_rows(cells, c0, sizes)
     ctx.save_for_backward(h0, c0, w_rec, proj, out, acts, cells, tanh_cells, pre_proj)
     return out, h_final, c_final
 
 
 def _native_backward(ctx, d_out, d_h_final, d_c_final):
-    """LstmSteps.backward with each step's elementwise work in one kernel (``kernels.c``)."""
+    """LstmSteps.backward in one call of ``kernels.c``, each direction on a thread of its own."""
     h0, c0, w_rec, proj, out, acts, cells, tanh_cells, pre_proj = ctx.saved_tensors
     lib = native.kernels()
     cell_clip, proj_clip = ctx.clips
     sizes = ctx.batch_sizes
-    starts = _step_starts(sizes)
-    dim = cells.shape[-1]
-    width = out.shape[-1]
+    total, dim, width, batch = out.shape[1], cells.shape[-1], out.shape[-1], h0.shape[1]
     d_out = d_out.contiguous()
-    d_h = d_h_final.contiguous().clone()  # (2, B, P): gradient reaching each row's h later
+    d_h = d_h_final.contiguous().clone()  # (2, B, P): in, after the last steps; out, of h0
     d_c = d_c_final.contiguous().clone()  # (2, B, H)
     d_z_in = torch.empty_like(acts)  # (2, N, 4H)
     d_h_proj = torch.empty_like(out) if proj is not None else None  # (2, N, P)
-    w_rec_t = w_rec.transpose(1, 2)
-    proj_t = None if proj is None else proj.transpose(1, 2)
-    has_cell_clip, c_clip = cell_clip is not None, float(cell_clip or 0.0)
-    has_proj_clip = proj is not None and proj_clip is not None
-    p_clip = float(proj_clip or 0.0)
-    d_out_rows, out_rows, act_rows, cell_rows = _Rows(d_out), _Rows(out), _Rows(acts), _Rows(cells)
-    tanh_rows, dz_rows, c0_rows = _Rows(tanh_cells), _Rows(d_z_in), _Rows(c0)
-    grad_rows = None if d_h_proj is None else _Rows(d_h_proj)
-    for t in range(len(sizes) - 1, -1, -1):
-        n, s = sizes[t], starts[t]
-        # the gradient reaching the step's output h (after the projection's clip)
-        if grad_rows is None:
-            grad = out.new_empty(2, n, width)
-            grad_ptr, grad_dir = grad.data_ptr(), grad.stride(0)
-        else:
-            grad = d_h_proj[:, s : s + n]
-            grad_ptr, grad_dir = grad_rows.at(s), grad_rows.dir
-        lib.elmo_lstm_output_grad(
-            *(d_out_rows.at(s), d_out_rows.dir, d_h.data_ptr(), d_h.stride(0)),
-            *(out_rows.at(s), out_rows.dir, grad_ptr, grad_dir, n, width, has_proj_clip, p_clip),
-        )
-        dm = grad if proj is None else matmul.bmm(grad, proj_t)  # (2, n, H)
-        c_prev, c_dir = (
-            (c0_rows.at(0), c0_rows.dir) if t == 0 else (cell_rows.at(starts[t - 1]), cell_rows.dir)
-        )
-        lib.elmo_lstm_backward(
-            *(dm.data_ptr(), d_c.data_ptr(), d_c.stride(0), act_rows.at(s), act_rows.dir),
-            *(c_prev, c_dir, cell_rows.at(s), tanh_rows.at(s), cell_rows.dir),
-            *(dz_rows.at(s), dz_rows.dir, n, dim, has_cell_clip, c_clip),
-        )
-        d_h[:, :n] = matmul.bmm(d_z_in[:, s : s + n], w_rec_t)
+    scratch = cells.new_empty(2, batch, dim)
+    w_rec_t = w_rec.transpose(1, 2).contiguous()  # (2, 4H, P)
+    proj_t = None if proj is None else proj.transpose(1, 2).contiguous()  # (2, P, H)
+    sizes_t = torch.tensor(sizes, dtype=torch.int64)
+    lib.elmo_lstm_steps_backward(
+        *(d_out.data_ptr(), d_h.data_ptr(), d_c.data_ptr(), batch, w_rec_t.data_ptr()),
+        *(0 if proj_t is None else proj_t.data_ptr(), c0.data_ptr(), acts.data_ptr()),
+        *(cells.data_ptr(), tanh_cells.data_ptr(), out.data_ptr()),
+        *(sizes_t.data_ptr(), len(sizes), total, dim, width, d_z_in.data_ptr()),
+        *(0 if d_h_proj is None else d_h_proj.data_ptr(), scratch.data_ptr()),
+        *(cell_clip is not None, float(cell_clip or 0.0)),
+        *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
+    )
+    starts = _step_starts(sizes)
     d_w_rec, d_proj = _weight_grads(h0, out, sizes, starts, d_z_in, pre_proj, d_h_proj)
     return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
 

@@ -1,12 +1,13 @@
 """The C kernels of ``kernels.c``: compiled on first use with the system's C compiler.
 
 The LSTM's recurrent steps are many small operations per step; on the CPU most of their time is
-spent going over memory once per operation. ``kernels.c`` does a step's elementwise work in
-one pass, and reads the log-uniform sampler's stream of draws in one loop. It is built once per
-machine into the user's cache directory and loaded with ctypes; where there is no C compiler
-(or ``ELMO_LM_NATIVE=0``), both run on torch operations instead: the LSTM with the same results
-to float32 rounding (``tests/test_lstm.py`` checks both), the sampler with the same ids
-(``tests/test_softmax.py``).
+spent going over memory once per operation and splitting microseconds of work over threads.
+``kernels.c`` runs a layer's whole recurrence, products included, one direction per thread;
+it also reads the log-uniform sampler's stream of draws in one loop and does the sparse
+gradients' coalescing and Adagrad's row update. It is built once per machine into the user's
+cache directory and loaded with ctypes; where there is no C compiler (or ``ELMO_LM_NATIVE=0``),
+all of it runs on torch operations instead: the LSTM with the same results to float32 rounding
+(``tests/test_lstm.py`` checks both), the sampler with the same ids (``tests/test_softmax.py``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,22 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
+# The LSTM runs its two directions on two threads of torch's OpenMP pool: the library links
+# libgomp, and loaded into torch's process it shares torch's copy (same soname). A compiler
+# without OpenMP builds it without: the directions then run one after the other.
+OPENMP = "-fopenmp"
 ENV_SWITCH = "ELMO_LM_NATIVE"  # 0: never build or use the kernels
 
 _P, _I, _C, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 SIGNATURES = {
-    "elmo_lstm_forward": [_P, _P, _P, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
-    "elmo_lstm_output_grad": [_P, _I, _P, _I, _P, _I, _P, _I, _I, _I, _C, _F],
-    "elmo_lstm_backward": [_P, _P, _I, _P, _I, _P, _I, _P, _P, _I, _P, _I, _I, _I, _C, _F],
+    "elmo_lstm_steps_forward": [
+        *(_P, _P, _P, _P, _I, _P, _I, _P, _P, _I, _I, _I, _I),
+        *(_P, _P, _P, _P, _P, _C, _F, _C, _F, _C),
+    ],
+    "elmo_lstm_steps_backward": [
+        *(_P, _P, _P, _I, _P, _P, _P, _P, _P, _P, _P, _P, _I, _I, _I, _I),
+        *(_P, _P, _P, _C, _F, _C, _F, _C),
+    ],
     "elmo_first_distinct": [_P, _I, _I, _P, _P, _P],
     "elmo_coalesce_rows": [_P, _P, _I, _I, _I, _P, _P, _P],
     "elmo_adagrad_rows": [_P, _P, _I, _I, _P, _P, _F, _F],
@@ -64,7 +74,9 @@ def _compiler() -> str | None:
 def _build(compiler: str) -> Path:
     """Compiles ``kernels.c`` into the cache (once per source, flags, compiler and CPU)."""
     key = hashlib.sha256(
-        "\0".join([SOURCE.read_text(), *FLAGS, compiler, platform.machine(), _cpu_model()]).encode()
+        "\0".join(
+            [SOURCE.read_text(), *FLAGS, OPENMP, compiler, platform.machine(), _cpu_model()]
+        ).encode()
     ).hexdigest()[:16]
     target = cache_dir() / key / "kernels.so"
     if target.exists():
@@ -74,13 +86,16 @@ def _build(compiler: str) -> Path:
     # finish a whole file, and the last rename wins.
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / "kernels.so"
-        subprocess.run(
-            [compiler, *FLAGS, "-o", str(built), str(SOURCE)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        for flags in ([*FLAGS, OPENMP], FLAGS):
+            run = subprocess.run(
+                [compiler, *flags, "-o", str(built), str(SOURCE)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if run.returncode == 0:
+                break
+        run.check_returncode()
         os.replace(built, target)
     return target
 

@@ -69,11 +69,18 @@ def test_gradients_match_autograd(tiny_options, clip, lengths, dim):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("dim", [32, 8])
+# (batch, projection_dim, dim): the kernel's products work on tiles of 8 rows x 32 columns;
+# the second shape has whole tiles and edge tiles in every product.
+SHAPES = {"small": (5, 8, 32), "small-no-projection": (5, 8, 8)}
+SHAPES |= {"tiles": (11, 40, 48), "tiles-no-projection": (11, 40, 40)}
+LENGTHS = {5: [5, 2, 0, 5, 3], 11: [5, 2, 0, 5, 3, 1, 4, 5, 5, 2, 3]}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("clip", [0.3, None])
-@pytest.mark.parametrize("lengths", [None, [5, 2, 0, 5, 3]])
+@pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("kernels", ["native", "torch"])
-def test_float32_steps_match_the_float64_reference(tiny_options, clip, lengths, dim, kernels):
+def test_float32_steps_match_the_float64_reference(tiny_options, clip, ragged, shape, kernels):
     """Float32 training runs the steps in kernels.c's kernels (or, without a C compiler, in
     torch operations): outputs, states and all gradients as the float64 reference's."""
     from elmo_lm import lstm as lstm_module
@@ -81,13 +88,16 @@ def test_float32_steps_match_the_float64_reference(tiny_options, clip, lengths, 
 
     if kernels == "native" and native.kernels() is None:
         pytest.skip("no C compiler: the kernels of kernels.c cannot be built here")
+    batch, proj_dim, dim = SHAPES[shape]
     torch.manual_seed(0)
-    lstm = ElmoLstm(tiny_options(dim=dim, cell_clip=clip, proj_clip=clip, dropout=0.0))
+    options = tiny_options(dim=dim, projection_dim=proj_dim, cell_clip=clip, proj_clip=clip)
+    options.dropout = 0.0
+    lstm = ElmoLstm(options)
     for p in lstm.parameters():  # weights large enough that the clips and gates saturate
         p.data.mul_(2.0)
-    inputs = torch.randn(2, 5, 5, 8, requires_grad=True)
-    state = tuple(s.normal_().requires_grad_() for s in lstm.zero_state(5, inputs))
-    lens = torch.tensor(lengths) if lengths else None
+    inputs = torch.randn(2, batch, 5, proj_dim, requires_grad=True)
+    state = tuple(s.normal_().requires_grad_() for s in lstm.zero_state(batch, inputs))
+    lens = torch.tensor(LENGTHS[batch]) if ragged else None
     calls = []
     chosen = lstm_module._native_kernels
 
@@ -113,7 +123,7 @@ def test_float32_steps_match_the_float64_reference(tiny_options, clip, lengths, 
     ref_state = tuple(s.detach().double().requires_grad_() for s in state)
     ref_inputs = inputs.detach().double().requires_grad_()
     ref_outputs, (rh, rc) = reference(
-        ref, ref_inputs, ref_state, lens if lens is not None else torch.full((5,), 5)
+        ref, ref_inputs, ref_state, lens if lens is not None else torch.full((batch,), 5)
     )
     ref_loss = sum((o * w.double()).sum() for o, w in zip([*ref_outputs, rh, rc], weights))
     want = torch.autograd.grad(ref_loss, [ref_inputs, *ref_state, *ref.parameters()])
@@ -121,6 +131,29 @@ def test_float32_steps_match_the_float64_reference(tiny_options, clip, lengths, 
         torch.testing.assert_close(a, b.float(), atol=2e-5, rtol=2e-5)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b.float(), atol=1e-4, rtol=1e-4)
+
+
+def test_native_steps_on_one_thread_equal_two(tiny_options, monkeypatch):
+    """kernels.c runs the two directions on two threads, or one after the other: the same
+    numbers either way."""
+    from elmo_lm import lstm as lstm_module
+    from elmo_lm import native
+
+    if native.kernels() is None:
+        pytest.skip("no C compiler: the kernels of kernels.c cannot be built here")
+    torch.manual_seed(0)
+    lstm = ElmoLstm(tiny_options(dim=48, projection_dim=40, cell_clip=3.0, proj_clip=3.0))
+    lstm.dropout = 0.0
+    inputs = torch.randn(2, 11, 6, 40, requires_grad=True)
+    lens = torch.tensor(LENGTHS[11])
+    results = []
+    for threads in (1, 2):
+        monkeypatch.setattr(lstm_module, "_threads", lambda threads=threads: threads)
+        outputs, (h, c) = lstm(inputs, None, lens)
+        loss = sum(o.square().sum() for o in outputs) + h.sum() + c.sum()
+        results.append([*outputs, h, c, *torch.autograd.grad(loss, [inputs, *lstm.parameters()])])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
 
 
 def test_mixed_precision_training_runs_the_recurrence_in_float32(tiny_options):

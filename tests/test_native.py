@@ -1,6 +1,8 @@
 """Building kernels.c: cached per machine, and a clear fallback where it cannot be built."""
 
 import logging
+import shutil
+import subprocess
 
 import pytest
 
@@ -20,7 +22,7 @@ def test_builds_once_into_the_cache(fresh, monkeypatch):
     if native._compiler() is None:
         pytest.skip("no C compiler here")
     lib = native.kernels()
-    assert lib is not None and hasattr(lib, "elmo_lstm_forward")
+    assert lib is not None and hasattr(lib, "elmo_lstm_steps_forward")
     (built,) = fresh.glob("native/*/kernels.so")
     native.kernels.cache_clear()
     monkeypatch.setattr(native.subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
@@ -54,3 +56,24 @@ def test_a_failing_build_is_one_warning(fresh, monkeypatch, caplog, tmp_path):
     assert "broken-cc: cannot compile" in record.getMessage()
     assert native.ENV_SWITCH in record.getMessage()
     assert not list(tmp_path.glob("native/*/kernels.so"))
+
+
+def test_a_compiler_without_openmp_still_builds(fresh, monkeypatch, tmp_path, caplog):
+    """Without OpenMP the kernels are built anyway; the LSTM's directions then take turns."""
+    real = native._compiler()
+    if real is None or shutil.which("ldd") is None:
+        pytest.skip("no C compiler (or no ldd) here")
+    no_openmp = tmp_path / "cc-without-openmp"
+    no_openmp.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = -fopenmp ] && { echo "no OpenMP here" >&2; exit 1; }; done\n'
+        f'exec {real} "$@"\n'
+    )
+    no_openmp.chmod(0o755)
+    monkeypatch.setenv("CC", str(no_openmp))
+    with caplog.at_level(logging.WARNING, logger="elmo_lm.native"):
+        lib = native.kernels()
+    assert lib is not None and not caplog.records
+    (built,) = fresh.glob("native/*/kernels.so")
+    linked = subprocess.run(["ldd", str(built)], capture_output=True, text=True).stdout
+    assert "gomp" not in linked
