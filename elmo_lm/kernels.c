@@ -327,6 +327,94 @@ void elmo_lstm_steps_backward(const float *d_out, float *d_h, float *d_c, int64_
     lstm_both(dirs, 1, threads);
 }
 
+/* A row of w floats replaced by its softmax, exp(x - max) / sum, in place; exp(-inf) is 0. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+/* exp_f on 16 lanes (the same reduction and polynomial; 2^n applied by scalef). */
+static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0f)), _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+static void softmax_row(float *row, int64_t w) {
+    int64_t w16 = w - w % 16;
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < w16; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + j));
+    float mx = _mm512_reduce_max_ps(vmax);
+    for (int64_t j = w16; j < w; j++) mx = row[j] > mx ? row[j] : mx;
+    __m512 vmx = _mm512_set1_ps(mx), vsum = _mm512_setzero_ps();
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < w16; j += 16) {
+        __m512 v = _mm512_loadu_ps(row + j);
+        __mmask16 finite = _mm512_cmp_ps_mask(v, neg_inf, _CMP_NEQ_UQ);
+        __m512 e = _mm512_maskz_mov_ps(finite, exp16(_mm512_sub_ps(v, vmx)));
+        _mm512_storeu_ps(row + j, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    float sum = _mm512_reduce_add_ps(vsum);
+    for (int64_t j = w16; j < w; j++) {
+        float e = row[j] == -INFINITY ? 0.0f : exp_f(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / sum);
+    for (int64_t j = 0; j < w16; j += 16)
+        _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), inv));
+    for (int64_t j = w16; j < w; j++) row[j] *= 1.0f / sum;
+}
+#else
+/* The max and the sum are kept in 16 lanes (the row's order within a lane). */
+static void softmax_row(float *row, int64_t w) {
+    float lane_max[16], lane_sum[16];
+    int64_t w16 = w - w % 16;
+    for (int k = 0; k < 16; k++) {
+        lane_max[k] = -INFINITY;
+        lane_sum[k] = 0.0f;
+    }
+    for (int64_t j = 0; j < w16; j += 16)
+        for (int k = 0; k < 16; k++) lane_max[k] = row[j + k] > lane_max[k] ? row[j + k] : lane_max[k];
+    for (int64_t j = w16; j < w; j++) lane_max[0] = row[j] > lane_max[0] ? row[j] : lane_max[0];
+    float mx = lane_max[0];
+    for (int k = 1; k < 16; k++) mx = lane_max[k] > mx ? lane_max[k] : mx;
+    for (int64_t j = 0; j < w16; j += 16) {
+        for (int k = 0; k < 16; k++) {
+            float e = row[j + k] == -INFINITY ? 0.0f : exp_f(row[j + k] - mx);
+            row[j + k] = e;
+            lane_sum[k] += e;
+        }
+    }
+    for (int64_t j = w16; j < w; j++) {
+        float e = row[j] == -INFINITY ? 0.0f : exp_f(row[j] - mx);
+        row[j] = e;
+        lane_sum[0] += e;
+    }
+    float sum = 0.0f;
+    for (int k = 0; k < 16; k++) sum += lane_sum[k];
+    float inv = 1.0f / sum;
+    VECTORIZE
+    for (int64_t j = 0; j < w; j++) row[j] *= inv;
+}
+#endif
+
+/* The softmax of each row of an (n, w) row-major matrix, in place, rows split over threads of
+ * the OpenMP pool (the sampled softmax's probabilities, elmo_lm/softmax.py). */
+void elmo_softmax_rows(float *x, int64_t n, int64_t w, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < n; r++) softmax_row(x + r * w, w);
+}
+
 /* The first num_sampled distinct values of draws[0..m) (ids in [0, range_max)), in order of
  * first draw, into ids; seen: range_max zeroed bytes. Returns the draws read to see them
  * (num_tries), or m when there are fewer; *found: the distinct values read (at most

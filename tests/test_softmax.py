@@ -187,6 +187,40 @@ def test_the_compiled_stream_reader_equals_first_distinct(num_sampled, range_max
             assert ids[: int(found)].tolist() == _stream_reference_prefix(draws.tolist())
 
 
+@pytest.mark.parametrize("vector_unit", ["native", "portable"])
+def test_the_compiled_softmax_equals_torch(vector_unit, monkeypatch, tmp_path):
+    """kernels.c's row softmax (the sampled softmax's probabilities on the CPU), with the
+    processor's vector code and with the portable C loops used where there is no AVX-512: the
+    float64 softmax to float32 rounding, -inf columns exactly 0, widths with a tail past a
+    multiple of 16, one thread or two."""
+    import platform
+
+    from elmo_lm import native
+
+    if vector_unit == "portable":
+        if platform.machine() not in ("x86_64", "AMD64"):
+            pytest.skip("the portable loops are what this machine builds anyway")
+        monkeypatch.setenv("ELMO_LM_CACHE", str(tmp_path))
+        monkeypatch.setattr(native, "FLAGS", [*native.FLAGS, "-mno-avx512f"])
+        native.kernels.cache_clear()
+    try:
+        lib = native.kernels()
+        if lib is None:
+            pytest.skip("no C compiler: kernels.c cannot be built here")
+        gen = torch.Generator().manual_seed(0)
+        for width, threads in [(8320, 2), (8320, 1), (37, 2)]:
+            x = torch.randn(13, width, generator=gen) * 6
+            x[:, -5:] = -math.inf
+            x[4, 2] = -math.inf
+            want = torch.softmax(x.double(), 1)
+            got = x.clone()
+            lib.elmo_softmax_rows(got.data_ptr(), *got.shape, threads)
+            torch.testing.assert_close(got.double(), want, atol=1e-7, rtol=2e-5)
+            assert (got[:, -5:] == 0).all() and got[4, 2] == 0
+    finally:
+        native.kernels.cache_clear()
+
+
 def _stream_reference_prefix(stream: list[int]) -> list[int]:
     seen: dict[int, None] = {}
     for x in stream:
