@@ -140,6 +140,10 @@ class ElmoLstm(nn.Module):
         p = x.shape[-1]
         weight = self.weights[layer]
         proj = self.projections[layer] if len(self.projections) else None
+        clips = self.cell_clip, self.proj_clip
+        if _native_kernels(x) is not None:
+            bias = self.biases[layer] + self._forget_bias  # (2, 4H)
+            return NativeLayer.apply(x, weight, bias, h, c, proj, batch_sizes, *clips)
         w_in, w_rec = weight[:, :p], weight[:, p:]  # (2, P, 4H) each
         bias = (self.biases[layer] + self._forget_bias).unsqueeze(1)  # (2, 1, 4H)
         # (2, n_positions, 4H): the inputs' part of every step at once
@@ -147,7 +151,6 @@ class ElmoLstm(nn.Module):
             z_fwd, z_bwd = (matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(2))
         else:  # small: one batched product for both directions
             z_fwd, z_bwd = torch.baddbmm(bias, x, w_in)
-        clips = self.cell_clip, self.proj_clip
         return LstmSteps.apply(z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, *clips)
 
 
@@ -158,9 +161,8 @@ class LstmSteps(torch.autograd.Function):
     computes the recurrent and projection weight gradients as one matmul over all steps, instead
     of one small matmul per step.
 
-    On the CPU in float32, all steps of a pass (products and cells, each way) are one call of
-    ``kernels.c``, each direction on a thread of its own (``_native_forward``,
-    ``_native_backward``); elsewhere, or without a C compiler, torch operations do the same.
+    These are torch operations, for GPUs, ``torch.compile`` and where ``kernels.c`` cannot be
+    built; on the CPU ``NativeLayer`` does the same work in C.
 
     Under autocast (mixed precision) the steps run in float32: the recurrence and its clipping
     stay exact, only the large input matmul before them runs in low precision.
@@ -176,10 +178,6 @@ class LstmSteps(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip):
         ctx.batch_sizes, ctx.clips = batch_sizes, (cell_clip, proj_clip)
-        lib = _native_kernels(z_fwd)
-        ctx.native = lib is not None
-        if lib is not None:
-            return _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj)
         z_in = torch.stack([z_fwd, z_bwd])
         dim = c.shape[-1]
         h0, c0 = h, c
@@ -222,8 +220,6 @@ class LstmSteps(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cuda")
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_out, d_h_final, d_c_final):
-        if ctx.native:
-            return _native_backward(ctx, d_out, d_h_final, d_c_final)
         h0, c0, w_rec, proj, out = ctx.saved_tensors
         cell_clip, proj_clip = ctx.clips
         sizes = ctx.batch_sizes
@@ -272,7 +268,7 @@ class LstmSteps(torch.autograd.Function):
             d_h[:, :n] = matmul.bmm(dz, w_rec_t)
             d_c[:, :n] = dc * f[:, step]
         pre_proj = None if proj is None else torch.cat(ctx.pre_proj, dim=1)  # (2, N, H)
-        d_w_rec, d_proj = _weight_grads(h0, out, sizes, starts, d_z_in, pre_proj, d_h_proj)
+        d_w_rec, d_proj = _weight_grads(h0, out, sizes, d_z_in, pre_proj, d_h_proj)
         return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
 
 
@@ -312,80 +308,109 @@ def _threads() -> int:
     return 2 if torch.get_num_threads() > 1 else 1
 
 
-def _native_forward(ctx, lib, z_fwd, z_bwd, h, c, w_rec, proj):
-    """LstmSteps.forward in one call of ``kernels.c``: each direction's steps (products and
-    cells) on a thread of its own. The gates, cells, their tanh and the projection inputs go
-    into (2, N, .) buffers that the backward pass reads as they are."""
-    sizes = ctx.batch_sizes
-    cell_clip, proj_clip = ctx.clips
-    z_fwd, z_bwd = z_fwd.contiguous(), z_bwd.contiguous()
-    h0, c0 = h.contiguous(), c.contiguous()
-    if w_rec.stride(2) != 1 or w_rec.stride(1) != w_rec.shape[2]:
-        w_rec = w_rec.contiguous()
-    proj = None if proj is None else proj.contiguous()
-    total, four_dim = z_fwd.shape
-    dim, width, batch = four_dim // 4, h0.shape[-1], h0.shape[1]
-    acts = z_fwd.new_empty(2, total, four_dim)
-    cells = z_fwd.new_empty(2, total, dim)
-    tanh_cells = z_fwd.new_empty(2, total, dim)
-    pre_proj = z_fwd.new_empty(2, total, dim) if proj is not None else None
-    out = z_fwd.new_empty(2, total, width)
-    sizes_t = torch.tensor(sizes, dtype=torch.int64)
-    lib.elmo_lstm_steps_forward(
-        *(z_fwd.data_ptr(), z_bwd.data_ptr(), h0.data_ptr(), c0.data_ptr(), batch),
-        *(w_rec.data_ptr(), w_rec.stride(0), 0 if proj is None else proj.data_ptr()),
-        *(sizes_t.data_ptr(), len(sizes), total, dim, width),
-        *(acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr()),
-        *(0 if pre_proj is None else pre_proj.data_ptr(), out.data_ptr()),
-        *(cell_clip is not None, float(cell_clip or 0.0)),
-        *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
-    )
-    h_final = _final_rows(out, h0, sizes)
-    c_final = _final_rows(cells, c0, sizes)
-    ctx.save_for_backward(h0, c0, w_rec, proj, out, acts, cells, tanh_cells, pre_proj)
-    return out, h_final, c_final
+class NativeLayer(torch.autograd.Function):
+    """One layer (both directions) on the CPU: the input products in oneDNN, then all steps of
+    the recurrence, products and cells, in one call of ``kernels.c`` per pass, each direction
+    on a thread of its own; the same results as ``LstmSteps`` after the input products, to
+    float32 rounding.
+
+    The backward pass gets the gradient of the whole ``W_0`` (2, 2P, 4H) in one product per
+    direction, ``[x, h_prev].T @ dz``, where ``LstmSteps`` leaves autograd to add the input and
+    recurrent halves of two slices.
+
+    Inputs: x (2, N, P) time-major packed; weight (2, 2P, 4H); bias (2, 4H) with the forget
+    bias in; h (2, B, P) and c (2, B, H) for the rows sorted by length; proj (2, H, P) or None;
+    batch_sizes and the clips as ``LstmSteps``. Under autocast the layer runs in float32.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+    def forward(ctx, x, weight, bias, h, c, proj, batch_sizes, cell_clip, proj_clip):
+        lib = native.kernels()
+        sizes = batch_sizes
+        p = x.shape[-1]
+        x = x.contiguous()
+        w_in = weight[:, :p]
+        z_fwd, z_bwd = (matmul.addmm(bias[d], x[d], w_in[d]) for d in range(2))
+        z_fwd, z_bwd = z_fwd.contiguous(), z_bwd.contiguous()
+        h0, c0 = h.contiguous(), c.contiguous()
+        w_rec = weight[:, p:]
+        if w_rec.stride(2) != 1 or w_rec.stride(1) != w_rec.shape[2]:
+            w_rec = w_rec.contiguous()
+        proj = None if proj is None else proj.contiguous()
+        total, four_dim = z_fwd.shape
+        dim, batch = four_dim // 4, h0.shape[1]
+        acts = z_fwd.new_empty(2, total, four_dim)  # the gates after their activations
+        cells = z_fwd.new_empty(2, total, dim)
+        tanh_cells = z_fwd.new_empty(2, total, dim)
+        pre_proj = z_fwd.new_empty(2, total, dim) if proj is not None else None
+        out = z_fwd.new_empty(2, total, p)
+        sizes_t = torch.tensor(sizes, dtype=torch.int64)
+        lib.elmo_lstm_steps_forward(
+            *(z_fwd.data_ptr(), z_bwd.data_ptr(), h0.data_ptr(), c0.data_ptr(), batch),
+            *(w_rec.data_ptr(), w_rec.stride(0), 0 if proj is None else proj.data_ptr()),
+            *(sizes_t.data_ptr(), len(sizes), total, dim, p),
+            *(acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr()),
+            *(0 if pre_proj is None else pre_proj.data_ptr(), out.data_ptr()),
+            *(cell_clip is not None, float(cell_clip or 0.0)),
+            *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
+        )
+        ctx.batch_sizes, ctx.clips = sizes, (cell_clip, proj_clip)
+        saved = (x, weight, h0, c0, proj, out, acts, cells, tanh_cells, pre_proj)
+        ctx.save_for_backward(*saved)
+        return out, _final_rows(out, h0, sizes), _final_rows(cells, c0, sizes)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, d_out, d_h_final, d_c_final):
+        x, weight, h0, c0, proj, out, acts, cells, tanh_cells, pre_proj = ctx.saved_tensors
+        lib = native.kernels()
+        cell_clip, proj_clip = ctx.clips
+        sizes = ctx.batch_sizes
+        total, dim, p, batch = out.shape[1], cells.shape[-1], out.shape[-1], h0.shape[1]
+        d_out = d_out.contiguous()
+        d_h = d_h_final.contiguous().clone()  # (2, B, P): in, after the last steps; out, of h0
+        d_c = d_c_final.contiguous().clone()  # (2, B, H)
+        d_z = torch.empty_like(acts)  # (2, N, 4H)
+        d_h_proj = torch.empty_like(out) if proj is not None else None  # (2, N, P)
+        scratch = cells.new_empty(2, batch, dim)
+        w_rec_t = weight[:, p:].transpose(1, 2).contiguous()  # (2, 4H, P)
+        proj_t = None if proj is None else proj.transpose(1, 2).contiguous()  # (2, P, H)
+        sizes_t = torch.tensor(sizes, dtype=torch.int64)
+        lib.elmo_lstm_steps_backward(
+            *(d_out.data_ptr(), d_h.data_ptr(), d_c.data_ptr(), batch, w_rec_t.data_ptr()),
+            *(0 if proj_t is None else proj_t.data_ptr(), c0.data_ptr(), acts.data_ptr()),
+            *(cells.data_ptr(), tanh_cells.data_ptr(), out.data_ptr()),
+            *(sizes_t.data_ptr(), len(sizes), total, dim, p, d_z.data_ptr()),
+            *(0 if d_h_proj is None else d_h_proj.data_ptr(), scratch.data_ptr()),
+            *(cell_clip is not None, float(cell_clip or 0.0)),
+            *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
+        )
+        d_x = None
+        if ctx.needs_input_grad[0]:
+            d_x = torch.stack([matmul.mm(d_z[d], weight[d, :p].t()) for d in range(2)])
+        # [x, h before each step] (2, N, 2P): W_0's rows, inputs' then recurrent ones
+        xh = torch.cat([x, _previous_rows(out, h0, sizes)], dim=-1)
+        d_weight = matmul.bmm(xh.transpose(1, 2), d_z)
+        d_proj = None if proj is None else matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)
+        return d_x, d_weight, d_z.sum(1), d_h, d_c, d_proj, None, None, None
 
 
-def _native_backward(ctx, d_out, d_h_final, d_c_final):
-    """LstmSteps.backward in one call of ``kernels.c``, each direction on a thread of its own."""
-    h0, c0, w_rec, proj, out, acts, cells, tanh_cells, pre_proj = ctx.saved_tensors
-    lib = native.kernels()
-    cell_clip, proj_clip = ctx.clips
-    sizes = ctx.batch_sizes
-    total, dim, width, batch = out.shape[1], cells.shape[-1], out.shape[-1], h0.shape[1]
-    d_out = d_out.contiguous()
-    d_h = d_h_final.contiguous().clone()  # (2, B, P): in, after the last steps; out, of h0
-    d_c = d_c_final.contiguous().clone()  # (2, B, H)
-    d_z_in = torch.empty_like(acts)  # (2, N, 4H)
-    d_h_proj = torch.empty_like(out) if proj is not None else None  # (2, N, P)
-    scratch = cells.new_empty(2, batch, dim)
-    w_rec_t = w_rec.transpose(1, 2).contiguous()  # (2, 4H, P)
-    proj_t = None if proj is None else proj.transpose(1, 2).contiguous()  # (2, P, H)
-    sizes_t = torch.tensor(sizes, dtype=torch.int64)
-    lib.elmo_lstm_steps_backward(
-        *(d_out.data_ptr(), d_h.data_ptr(), d_c.data_ptr(), batch, w_rec_t.data_ptr()),
-        *(0 if proj_t is None else proj_t.data_ptr(), c0.data_ptr(), acts.data_ptr()),
-        *(cells.data_ptr(), tanh_cells.data_ptr(), out.data_ptr()),
-        *(sizes_t.data_ptr(), len(sizes), total, dim, width, d_z_in.data_ptr()),
-        *(0 if d_h_proj is None else d_h_proj.data_ptr(), scratch.data_ptr()),
-        *(cell_clip is not None, float(cell_clip or 0.0)),
-        *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
-    )
+def _previous_rows(out: torch.Tensor, h0: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """h before each step (2, N, P), packed like the outputs: h0 for the first step, else the
+    previous step's output."""
     starts = _step_starts(sizes)
-    d_w_rec, d_proj = _weight_grads(h0, out, sizes, starts, d_z_in, pre_proj, d_h_proj)
-    return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
-
-
-def _weight_grads(h0, out, sizes, starts, d_z_in, pre_proj, d_h_proj):
-    """The recurrent and projection weight gradients, each one matmul over all steps:
-    (2, P, 4H), and (2, H, P) or None without a projection (``pre_proj`` None)."""
-    # h before each step, packed like the outputs: h0 for the first step, else the previous output.
-    h_prev = torch.cat(
+    return torch.cat(
         [h0[:, : sizes[0]]]
         + [out[:, starts[t - 1] : starts[t - 1] + sizes[t]] for t in range(1, len(sizes))],
         dim=1,
     )
-    d_w_rec = matmul.bmm(h_prev.transpose(1, 2), d_z_in)
+
+
+def _weight_grads(h0, out, sizes, d_z_in, pre_proj, d_h_proj):
+    """The recurrent and projection weight gradients, each one matmul over all steps:
+    (2, P, 4H), and (2, H, P) or None without a projection (``pre_proj`` None)."""
+    d_w_rec = matmul.bmm(_previous_rows(out, h0, sizes).transpose(1, 2), d_z_in)
     if pre_proj is None:
         return d_w_rec, None
     return d_w_rec, matmul.bmm(pre_proj.transpose(1, 2), d_h_proj)
