@@ -465,7 +465,7 @@ int64_t elmo_coalesce_rows(const int64_t *entries, const float *values, int64_t 
     return k;
 }
 
-/* Adagrad on distinct rows: per element, sum += g * g; param -= clr * g / (sqrt(sum) + eps),
+/* Adagrad on distinct rows (split over threads): per element, sum += g * g; param -= clr * g / (sqrt(sum) + eps),
  * rounded as torch's Adagrad rounds it (a product, then a sum; no fused multiply-add). */
 #if defined(__clang__)
 #define NO_CONTRACT _Pragma("clang fp contract(off)")
@@ -479,8 +479,9 @@ int64_t elmo_coalesce_rows(const int64_t *entries, const float *values, int64_t 
 #endif
 NO_CONTRACT_ATTR
 void elmo_adagrad_rows(const int64_t *rows, const float *grads, int64_t k, int64_t width,
-                       float *state_sum, float *param, float clr, float eps) {
+                       float *state_sum, float *param, float clr, float eps, int threads) {
     NO_CONTRACT
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t i = 0; i < k; i++) {
         const float *g = grads + i * width;
         float *s = state_sum + rows[i] * width;

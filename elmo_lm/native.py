@@ -46,7 +46,7 @@ SIGNATURES = {
     "elmo_softmax_rows": [_P, _I, _I, _C],
     "elmo_first_distinct": [_P, _I, _I, _P, _P, _P],
     "elmo_coalesce_rows": [_P, _P, _I, _I, _I, _P, _P, _P],
-    "elmo_adagrad_rows": [_P, _P, _I, _I, _P, _P, _F, _F],
+    "elmo_adagrad_rows": [_P, _P, _I, _I, _P, _P, _F, _F, _C],
 }
 
 

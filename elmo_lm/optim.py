@@ -89,6 +89,7 @@ class RowAdagrad(torch.optim.Adagrad):
                 param.data_ptr(),
                 clr,
                 group["eps"],
+                torch.get_num_threads(),
             )
             return
         sums.index_add_(0, rows, values * values)
