@@ -17,6 +17,7 @@ from elmo_lm.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
 from elmo_lm.lstm import ElmoLstm, LstmState, dropout
 from elmo_lm.options import BiLMOptions
 from elmo_lm.pretrained import resolve
+from elmo_lm.sync import may_sync
 from elmo_lm.weights_file import load_weights, save_weights
 
 WARM_UP: tuple[str, ...] = ("the man said it .", "there was a cat .")
@@ -210,6 +211,8 @@ class BiLM(nn.Module):
         if token_cache is not None:
             return token_cache.encode(char_ids, self.embed_tokens)
         flat = char_ids.reshape(-1, char_ids.shape[-1])
+        if not may_sync(flat):  # an accelerator: every token, a fixed shape
+            return self.char_cnn(flat).reshape(*char_ids.shape[:-1], -1)
         unique, inverse = distinct_rows(flat)
         # index_select, whose backward is one index_add (indexing's is a slower index_put)
         embedded = torch.index_select(self.char_cnn(unique), 0, inverse)

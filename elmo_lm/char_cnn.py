@@ -8,6 +8,7 @@ from torch import nn
 from elmo_lm import matmul
 from elmo_lm.characters import PADDING_CHAR
 from elmo_lm.options import BiLMOptions
+from elmo_lm.sync import may_sync
 
 # Char ids arrive +1-shifted: row 0 of the embedding is batch padding, row PAD_ID the pad character.
 PAD_ID = PADDING_CHAR + 1
@@ -96,6 +97,9 @@ class CharCNN(nn.Module):
             raise ValueError(
                 f"char ids have {ids.shape[-1]} characters per token, the model expects {self.max_chars}"
             )
+        shared: dict[str, torch.Tensor] = {}  # the stacked filters, shared by the groups
+        if not may_sync(ids):  # an accelerator: every window of every token, fixed shapes
+            return self._finish(self._convolve(ids, self.max_chars, shared)).reshape(*lead, -1)
         # Characters of each token that are not padding: begin marker, bytes, end marker.
         n_chars = ((ids != PAD_ID) & (ids != 0)).sum(1)
         # Tokens in groups of similar length, so that each group's windows stop at its longest.
@@ -105,7 +109,6 @@ class CharCNN(nn.Module):
         n_groups = max(1, min(self.MAX_LENGTH_GROUPS, n // self.MIN_GROUP_SIZE))
         if self.conv_macs < self.MIN_GROUPING_MACS:
             n_groups = 1
-        shared: dict[str, torch.Tensor] = {}  # the stacked filters, shared by the groups
         if n_groups == 1:
             x = self._convolve(ids, max(1, sorted_chars[-1]), shared)  # (n, n_filters)
         else:
@@ -116,11 +119,15 @@ class CharCNN(nn.Module):
             ]
             # back in input order; index_select's backward is one index_add_
             x = torch.cat(pieces).index_select(0, order.argsort())  # (n, n_filters)
+        return self._finish(x).reshape(*lead, -1)
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        """The highways and the projection of the pooled filters (n, n_filters)."""
         for highway in self.highways:
             x = highway(x)
         if self.proj_weight is not None:
             x = matmul.linear(x, self.proj_weight, self.proj_bias)  # (n, projection_dim)
-        return x.reshape(*lead, -1)
+        return x
 
     def _convolve(self, ids: torch.Tensor, n_used: int, shared: dict) -> torch.Tensor:
         """Activated max-pooled convolutions of tokens whose characters end by ``n_used``.

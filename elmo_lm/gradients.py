@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from elmo_lm import native
+from elmo_lm.sync import may_sync
 
 
 def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
@@ -62,9 +63,29 @@ def coalesce_rows(grad: torch.Tensor) -> torch.Tensor:
     return _coalesce_rows(grad)[0]
 
 
+def padded_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sparse gradient's rows summed per distinct row without reading anything on the host:
+    (n,) row ids and (n, *row) sums for its n entries, the distinct rows first (increasing),
+    then slots of zeros (row 0). Summing or index-adding them gives the coalesced gradient's
+    result exactly, and the shapes do not depend on the data (an accelerator's step)."""
+    entries, values = grad._indices()[0], grad._values()
+    entries, order = entries.sort(stable=True)
+    first = torch.ones_like(entries, dtype=torch.bool)
+    first[1:] = entries[1:] != entries[:-1]
+    slot = first.cumsum(0) - 1  # (n,) each entry's distinct row
+    rows = torch.zeros_like(entries).scatter_(0, slot, entries)
+    sums = torch.zeros_like(values).index_add_(0, slot, values[order])
+    return rows, sums
+
+
 def _coalesce_rows(grad: torch.Tensor, plan=None) -> tuple[torch.Tensor, object]:
     """``coalesce_rows``, and its plan (entries, distinct rows, each entry's row slot), which
-    a later call reuses when its gradient has the same entries (the softmax's weight and bias)."""
+    a later call reuses when its gradient has the same entries (the softmax's weight and bias).
+    Where the host may not read values (``sync.may_sync``), the rows of ``padded_rows``: an
+    uncoalesced tensor with the same sum."""
+    if grad.sparse_dim() == 1 and not grad.is_coalesced() and not may_sync(grad):
+        rows, sums = padded_rows(grad)
+        return torch.sparse_coo_tensor(rows[None], sums, grad.shape), plan
     if grad.is_coalesced() or grad.device.type != "cpu" or grad.sparse_dim() != 1:
         return grad.coalesce(), plan
     entries, values = grad._indices()[0], grad._values()  # (n,), (n, *row)
@@ -104,7 +125,10 @@ def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
     """Averages gradients over the ranks of ``torch.distributed``, keeping sparse ones sparse.
 
     A sparse gradient is all-gathered (row ids and rows from every rank) and summed, which works
-    on gloo and NCCL alike and moves only the touched rows.
+    on gloo and NCCL alike and moves only the touched rows. Where the host may not read values
+    (accelerators), each rank sends its ``padded_rows`` as they are, with no size exchange: a
+    training step's sparse gradients have the same number of entries on every rank (targets and
+    negatives of equal batches).
     """
     world = dist.get_world_size()
     for p in parameters:
@@ -114,6 +138,15 @@ def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
         if not g.is_sparse:
             dist.all_reduce(g)
             g.div_(world)
+            continue
+        if not may_sync(g):  # every rank has the same number of entries: gather them as they are
+            rows, values = padded_rows(g)
+            all_rows = [torch.empty_like(rows) for _ in range(world)]
+            all_values = [torch.empty_like(values) for _ in range(world)]
+            dist.all_gather(all_rows, rows)
+            dist.all_gather(all_values, values)
+            values = torch.cat(all_values) / world
+            p.grad = torch.sparse_coo_tensor(torch.cat(all_rows)[None], values, g.shape)
             continue
         g = coalesce_rows(g)
         rows, values = g._indices()[0], g._values()  # (n,), (n, *row_shape)

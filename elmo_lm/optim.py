@@ -16,7 +16,8 @@ import torch
 from torch.optim.adagrad import adagrad
 
 from elmo_lm import native
-from elmo_lm.gradients import coalesce_rows
+from elmo_lm.gradients import coalesce_rows, padded_rows
+from elmo_lm.sync import may_sync
 
 
 class RowAdagrad(torch.optim.Adagrad):
@@ -71,11 +72,15 @@ class RowAdagrad(torch.optim.Adagrad):
     def _sparse_step(self, param: torch.Tensor, group: dict) -> None:
         """Adagrad on the rows of a sparse gradient (first dimension sparse, rows dense)."""
         state = self.state[param]
-        state["step"] += 1
-        step = float(state["step"])
-        clr = group["lr"] / (1 + (step - 1) * group["lr_decay"])
-        grad = coalesce_rows(param.grad)
-        rows, values = grad._indices()[0], grad._values()  # distinct rows, (K, *row)
+        state["step"] += 1  # a CPU tensor, as torch's Adagrad keeps it
+        clr = group["lr"]
+        if group["lr_decay"]:
+            clr /= 1 + (float(state["step"]) - 1) * group["lr_decay"]
+        if may_sync(param.grad):
+            grad = coalesce_rows(param.grad)
+            rows, values = grad._indices()[0], grad._values()  # distinct rows, (K, *row)
+        else:  # distinct rows, then zero rows: index_add_ of their zero updates changes nothing
+            rows, values = padded_rows(param.grad)
         sums = state["sum"]
         lib = native.kernels() if _row_kernel_fits(param, values, sums) else None
         if lib is not None:  # one C pass over the rows (kernels.c), rounded as below

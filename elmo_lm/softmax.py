@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from elmo_lm import matmul, native
+from elmo_lm.sync import may_sync
 
 
 def log_uniform_probs(ids: torch.Tensor, range_max: int) -> torch.Tensor:
@@ -129,7 +130,7 @@ def log_uniform_candidates(
     lib = native.kernels() if device.type == "cpu" else None
     distinct = first_distinct if lib is None else functools.partial(_first_distinct_cpu, lib)
     ids, num_tries, found = distinct(draws, num_sampled, range_max)
-    if device.type != "cpu":
+    if not may_sync(draws):
         torch._assert_async(found >= num_sampled, "too few distinct log-uniform draws")
         return ids, num_tries
     while read_on and found < num_sampled:  # far below 1e-12 per call

@@ -122,32 +122,41 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert ckpt["global_step"] == len(ranks[0]["batches"])
 
 
-def _average_on_rank(rank: int, init_file: str, out_dir: str) -> None:
+ROWS = {False: [[1, 4, 1], [4, 5]], True: [[1, 4, 1], [4, 5, 5]]}  # by sync_free
+
+
+def _average_on_rank(rank: int, init_file: str, out_dir: str, sync_free: bool) -> None:
     torch.distributed.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
     )
-    from elmo_lm.gradients import all_reduce_mean_grads
+    from elmo_lm import gradients
 
+    if sync_free:  # as on accelerators, where every rank gathers its entries as they are
+        gradients.may_sync = lambda t: False
     sparse = torch.nn.Parameter(torch.zeros(6, 2))
     dense = torch.nn.Parameter(torch.zeros(3))
-    # Rank 0 touches rows 1 and 4 (row 1 twice), rank 1 rows 4 and 5.
-    rows = [[1, 4, 1], [4, 5]][rank]
+    # Rank 0 touches rows 1 and 4 (row 1 twice), rank 1 rows 4 and 5 (row 5 twice if sync_free).
+    rows = ROWS[sync_free][rank]
     values = torch.arange(2.0 * len(rows)).view(-1, 2) + 10 * rank
     sparse.grad = torch.sparse_coo_tensor([rows], values, (6, 2))
     dense.grad = torch.full((3,), float(rank + 1))
-    all_reduce_mean_grads([sparse, dense])
+    gradients.all_reduce_mean_grads([sparse, dense])
     assert sparse.grad.is_sparse
     torch.save({"sparse": sparse.grad.to_dense(), "dense": dense.grad}, f"{out_dir}/{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
 @pytest.mark.slow
-def test_sparse_gradients_are_averaged_over_ranks(tmp_path):
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_sparse_gradients_are_averaged_over_ranks(tmp_path, sync_free):
     torch.multiprocessing.spawn(
-        _average_on_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
+        _average_on_rank,
+        args=(str(tmp_path / "init"), str(tmp_path), sync_free),
+        nprocs=2,
+        join=True,
     )
     expected = torch.zeros(6, 2)
-    for rank, rows in enumerate([[1, 4, 1], [4, 5]]):
+    for rank, rows in enumerate(ROWS[sync_free]):
         values = torch.arange(2.0 * len(rows)).view(-1, 2) + 10 * rank
         expected.index_add_(0, torch.tensor(rows), values)
     expected /= 2
