@@ -272,11 +272,13 @@ class LstmSteps(torch.autograd.Function):
         return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
 
 
-def _native_kernels(z: torch.Tensor):
-    """``kernels.c``'s kernels where they apply: float32 CPU tensors, not under compile."""
-    if z.device.type != "cpu" or z.dtype != torch.float32:
+def _native_kernels(x: torch.Tensor):
+    """``kernels.c``'s kernels where they apply: a layer input on the CPU in float32, or in
+    any precision under the CPU's autocast (``NativeLayer`` casts to float32); not under
+    compile."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
         return None
-    if torch.compiler.is_compiling():
+    if x.dtype != torch.float32 and not torch.is_autocast_enabled("cpu"):
         return None
     return native.kernels()
 
