@@ -76,13 +76,14 @@ class RowAdagrad(torch.optim.Adagrad):
         clr = group["lr"]
         if group["lr_decay"]:
             clr /= 1 + (float(state["step"]) - 1) * group["lr_decay"]
+        sums = state["sum"]
         if may_sync(param.grad):
             grad = coalesce_rows(param.grad)
             rows, values = grad._indices()[0], grad._values()  # distinct rows, (K, *row)
+            lib = native.kernels() if _row_kernel_fits(param, values, sums) else None
         else:  # distinct rows, then zero rows: index_add_ of their zero updates changes nothing
             rows, values = padded_rows(param.grad)
-        sums = state["sum"]
-        lib = native.kernels() if _row_kernel_fits(param, values, sums) else None
+            lib = None  # (the C update needs distinct rows: it updates them on several threads)
         if lib is not None:  # one C pass over the rows (kernels.c), rounded as below
             values, rows = values.contiguous(), rows.contiguous()
             lib.elmo_adagrad_rows(
