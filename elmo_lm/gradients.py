@@ -140,11 +140,7 @@ def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
             g.div_(world)
             continue
         if not may_sync(g):  # every rank has the same number of entries: gather them as they are
-            rows, values = padded_rows(g)
-            all_rows = [torch.empty_like(rows) for _ in range(world)]
-            all_values = [torch.empty_like(values) for _ in range(world)]
-            dist.all_gather(all_rows, rows)
-            dist.all_gather(all_values, values)
+            all_rows, all_values = _all_gather_rows(*padded_rows(g), world)
             values = torch.cat(all_values) / world
             p.grad = torch.sparse_coo_tensor(torch.cat(all_rows)[None], values, g.shape)
             continue
@@ -158,10 +154,18 @@ def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
         pad = longest - len(rows)
         rows = torch.cat([rows, rows.new_zeros(pad)])
         values = torch.cat([values, values.new_zeros(pad, *values.shape[1:])])
-        all_rows = [torch.empty_like(rows) for _ in range(world)]
-        all_values = [torch.empty_like(values) for _ in range(world)]
-        dist.all_gather(all_rows, rows)
-        dist.all_gather(all_values, values)
+        all_rows, all_values = _all_gather_rows(rows, values, world)
         rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
         values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / world
         p.grad = coalesce_rows(torch.sparse_coo_tensor(rows[None], values, g.shape))
+
+
+def _all_gather_rows(
+    rows: torch.Tensor, values: torch.Tensor, world: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Every rank's row ids and rows, of the same shapes on every rank."""
+    all_rows = [torch.empty_like(rows) for _ in range(world)]
+    all_values = [torch.empty_like(values) for _ in range(world)]
+    dist.all_gather(all_rows, rows)
+    dist.all_gather(all_values, values)
+    return all_rows, all_values

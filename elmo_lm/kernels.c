@@ -250,6 +250,22 @@ static void lstm_both(lstm_dir dirs[2], int backward, int threads) {
     }
 }
 
+/* The fields both passes share: steps and sizes, widths and clips. */
+static lstm_dir lstm_dir_shape(const int64_t *sizes, int64_t steps, int64_t H, int64_t P,
+                               int has_cell_clip, float cell_clip, int has_proj_clip,
+                               float proj_clip) {
+    lstm_dir x = {0};
+    x.sizes = sizes;
+    x.steps = steps;
+    x.H = H;
+    x.P = P;
+    x.has_cell_clip = has_cell_clip;
+    x.cell_clip = cell_clip;
+    x.has_proj_clip = has_proj_clip;
+    x.proj_clip = proj_clip;
+    return x;
+}
+
 /* A layer's steps, both directions (LstmSteps in elmo_lm/lstm.py). Buffers are (2, rows,
  * width) contiguous, direction 1 after direction 0; z_fwd and z_bwd (N, 4H) each; w_rec is
  * direction 0's (P, 4H) with rows 4H apart and direction 1's w_rec_dir floats further; proj
@@ -262,7 +278,8 @@ void elmo_lstm_steps_forward(const float *z_fwd, const float *z_bwd, const float
                              int has_proj_clip, float proj_clip, int threads) {
     lstm_dir dirs[2];
     for (int d = 0; d < 2; d++) {
-        lstm_dir x = {0};
+        lstm_dir x = lstm_dir_shape(sizes, steps, H, P, has_cell_clip, cell_clip,
+                                    proj && has_proj_clip, proj_clip);
         x.z = d ? z_bwd : z_fwd;
         x.h0 = h0 + d * B * P;
         x.c0 = c0 + d * B * H;
@@ -274,14 +291,6 @@ void elmo_lstm_steps_forward(const float *z_fwd, const float *z_bwd, const float
         x.tanh_cells = tanh_cells + d * N * H;
         x.m = m ? m + d * N * H : NULL;
         x.out = out + d * N * P;
-        x.sizes = sizes;
-        x.steps = steps;
-        x.H = H;
-        x.P = P;
-        x.has_cell_clip = has_cell_clip;
-        x.cell_clip = cell_clip;
-        x.has_proj_clip = proj && has_proj_clip;
-        x.proj_clip = proj_clip;
         dirs[d] = x;
     }
     lstm_both(dirs, 0, threads);
@@ -300,7 +309,8 @@ void elmo_lstm_steps_backward(const float *d_out, float *d_h, float *d_c, int64_
                               float proj_clip, int threads) {
     lstm_dir dirs[2];
     for (int d = 0; d < 2; d++) {
-        lstm_dir x = {0};
+        lstm_dir x = lstm_dir_shape(sizes, steps, H, P, has_cell_clip, cell_clip,
+                                    proj_t && has_proj_clip, proj_clip);
         x.c0 = c0 + d * B * H;
         x.w_rec_t = w_rec_t + d * 4 * H * P;
         x.proj_t = proj_t ? proj_t + d * P * H : NULL;
@@ -314,14 +324,6 @@ void elmo_lstm_steps_backward(const float *d_out, float *d_h, float *d_c, int64_
         x.dz = dz + d * N * 4 * H;
         x.d_hp = d_hp ? d_hp + d * N * P : NULL;
         x.dm = dm + d * B * H;
-        x.sizes = sizes;
-        x.steps = steps;
-        x.H = H;
-        x.P = P;
-        x.has_cell_clip = has_cell_clip;
-        x.cell_clip = cell_clip;
-        x.has_proj_clip = proj_t && has_proj_clip;
-        x.proj_clip = proj_clip;
         dirs[d] = x;
     }
     lstm_both(dirs, 1, threads);

@@ -357,7 +357,7 @@ class NativeLayer(torch.autograd.Function):
             *(cell_clip is not None, float(cell_clip or 0.0)),
             *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
         )
-        ctx.batch_sizes, ctx.clips = sizes, (cell_clip, proj_clip)
+        ctx.batch_sizes, ctx.sizes_t, ctx.clips = sizes, sizes_t, (cell_clip, proj_clip)
         saved = (x, weight, h0, c0, proj, out, acts, cells, tanh_cells, pre_proj)
         ctx.save_for_backward(*saved)
         return out, _final_rows(out, h0, sizes), _final_rows(cells, c0, sizes)
@@ -378,7 +378,7 @@ class NativeLayer(torch.autograd.Function):
         scratch = cells.new_empty(2, batch, dim)
         w_rec_t = weight[:, p:].transpose(1, 2).contiguous()  # (2, 4H, P)
         proj_t = None if proj is None else proj.transpose(1, 2).contiguous()  # (2, P, H)
-        sizes_t = torch.tensor(sizes, dtype=torch.int64)
+        sizes_t = ctx.sizes_t
         lib.elmo_lstm_steps_backward(
             *(d_out.data_ptr(), d_h.data_ptr(), d_c.data_ptr(), batch, w_rec_t.data_ptr()),
             *(0 if proj_t is None else proj_t.data_ptr(), c0.data_ptr(), acts.data_ptr()),
