@@ -4,9 +4,9 @@
 import json
 import sys
 
-from elmo_lm.cli import REQUIRED, parse_args
+from elmo_lm.commands.args import REQUIRED, parse_args
+from elmo_lm.commands.evaluate import evaluate
 from elmo_lm.errors import user_errors
-from elmo_lm.evaluation import evaluate
 
 USAGE = "python evaluate.py ckpt=PATH.ckpt data=FILE_OR_GLOB [batch_size=64] [device=auto]"
 DEFAULTS = {"ckpt": REQUIRED, "data": REQUIRED, "batch_size": 64, "device": "auto"}

@@ -3,9 +3,9 @@ out=weights.hdf5``; ``options.json`` and ``vocab.txt`` are written beside the we
 
 import sys
 
-from elmo_lm.cli import REQUIRED, parse_args
+from elmo_lm.commands.args import REQUIRED, parse_args
+from elmo_lm.commands.export import export
 from elmo_lm.errors import user_errors
-from elmo_lm.export import export
 
 USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5"
 

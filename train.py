@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 # conf/ paths (the bundled corpus, runs/) are relative to this repository wherever we run from.
 os.environ.setdefault("ELMO_LM_ROOT", str(Path(__file__).resolve().parent))
 
-from elmo_lm.config import check_overrides  # noqa: E402
-from elmo_lm.training import train, user_errors  # noqa: E402
+from elmo_lm.training.config import check_overrides  # noqa: E402
+from elmo_lm.training.run import train, user_errors  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -31,7 +31,8 @@ from common import (  # noqa: E402
     token_encoder_flops,
 )
 
-from elmo_lm import BiLM, batch_to_ids, matmul  # noqa: E402
+from elmo_lm import BiLM, batch_to_ids  # noqa: E402
+from elmo_lm.cpu import matmul
 
 
 def run(bilm, batches) -> tuple[float, int, float, int]:
@@ -39,7 +40,7 @@ def run(bilm, batches) -> tuple[float, int, float, int]:
     share, and the matmul FLOPs the code executes for one batch."""
     ids = [batch_to_ids(b) for b in batches]
     with torch.inference_mode():
-        # FlopCounterMode counts torch's matmuls, not oneDNN's (elmo_lm.matmul): count the
+        # FlopCounterMode counts torch's matmuls, not oneDNN's (elmo_lm.cpu.matmul): count the
         # same products with oneDNN off.
         onednn, matmul.ONEDNN = matmul.ONEDNN, False
         try:

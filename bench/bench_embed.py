@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # elmo_lm, installed or not
 from common import ordinary_sentences, small_options, table, zipf_words  # noqa: E402
 
-from elmo_lm.bilm import BiLM  # noqa: E402
-from elmo_lm.characters import batch_to_ids  # noqa: E402
-from elmo_lm.elmo import Elmo  # noqa: E402
-from elmo_lm.embed_file import embed_file  # noqa: E402
-from elmo_lm.token_cache import TokenCache  # noqa: E402
+from elmo_lm.commands.embed import embed_file  # noqa: E402
+from elmo_lm.embedding.elmo import Elmo  # noqa: E402
+from elmo_lm.embedding.token_cache import TokenCache  # noqa: E402
+from elmo_lm.formats.characters import batch_to_ids  # noqa: E402
+from elmo_lm.model.bilm import BiLM  # noqa: E402
 
 
 def main() -> None:

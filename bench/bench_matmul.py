@@ -3,7 +3,7 @@
 Usage: python bench/bench_matmul.py [--threads 1 2] [--repeats 20]
 
 For each product of a training step at the ``mini`` and ``small`` shapes (batch 32 x 20, 8192
-negatives), the median time and GFLOP/s of ``torch.mm`` (MKL) and of ``elmo_lm.matmul.mm``
+negatives), the median time and GFLOP/s of ``torch.mm`` (MKL) and of ``elmo_lm.cpu.matmul.mm``
 (oneDNN where ``uses_onednn`` says so), and the speed-up. MKL picks its kernels by processor
 vendor (AVX2 code on AMD processors even where AVX-512 is there); oneDNN does not.
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from common import table  # noqa: E402
 
-from elmo_lm import matmul  # noqa: E402
+from elmo_lm.cpu import matmul  # noqa: E402
 
 N, S = 640, 8192  # tokens of a 32 x 20 batch, negatives
 # (name, a's shape, b's shape, a given transposed): the products of a step

@@ -29,7 +29,7 @@ from bench_peer import shape_options  # noqa: E402
 from bench_train import make_batches, step_times  # noqa: E402
 from common import table  # noqa: E402
 
-from elmo_lm.lightning_module import ElmoLM  # noqa: E402
+from elmo_lm.training.module import ElmoLM  # noqa: E402
 
 
 def measure(shape: str, vocab_size: int, batch: int, unroll: int, steps: int) -> dict:

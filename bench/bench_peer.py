@@ -14,7 +14,7 @@ unroll, sampled softmax and number of steps, one seed after another, never two a
   unmodified ``bilm.training.train()`` and then ``test()`` and prints one JSON line.
 - Ours: ``python train.py`` with overrides (the whole path a user runs, data loading included),
   no validation while training, one checkpoint at the last step; then that checkpoint scored
-  on the held-out file (``original_test_ppl``, and ``elmo_lm.evaluation.evaluate``). Everything
+  on the held-out file (``original_test_ppl``, and ``elmo_lm.commands.evaluate.evaluate``). Everything
   else is
   conf/train.yaml's default, e.g. ``module.reset_state_prob`` (the original never resets a row's
   state; ``--ours_overrides module.reset_state_prob=0`` trains as it does).
@@ -57,13 +57,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from common import table  # noqa: E402
 
-from elmo_lm.config import model_options  # noqa: E402
-from elmo_lm.evaluation import evaluate  # noqa: E402
-from elmo_lm.lightning_module import ElmoLM  # noqa: E402
-from elmo_lm.options import BiLMOptions  # noqa: E402
-from elmo_lm.perplexity import perplexities  # noqa: E402
-from elmo_lm.stream import CharIdCache, sentence_pairs  # noqa: E402
-from elmo_lm.vocabulary import BOS_TOKEN, EOS_TOKEN, read_sentences  # noqa: E402
+from elmo_lm.commands.evaluate import evaluate  # noqa: E402
+from elmo_lm.data.streams import CharIdCache, sentence_pairs  # noqa: E402
+from elmo_lm.data.vocabulary import BOS_TOKEN, EOS_TOKEN, read_sentences  # noqa: E402
+from elmo_lm.formats.options import BiLMOptions  # noqa: E402
+from elmo_lm.training.config import model_options  # noqa: E402
+from elmo_lm.training.module import ElmoLM  # noqa: E402
+from elmo_lm.training.perplexity import perplexities  # noqa: E402
 
 PEER = Path(os.environ.get("ELMO_ORIGINAL_TRAINER", ROOT.parent / "shared/tools/original-trainer"))
 PEER_PYTHON = Path(

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from common import table  # noqa: E402
 
-from elmo_lm.allocator import keep_freed_memory  # noqa: E402
-from elmo_lm.gradients import clip_grad_norm  # noqa: E402
-from elmo_lm.softmax import Softmax  # noqa: E402
+from elmo_lm.cpu.allocator import keep_freed_memory  # noqa: E402
+from elmo_lm.model.softmax import Softmax  # noqa: E402
+from elmo_lm.training.gradients import clip_grad_norm  # noqa: E402
 
 NEGATIVES = 8192
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bench_peer import OthersCPU, peer_vocab, shape_options, train_original, train_ours  # noqa: E402
 from common import lstm_flops, matmul_peak, table, token_encoder_flops  # noqa: E402
 
-from elmo_lm.options import BiLMOptions  # noqa: E402
+from elmo_lm.formats.options import BiLMOptions  # noqa: E402
 
 SPEED_TARGET = 2.0
 DISTINCT_SHARE = 0.32  # distinct tokens per batch position, measured on fortunes at 32 x 20

@@ -35,9 +35,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table  # noqa: E402
 
-from elmo_lm.bilm import BiLM, warm_up_inputs  # noqa: E402
-from elmo_lm.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids  # noqa: E402
-from elmo_lm.vocabulary import read_sentences  # noqa: E402
+from elmo_lm.data.vocabulary import read_sentences  # noqa: E402
+from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids  # noqa: E402
+from elmo_lm.model.bilm import BiLM, warm_up_inputs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKETS = (("first 1", 1), ("first 5", 5), ("all", None))
@@ -202,7 +202,7 @@ def distance_row(name: str, results, reference) -> dict:
 def load(args):
     """The biLM, the (forward, backward) softmaxes or Nones, and the vocabulary or None."""
     if args.ckpt:
-        from elmo_lm.lightning_module import ElmoLM
+        from elmo_lm.training.module import ElmoLM
 
         module = ElmoLM.from_checkpoint(args.ckpt).eval()
         shared = getattr(module, "softmax", None)

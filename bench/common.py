@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from elmo_lm.config import model_options
-from elmo_lm.options import BiLMOptions
-from elmo_lm.tables import format_table as table  # noqa: F401  (the benchmarks print with it)
+from elmo_lm.console import format_table as table  # noqa: F401  (the benchmarks print with it
+from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.training.config import model_options
 
 
 def small_options() -> BiLMOptions:
@@ -40,10 +40,10 @@ def lstm_flops(options: BiLMOptions) -> int:
 
 def matmul_peak(seconds: float = 3.0, n: int = 2048) -> float:
     """The machine's measured float32 matmul rate in FLOP/s: the best of repeated n x n
-    products through torch's BLAS (``torch.mm``) and through oneDNN (``elmo_lm.matmul.mm``, the
+    products through torch's BLAS (``torch.mm``) and through oneDNN (``elmo_lm.cpu.matmul.mm``, the
     library our large products use where it is faster: on AMD processors MKL runs its AVX2 code,
     oneDNN AVX-512, twice the rate)."""
-    from elmo_lm import matmul
+    from elmo_lm.cpu import matmul
 
     a, b = torch.randn(n, n), torch.randn(n, n)
     best = 0.0

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # elmo_lm, installed or not
-from elmo_lm.tables import format_table  # noqa: E402
+from elmo_lm.console import format_table  # noqa: E402
 
 BOS, EOS, UNK = "<S>", "</S>", "<UNK>"
 # KenLM's --discount_fallback: used when counts-of-counts give a discount outside (0, i].

@@ -27,13 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from elmo_lm.elmo import Elmo  # noqa: E402
-from elmo_lm.errors import UserError  # noqa: E402
-from elmo_lm.extras import MissingExtraError  # noqa: E402
-from elmo_lm.plots import WordSenses, plot_senses  # noqa: E402
-from elmo_lm.tables import format_table  # noqa: E402
-from elmo_lm.word2vec import train_word2vec  # noqa: E402
-from elmo_lm.word_vectors import WordVectors  # noqa: E402
+from elmo_lm.commands.plot import WordSenses, plot_senses  # noqa: E402
+from elmo_lm.commands.word2vec import train_word2vec  # noqa: E402
+from elmo_lm.console import format_table  # noqa: E402
+from elmo_lm.embedding.elmo import Elmo  # noqa: E402
+from elmo_lm.embedding.word_vectors import WordVectors  # noqa: E402
+from elmo_lm.errors import MissingExtraError, UserError  # noqa: E402
 
 # word -> sense -> its context words
 Senses = dict[str, dict[str, set[str]]]

@@ -1,0 +1,3 @@
+"""What ELMo users embed with: ``Elmo`` (layers mixed, concatenated or the top one), the
+token cache, and static word vectors to append.
+"""

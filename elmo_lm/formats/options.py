@@ -1,0 +1,179 @@
+"""The options of a biLM, mirroring the original ``options.json`` field for field."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from elmo_lm.errors import UserError
+from elmo_lm.formats.atomic import write_text
+
+
+class OptionsError(UserError):
+    """An ``options.json`` that cannot describe a biLM."""
+
+
+@dataclass
+class CharEmbeddingOptions:
+    dim: int = 16
+    """Size of each character's embedding."""
+
+
+@dataclass
+class CharCNNOptions:
+    activation: str = "relu"
+    """Applied after the max over character positions: ``relu`` or ``tanh``."""
+    embedding: CharEmbeddingOptions = field(default_factory=CharEmbeddingOptions)
+    filters: list[list[int]] = field(
+        default_factory=lambda: [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]]
+    )
+    """``[width, n_filters]`` pairs of the character convolutions."""
+    n_highway: int = 2
+    """Number of highway layers after the convolutions."""
+    max_characters_per_token: int = 50
+    """Character ids per token, including begin/end-of-word markers."""
+    n_characters: int = 262
+    """261 while training, 262 in an exported file (an extra padding id); both load."""
+
+
+@dataclass
+class LSTMOptions:
+    dim: int = 4096
+    """LSTM cells per layer and direction."""
+    projection_dim: int = 512
+    """Size of the projected LSTM output, and of the token embedding."""
+    n_layers: int = 2
+    cell_clip: float | None = 3.0
+    """Cell values are clipped to [-cell_clip, cell_clip]; ``None`` for no clipping."""
+    proj_clip: float | None = 3.0
+    """Projected outputs are clipped to [-proj_clip, proj_clip]; ``None`` for no clipping."""
+    use_skip_connections: bool = True
+    """Layers after the first add their input to their output."""
+
+
+@dataclass
+class BiLMOptions:
+    """Everything ``options.json`` holds. Readers need only ``lstm`` and ``char_cnn``."""
+
+    lstm: LSTMOptions = field(default_factory=LSTMOptions)
+    char_cnn: CharCNNOptions = field(default_factory=CharCNNOptions)
+    bidirectional: bool = True
+    dropout: float = 0.1
+    """Dropout on each LSTM layer's input and on the top output, while training."""
+    n_tokens_vocab: int = 0
+    """Size of the softmax vocabulary the model was trained with."""
+    unroll_steps: int = 20
+    """Tokens per training window (truncated backpropagation through time)."""
+    batch_size: int = 128
+    """Stream rows per batch and device."""
+    n_negative_samples_batch: int = 8192
+    """Negatives of the sampled softmax."""
+    all_clip_norm_val: float = 10.0
+    """Gradients are clipped to this global norm."""
+    n_epochs: int = 10
+    n_train_tokens: int = 0
+    """Tokens in the training corpus (counted, never assumed)."""
+
+    @property
+    def n_filters(self) -> int:
+        """Total number of character filters (the width of the highway layers)."""
+        return sum(n for _, n in self.char_cnn.filters)
+
+    @property
+    def cnn_projection(self) -> bool:
+        """Whether the token embedding has a projection (``CNN_proj``): as in the original
+        tools, only when the filters total more than ``projection_dim``."""
+        return self.n_filters != self.lstm.projection_dim
+
+    @property
+    def lstm_projection(self) -> bool:
+        """Whether the LSTM cells project their output (``W_P_0``): as in the original tools,
+        only when ``projection_dim`` is smaller than ``lstm.dim``."""
+        return self.lstm.projection_dim != self.lstm.dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "options") -> BiLMOptions:
+        """Builds options from a parsed ``options.json``; unknown keys are ignored."""
+        try:
+            lstm = _build(LSTMOptions, data["lstm"])
+            cnn = dict(data["char_cnn"])
+            embedding = _build(CharEmbeddingOptions, cnn.pop("embedding", {}))
+            char_cnn = _build(CharCNNOptions, cnn)
+            char_cnn.embedding = embedding
+        except KeyError as exc:
+            raise OptionsError(
+                f"{source}: missing key {exc.args[0]!r}; an options.json needs 'lstm' and 'char_cnn'"
+            ) from None
+        except TypeError as exc:
+            raise OptionsError(f"{source}: {exc}") from None
+        top = {k: v for k, v in data.items() if k not in ("lstm", "char_cnn")}
+        options = _build(cls, top)
+        options.lstm, options.char_cnn = lstm, char_cnn
+        options.validate(source)
+        return options
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> BiLMOptions:
+        path = Path(path)
+        if not path.is_file():
+            raise OptionsError(
+                f"{path}: options file not found; pass the options.json written beside the weights file"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise OptionsError(f"{path}: not a valid JSON options file ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        """Writes ``options.json`` (via a temporary name, so no half file is left behind)."""
+        write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def validate(self, source: str = "options") -> None:
+        cnn, lstm = self.char_cnn, self.lstm
+        if cnn.activation not in ("relu", "tanh"):
+            raise OptionsError(
+                f"{source}: char_cnn.activation is {cnn.activation!r}; use 'relu' or 'tanh'"
+            )
+        if cnn.n_characters not in (261, 262):
+            raise OptionsError(
+                f"{source}: char_cnn.n_characters is {cnn.n_characters}; use 261 or 262"
+            )
+        if not cnn.filters or any(len(f) != 2 or f[0] < 1 or f[1] < 1 for f in cnn.filters):
+            raise OptionsError(
+                f"{source}: char_cnn.filters must be a non-empty list of [width, n_filters] pairs"
+            )
+        if max(w for w, _ in cnn.filters) > cnn.max_characters_per_token:
+            raise OptionsError(f"{source}: a filter is wider than max_characters_per_token")
+        if cnn.max_characters_per_token < 3:
+            raise OptionsError(f"{source}: max_characters_per_token must be at least 3")
+        if lstm.n_layers < 1 or lstm.dim < 1 or lstm.projection_dim < 1:
+            raise OptionsError(
+                f"{source}: lstm.n_layers, lstm.dim and lstm.projection_dim must be positive"
+            )
+        # The original tools build no projection when the sizes agree and cannot project up.
+        if self.n_filters < lstm.projection_dim:
+            raise OptionsError(
+                f"{source}: char_cnn.filters total {self.n_filters}, fewer than lstm.projection_dim "
+                f"{lstm.projection_dim}; use filters totalling at least projection_dim"
+            )
+        if lstm.dim < lstm.projection_dim:
+            raise OptionsError(
+                f"{source}: lstm.dim {lstm.dim} is smaller than lstm.projection_dim "
+                f"{lstm.projection_dim}; use a projection_dim of at most dim"
+            )
+        if not self.bidirectional:
+            raise OptionsError(
+                f"{source}: bidirectional is false; elmo_lm reads and trains bidirectional LMs only"
+            )
+
+
+def _build(cls, data: dict[str, Any]):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})

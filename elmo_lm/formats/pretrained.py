@@ -1,0 +1,382 @@
+"""Models by name, URL or path: the one resolver behind ``Elmo.from_pretrained``,
+``BiLM.from_pretrained``, ``elmo-embed model=`` and ``train.py init_from=``.
+
+A model is given as
+    * a published name (``PUBLISHED``): the English models of the ELMo paper, downloaded from
+      AllenNLP's address (``published_files``);
+    * a directory holding an ``options.json`` and a weights ``.hdf5`` (what ``export.py``
+      writes, or the published files side by side);
+    * a weights ``.hdf5`` with its ``options.json`` beside it;
+    * an options file and a weights file, each a path or an ``http(s)`` URL.
+
+Downloads go to ``cache_root()`` (``$ELMO_LM_CACHE``, else the platform's user cache directory,
+e.g. ``~/.cache/elmo_lm``), published models under ``<id>/``, other URLs under
+``urls/<hash of the URL>/``, and are made once. pooch runs them (``pooch.retrieve``, checking a
+known SHA-256 on every cache hit too) through ``ResumableDownloader``, which streams with
+requests into ``<name>.part`` beside the final name, asks the server for the rest with a
+``Range`` header when a part is there, and checks the size (known, else the server's
+``Content-Length``) and the SHA-256 (where known) before the file takes its final name. A file
+lock keeps two processes (DDP ranks, say) from downloading the same file at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from elmo_lm.console import progress_bar
+from elmo_lm.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "ELMO_LM_CACHE"
+"""The environment variable that moves the download cache."""
+
+PUBLISHED: dict[str, str] = {
+    "small": "2x1024_128_2048cnn_1xhighway",
+    "medium": "2x2048_256_2048cnn_1xhighway",
+    "original": "2x4096_512_2048cnn_2xhighway",
+    "original-5.5b": "2x4096_512_2048cnn_2xhighway_5.5B",
+}
+"""The published English models by name: the id of each, as AllenNLP's file names spell it."""
+
+PUBLISHED_URL = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo/{id}/elmo_{id}_{kind}"
+"""Where the published files are; ``kind`` is ``options.json`` or ``weights.hdf5``."""
+
+CHUNK = 1 << 16
+"""Bytes read from the network per write: what a broken connection can lose of the part."""
+
+TIMEOUT = 60
+"""Seconds to wait for the server to connect or to send the next bytes."""
+
+
+class PretrainedError(UserError):
+    """A model name, path or URL that cannot be found, downloaded or verified."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A file to download.
+
+    Attributes:
+        url: its ``http(s)`` address.
+        size: its size in bytes, checked after the download; ``None``: the server's
+            ``Content-Length``.
+        sha256: its SHA-256 (hex), checked after the download and on every cache hit;
+            ``None``: not checked.
+    """
+
+    url: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+def published_files(name: str) -> tuple[RemoteFile, RemoteFile]:
+    """The options and weights files of a published model.
+
+    Their sizes and SHA-256 are not recorded yet (this project has not downloaded them); the
+    download is then checked against the server's ``Content-Length`` only, and the log names
+    the SHA-256 of what arrived.
+    """
+    model_id = PUBLISHED[name]
+    return tuple(
+        RemoteFile(PUBLISHED_URL.format(id=model_id, kind=kind))
+        for kind in ("options.json", "weights.hdf5")
+    )
+
+
+def cache_root() -> Path:
+    """``$ELMO_LM_CACHE``, else the platform's user cache directory for elmo_lm."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("elmo_lm"))
+
+
+def cache_path(url: str) -> Path:
+    """Where the download of ``url`` is kept: ``<id>/<name>`` for a published file,
+    ``urls/<16 hex digits of the URL's SHA-256>/<name>`` for any other."""
+    name = Path(urlparse(url).path).name or "download"
+    published = {
+        PUBLISHED_URL.format(id=model_id, kind=kind): model_id
+        for model_id in PUBLISHED.values()
+        for kind in ("options.json", "weights.hdf5")
+    }
+    if url in published:
+        return cache_root() / published[url] / name
+    return cache_root() / "urls" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+
+
+def is_url(text: object) -> bool:
+    return isinstance(text, RemoteFile) or bool(re.match(r"https?://", str(text)))
+
+
+def resolve(
+    model: str | os.PathLike | RemoteFile,
+    weights: str | os.PathLike | RemoteFile | None = None,
+    progress: bool | None = None,
+    what: str | None = None,
+) -> tuple[Path, Path]:
+    """The local ``options.json`` and weights file of a model (module docstring), downloading
+    what is not in the cache yet.
+
+    Args:
+        model: a published name, a directory, a weights file with ``options.json`` beside it,
+            or (with ``weights``) the options file; paths, URLs or ``RemoteFile``s.
+        weights: the weights file (path, URL or ``RemoteFile``) for an options file in ``model``.
+        progress: a download progress bar on stderr; ``None``: when stderr is a terminal.
+        what: how the user gave the model, to start messages with (``init_from=...``); default
+            the model itself.
+
+    Raises:
+        PretrainedError: one line naming the model and what to pass instead.
+    """
+    if weights is not None:
+        return _file(model, progress), _file(weights, progress)
+    what = what or str(model.url if isinstance(model, RemoteFile) else model)
+    if is_url(model):
+        raise PretrainedError(
+            f"{what}: a URL needs its pair: pass the options file's URL and the weights file's "
+            "URL (Elmo.from_pretrained(options_url, weights_url), or options= and weights=)"
+        )
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return _in_directory(path, what)
+    if path.is_file():
+        if path.suffix != ".hdf5":
+            raise PretrainedError(
+                f"{what}: give the weights .hdf5 (with options.json beside it), the directory "
+                "holding both, or the options file and the weights file"
+            )
+        return path.with_name("options.json"), path
+    if str(model) in PUBLISHED:
+        options, weights = published_files(str(model))
+        return fetch(options, progress), fetch(weights, progress)
+    raise PretrainedError(
+        f"{what}: no such file or directory, nor a published model ({', '.join(PUBLISHED)}); "
+        "pass one of those names, the directory holding options.json and the weights .hdf5, "
+        "or the weights .hdf5 with options.json beside it"
+    )
+
+
+def _file(source: str | os.PathLike | RemoteFile, progress: bool | None) -> Path:
+    """A URL downloaded; a local path as it is (its reader says if it is missing)."""
+    if is_url(source):
+        remote = source if isinstance(source, RemoteFile) else RemoteFile(str(source))
+        return fetch(remote, progress)
+    return Path(source).expanduser()
+
+
+def _in_directory(directory: Path, what: str) -> tuple[Path, Path]:
+    """The options and weights files of a directory: the one ``.json`` (else ``options.json``,
+    else the one ``*options*.json``) and the one ``.hdf5`` (else ``weights.hdf5``, else the one
+    ``*weights*.hdf5``)."""
+
+    def pick(suffix: str, kind: str) -> Path | None:
+        found = sorted(directory.glob(f"*{suffix}"))
+        for candidates in (found, [p for p in found if p.name == kind + suffix]):
+            if len(candidates) == 1:
+                return candidates[0]
+        named = [p for p in found if kind in p.name]
+        return named[0] if len(named) == 1 else None
+
+    options, weights = pick(".json", "options"), pick(".hdf5", "weights")
+    if options is None or weights is None:
+        n_json, n_hdf5 = len(list(directory.glob("*.json"))), len(list(directory.glob("*.hdf5")))
+        raise PretrainedError(
+            f"{what}: the directory {directory} holds {n_json} .json and {n_hdf5} .hdf5 files, "
+            "not one options file and one weights file; pass the weights .hdf5 (with "
+            "options.json beside it), or the options file and the weights file"
+        )
+    return options, weights
+
+
+def fetch(remote: RemoteFile, progress: bool | None = None) -> Path:
+    """The cached copy of ``remote``, downloaded first if it is not in the cache (or its
+    SHA-256 is known and differs).
+
+    Raises:
+        PretrainedError: the cache cannot be written, the server cannot be reached or answers
+            an error, the download stops (run again: it resumes) or is not the file expected.
+    """
+    import pooch
+    from filelock import FileLock
+
+    path = cache_path(remote.url)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PretrainedError(
+            f"cannot create the download cache {path.parent} ({exc.strerror}); "
+            f"set {CACHE_ENV}=<a writable directory>"
+        ) from None
+    with FileLock(path.with_name(f".{path.name}.lock")), _quiet(pooch.get_logger()):
+        if path.is_file() and remote.size is not None and path.stat().st_size != remote.size:
+            path.unlink()  # not the file expected: download it again
+        downloaded = not path.is_file()
+        found = pooch.retrieve(
+            remote.url,
+            known_hash=remote.sha256,
+            fname=path.name,
+            path=path.parent,
+            downloader=ResumableDownloader(remote, path, progress),
+        )
+    if downloaded:
+        log.info("downloaded %s to %s", remote.url, found)
+    return Path(found)
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """pooch's own log lines (which advise ``pooch.retrieve`` arguments) held back; ours say
+    what was downloaded."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class ResumableDownloader:
+    """A pooch downloader (``downloader(url, output_file, pooch)``) that resumes.
+
+    It appends to ``<final name>.part`` (kept when a download stops, so the next call asks the
+    server only for the rest, with a ``Range`` header), checks the size and the SHA-256 of
+    ``remote`` where known, and moves the part to ``output_file`` (pooch's temporary, renamed
+    to the final name by pooch).
+
+    Args:
+        remote: the file, with its size and SHA-256 where known.
+        path: its final name in the cache.
+        progress: a progress bar on stderr; ``None``: when stderr is a terminal.
+    """
+
+    def __init__(self, remote: RemoteFile, path: Path, progress: bool | None = None) -> None:
+        self.remote = remote
+        self.part = path.with_name(path.name + ".part")
+        self.progress = progress
+
+    def __call__(self, url: str, output_file: str, pooch: object, check_only: bool = False):
+        import requests
+
+        if check_only:
+            return requests.head(url, timeout=TIMEOUT, allow_redirects=True).ok
+        try:
+            expected = self._download(url)
+        except requests.HTTPError as exc:
+            response = exc.response
+            raise PretrainedError(
+                f"{url}: the server answered {response.status_code} {response.reason}; "
+                "check the address"
+            ) from None
+        except requests.RequestException as exc:
+            kept = self.part.stat().st_size if self.part.is_file() else 0
+            if kept == 0:
+                raise PretrainedError(
+                    f"{url}: cannot download ({_reason(exc)}); check the address and the network"
+                ) from None
+            raise PretrainedError(
+                f"{url}: the download stopped after {kept} bytes ({_reason(exc)}); "
+                f"run again to resume it ({self.part} is kept)"
+            ) from None
+        self._check(url, expected)
+        os.replace(self.part, output_file)
+
+    def _download(self, url: str) -> int | None:
+        """Streams what the part lacks into it; returns the size the file should have."""
+        import requests
+
+        offset = self.part.stat().st_size if self.part.is_file() else 0
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT) as response:
+            if response.status_code == 416 and offset:  # the part is not a start of this file
+                self.part.unlink()
+                return self._download(url)
+            response.raise_for_status()
+            start, total = _range(response, offset)
+            expected = self.remote.size if self.remote.size is not None else total
+            name = Path(self.part.name).stem
+            with (
+                open(self.part, "r+b" if start else "wb") as f,
+                progress_bar(expected, name, "B", self.progress, initial=start) as bar,
+            ):
+                f.seek(start)
+                f.truncate()
+                for chunk in response.iter_content(chunk_size=CHUNK):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+        return expected
+
+    def _check(self, url: str, expected: int | None) -> None:
+        """The whole file is there and is the one expected; a wrong one is removed."""
+        size = self.part.stat().st_size
+        if expected is not None and size < expected:
+            raise PretrainedError(
+                f"{url}: the download stopped after {size} of {expected} bytes; "
+                f"run again to resume it ({self.part} is kept)"
+            )
+        if expected is not None and size > expected:
+            self.part.unlink()
+            raise PretrainedError(
+                f"{url}: {size} bytes arrived where {expected} were expected; removed, "
+                "run again to download it anew"
+            )
+        if self.remote.sha256 is None:
+            log.info("%s: %d bytes, SHA-256 %s", url, size, file_sha256(self.part))
+            return
+        actual = file_sha256(self.part)
+        if actual != self.remote.sha256.lower():
+            self.part.unlink()
+            raise PretrainedError(
+                f"{url}: SHA-256 {actual}, expected {self.remote.sha256}; the download was "
+                "removed: run again, and if it fails again the file at that address is not the "
+                "one expected (check the address and the hash)"
+            )
+
+
+def _range(response, offset: int) -> tuple[int, int | None]:
+    """Where the body starts in the file and the file's size, from the response headers."""
+    if response.status_code == 206:
+        match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", ""))
+        if match and int(match[1]) <= offset:
+            total = match[2]
+            return int(match[1]), None if total == "*" else int(total)
+        raise PretrainedError(
+            f"{response.url}: the server answered a resumed download with the range "
+            f"{response.headers.get('Content-Range')!r}; remove the .part file and run again"
+        )
+    length = response.headers.get("Content-Length")
+    return 0, int(length) if length and "Content-Encoding" not in response.headers else None
+
+
+def _reason(exc: Exception) -> str:
+    import requests
+
+    if isinstance(exc, requests.ConnectTimeout | requests.ReadTimeout):
+        return f"no answer in {TIMEOUT} s"
+    if isinstance(exc, requests.ConnectionError) and not isinstance(
+        exc, requests.exceptions.ChunkedEncodingError
+    ):
+        host = urlparse(exc.request.url).netloc if exc.request is not None else "the server"
+        return f"cannot connect to {host}"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "the connection broke"
+    return type(exc).__name__
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 (hex) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()

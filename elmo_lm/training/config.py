@@ -1,0 +1,251 @@
+"""From the composed config of ``conf/train.yaml`` to a run's options, built in one place.
+
+``conf/model/*.yaml`` mirrors ``options.json`` (``lstm``, ``char_cnn``, ``dropout``), so a
+published ``options.json`` is a model config as it is. The keys that record how a model was
+trained (``batch_size``, ``n_train_tokens``, ...) come from the run: ``run_options`` sets them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from elmo_lm.errors import TrainingError
+from elmo_lm.formats.options import BiLMOptions, CharCNNOptions, CharEmbeddingOptions, LSTMOptions
+
+log = logging.getLogger(__name__)
+
+RENAMED = {
+    "model.lstm_dim": "model.lstm.dim",
+    "model.projection_dim": "model.lstm.projection_dim",
+    "model.n_layers": "model.lstm.n_layers",
+    "model.cell_clip": "model.lstm.cell_clip",
+    "model.proj_clip": "model.lstm.proj_clip",
+    "model.use_skip_connections": "model.lstm.use_skip_connections",
+    "model.char_dim": "model.char_cnn.embedding.dim",
+    "model.filters": "model.char_cnn.filters",
+    "model.n_highway": "model.char_cnn.n_highway",
+    "model.activation": "model.char_cnn.activation",
+    "data.max_characters_per_token": "model.char_cnn.max_characters_per_token",
+    "data.max_valid_sentence_tokens": None,  # held-out text is read as streams: no cap
+}
+"""Keys of earlier configs and the key that replaced them (None: no longer used)."""
+
+MOVED_TARGETS = {
+    "elmo_lm.lightning_module.ElmoLM": "elmo_lm.training.module.ElmoLM",
+    "elmo_lm.datamodule.ElmoDataModule": "elmo_lm.data.datamodule.ElmoDataModule",
+    "elmo_lm.callbacks.ModelSummary": "elmo_lm.training.callbacks.ModelSummary",
+    "elmo_lm.callbacks.ProgressBar": "elmo_lm.training.callbacks.ProgressBar",
+    "elmo_lm.callbacks.MetricsFile": "elmo_lm.training.callbacks.MetricsFile",
+    "elmo_lm.training.CheckRunDir": "elmo_lm.training.run.CheckRunDir",
+}
+"""The ``_target_``s that configs saved before the package's subfolders (a run's
+``.hydra/config.yaml``) name, and where those classes live now."""
+
+
+def current_targets(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with every ``_target_`` of ``MOVED_TARGETS`` replaced by its current path, so a
+    config saved by an earlier run (``--config-dir <run>/.hydra --config-name config``)
+    instantiates and resumes as it did."""
+
+    def visit(node) -> None:
+        if isinstance(node, DictConfig):
+            target = node.get("_target_") if "_target_" in node else None
+            if isinstance(target, str) and target in MOVED_TARGETS:
+                node["_target_"] = MOVED_TARGETS[target]
+            for key in node:
+                if not OmegaConf.is_missing(node, key) and not _is_interpolation(node, key):
+                    visit(node[key])
+        elif OmegaConf.is_list(node):
+            for i in range(len(node)):
+                if not _is_interpolation(node, i):
+                    visit(node[i])
+
+    with_flags = OmegaConf.is_readonly(cfg), OmegaConf.is_struct(cfg)
+    OmegaConf.set_readonly(cfg, False)
+    visit(cfg)
+    OmegaConf.set_readonly(cfg, with_flags[0])
+    return cfg
+
+
+def _is_interpolation(node, key) -> bool:
+    return OmegaConf.is_interpolation(node, key)
+
+
+RUN_KEYS = {
+    "n_tokens_vocab": "the vocabulary's size",
+    "unroll_steps": "data.unroll_steps",
+    "batch_size": "data.batch_size",
+    "n_negative_samples_batch": "module.n_negative_samples",
+    "all_clip_norm_val": "module.clip_norm",
+    "n_epochs": "trainer.max_epochs",
+    "n_train_tokens": "the training corpus",
+}
+"""The options that record how a model was trained, and where a run takes them from."""
+
+MODULE_OPTIONS = {
+    "n_negative_samples": "n_negative_samples_batch",
+    "clip_norm": "all_clip_norm_val",
+}
+"""Keys of ``module`` that are options (``options.json`` records them), not ``ElmoLM`` arguments."""
+
+
+def renamed_message(key: str) -> str:
+    new = RENAMED[key]
+    if new is None:
+        return f"{key}: no longer used; remove it"
+    return f"{key}: renamed {new} (conf/model mirrors options.json); pass {new}=..."
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Refuses command-line overrides of renamed keys, before Hydra composes anything.
+
+    Raises:
+        TrainingError: e.g. ``model.lstm_dim: renamed model.lstm.dim ...``.
+    """
+    for arg in argv:
+        key = arg.partition("=")[0].lstrip("+~")
+        if key in RENAMED:
+            raise TrainingError(renamed_message(key))
+
+
+def check_renamed(cfg: DictConfig) -> None:
+    """Refuses renamed keys in a composed config (a config file of one's own, ``+key=``)."""
+    for key in RENAMED:
+        group, _, name = key.partition(".")
+        if isinstance(cfg.get(group), Mapping | DictConfig) and name in cfg[group]:
+            raise TrainingError(renamed_message(key))
+
+
+_SECTIONS = {
+    "lstm": LSTMOptions,
+    "char_cnn": CharCNNOptions,
+    "char_cnn.embedding": CharEmbeddingOptions,
+}
+
+
+def model_options(model: Mapping | DictConfig, source: str = "model") -> BiLMOptions:
+    """The biLM shape of a model config (``conf/model/*.yaml`` or an ``options.json``).
+
+    Raises:
+        TrainingError: a key that options.json does not have (``model.lstm.dimm``).
+    """
+    if isinstance(model, DictConfig):
+        model = OmegaConf.to_container(model, resolve=True)
+    for name in model:
+        if f"{source}.{name}" in RENAMED:
+            raise TrainingError(renamed_message(f"{source}.{name}"))
+    _check_keys(model, BiLMOptions, source)
+    for section, cls in _SECTIONS.items():
+        values = model
+        for part in section.split("."):
+            values = values.get(part, {}) if isinstance(values, Mapping) else {}
+        _check_keys(values, cls, f"{source}.{section}")
+    return BiLMOptions.from_dict(model, source=source)
+
+
+def _check_keys(values: Mapping, cls, where: str) -> None:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(str(k) for k in values if k not in names)
+    if unknown:
+        raise TrainingError(
+            f"{where}.{unknown[0]}: not an options.json key; use one of {', '.join(sorted(names))}"
+        )
+
+
+def run_options(shape: BiLMOptions, cfg: DictConfig, vocab_size: int, n_train_tokens: int):
+    """The options of a run: ``shape``'s biLM, and how this run trains it (``RUN_KEYS``)."""
+    return dataclasses.replace(
+        shape,
+        n_tokens_vocab=vocab_size,
+        unroll_steps=int(cfg.data.unroll_steps),
+        batch_size=int(cfg.data.batch_size),
+        n_negative_samples_batch=int(cfg.module.n_negative_samples),
+        all_clip_norm_val=float(cfg.module.clip_norm),
+        n_epochs=int(cfg.trainer.max_epochs),
+        n_train_tokens=int(n_train_tokens),
+    )
+
+
+def module_arguments(cfg: DictConfig) -> DictConfig:
+    """``cfg.module`` without the keys that ``run_options`` puts in the options."""
+    return OmegaConf.create(
+        {
+            k: v
+            for k, v in OmegaConf.to_container(cfg.module, resolve=True).items()
+            if k not in MODULE_OPTIONS
+        }
+    )
+
+
+_POSITIVE_INTS = (
+    "data.batch_size",
+    "data.unroll_steps",
+    "data.valid_batch_size",
+    "data.vocab_min_count",
+    "trainer.log_every_n_steps",
+    "module.n_negative_samples",
+    "callbacks.periodic.every_n_train_steps",
+)
+_NON_NEGATIVE_INTS = ("data.num_workers", "data.shuffle_buffer", "trainer.num_sanity_val_steps")
+_POSITIVE_NUMBERS = ("module.lr", "module.clip_norm", "trainer.val_check_interval")
+_NON_NEGATIVE_NUMBERS = ("module.initial_accumulator_value",)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuses impossible settings before anything is read or built, naming the key.
+
+    Raises:
+        TrainingError: e.g. ``data.batch_size=0: must be an integer >= 1``.
+    """
+    check_renamed(cfg)
+
+    def value(key):
+        return OmegaConf.select(cfg, key, default=None)
+
+    def refuse(key, need):
+        raise TrainingError(f"{key}={value(key)}: must be {need}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v):
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    for key in _POSITIVE_INTS:
+        if value(key) is not None and not (is_int(value(key)) and value(key) >= 1):
+            refuse(key, "an integer >= 1")
+    for key in _NON_NEGATIVE_INTS:
+        if value(key) is not None and not (is_int(value(key)) and value(key) >= 0):
+            refuse(key, "an integer >= 0")
+    for key in _POSITIVE_NUMBERS:
+        if value(key) is not None and not (is_number(value(key)) and value(key) > 0):
+            refuse(key, "a number > 0")
+    for key in _NON_NEGATIVE_NUMBERS:
+        if value(key) is not None and not (is_number(value(key)) and value(key) >= 0):
+            refuse(key, "a number >= 0")
+    chars = value("model.char_cnn.max_characters_per_token")
+    if chars is not None and not (is_int(chars) and chars >= 3):
+        refuse(
+            "model.char_cnn.max_characters_per_token",
+            "an integer >= 3 (<bow>, a character, <eow>)",
+        )
+    size = value("data.vocab_max_size")
+    if size is not None and not (is_int(size) and size >= 4):
+        refuse("data.vocab_max_size", "null or an integer >= 4 (<S>, </S>, <UNK> and a word)")
+    prob = value("module.reset_state_prob")
+    if prob is not None and not (is_number(prob) and 0 <= prob <= 1):
+        refuse("module.reset_state_prob", "a number in [0, 1]")
+    for key in ("trainer.max_epochs", "trainer.max_steps"):
+        v = value(key)
+        if v is not None and not (is_int(v) and (v >= 1 or v == -1)):
+            refuse(key, "an integer >= 1, or -1 for no limit")
+    v = value("trainer.limit_train_batches")
+    if v is not None and not (is_number(v) and v > 0):
+        refuse("trainer.limit_train_batches", "null, a fraction in (0, 1] or a number >= 1")
+    v = value("trainer.limit_val_batches")
+    if v is not None and not (is_number(v) and v >= 0):
+        refuse("trainer.limit_val_batches", "null, 0 (no validation), a fraction or a number")

@@ -1,0 +1,171 @@
+"""Gradient helpers of plain torch: the global-norm clip and the average over ranks, both
+keeping sparse gradients (the softmax rows) sparse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.distributed as dist
+
+from elmo_lm.cpu import native
+from elmo_lm.cpu.host_reads import may_sync
+
+
+def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clips the global L2 norm of all gradients, dense or sparse, to ``max_norm``.
+
+    Sparse gradients are coalesced first (their norm is that of the summed rows), and stay sparse.
+
+    Returns:
+        The norm before clipping.
+    """
+    grads = []
+    plan = None  # the softmax's weight and bias gradients share their rows: one row table
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad, plan = _coalesce_rows(p.grad, plan)
+            grads.append(p.grad._values())
+        else:
+            grads.append(p.grad)
+    if not grads:
+        return torch.tensor(0.0)
+    if all(g.dtype == torch.float32 and g.device == grads[0].device for g in grads):
+        # One call each for the norms and the scaling (torch.nn.utils.clip_grad_norm_'s way).
+        total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        torch._foreach_mul_(grads, scale)
+        return total
+    total = torch.linalg.vector_norm(
+        torch.stack(
+            [
+                torch.linalg.vector_norm(g.detach(), dtype=torch.float32).to(grads[0].device)
+                for g in grads
+            ]
+        )
+    )
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.to(g.device, g.dtype))
+    return total
+
+
+def coalesce_rows(grad: torch.Tensor) -> torch.Tensor:
+    """``grad.coalesce()`` of a sparse gradient with a sparse first dimension: its distinct
+    rows in increasing order, each the sum of its entries (in the order they came).
+
+    On the CPU, the rows are found through a table over the first dimension (one pass) instead of
+    a sort of the entries, several times faster for the sampled softmax's ~17,000 entries; on
+    other devices, ``coalesce``.
+    """
+    return _coalesce_rows(grad)[0]
+
+
+def padded_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A sparse gradient's rows summed per distinct row without reading anything on the host:
+    (n,) row ids and (n, *row) sums for its n entries, the distinct rows first (increasing),
+    then slots of zeros (row 0). Summing or index-adding them gives the coalesced gradient's
+    result exactly, and the shapes do not depend on the data (an accelerator's step)."""
+    entries, values = grad._indices()[0], grad._values()
+    entries, order = entries.sort(stable=True)
+    first = torch.ones_like(entries, dtype=torch.bool)
+    first[1:] = entries[1:] != entries[:-1]
+    slot = first.cumsum(0) - 1  # (n,) each entry's distinct row
+    rows = torch.zeros_like(entries).scatter_(0, slot, entries)
+    sums = torch.zeros_like(values).index_add_(0, slot, values[order])
+    return rows, sums
+
+
+def _coalesce_rows(grad: torch.Tensor, plan=None) -> tuple[torch.Tensor, object]:
+    """``coalesce_rows``, and its plan (entries, distinct rows, each entry's row slot), which
+    a later call reuses when its gradient has the same entries (the softmax's weight and bias).
+    Where the host may not read values (``sync.may_sync``), the rows of ``padded_rows``: an
+    uncoalesced tensor with the same sum."""
+    if grad.sparse_dim() == 1 and not grad.is_coalesced() and not may_sync(grad):
+        rows, sums = padded_rows(grad)
+        return torch.sparse_coo_tensor(rows[None], sums, grad.shape), plan
+    if grad.is_coalesced() or grad.device.type != "cpu" or grad.sparse_dim() != 1:
+        return grad.coalesce(), plan
+    entries, values = grad._indices()[0], grad._values()  # (n,), (n, *row)
+    lib = native.kernels() if values.dtype == torch.float32 else None
+    if lib is not None:  # one C pass (kernels.c)
+        entries, values = entries.contiguous(), values.contiguous()
+        width = values[0].numel() if len(values) else 0
+        rows = torch.empty_like(entries)
+        summed = values.new_empty(values.shape)
+        slot = torch.empty(grad.shape[0], dtype=torch.long)  # scratch: kept alive for the call
+        k = lib.elmo_coalesce_rows(
+            entries.data_ptr(),
+            values.data_ptr(),
+            len(entries),
+            width,
+            grad.shape[0],
+            slot.data_ptr(),
+            rows.data_ptr(),
+            summed.data_ptr(),
+        )
+        return torch.sparse_coo_tensor(
+            rows[None, :k], summed[:k], grad.shape, is_coalesced=True
+        ), plan
+    if plan is None or not (plan[0].shape == entries.shape and torch.equal(plan[0], entries)):
+        seen = torch.zeros(grad.shape[0], dtype=torch.bool)
+        seen[entries] = True
+        rows = seen.nonzero().squeeze(1)  # (k,) increasing
+        slot = torch.empty(grad.shape[0], dtype=torch.long)
+        slot[rows] = torch.arange(len(rows))
+        plan = (entries, rows, slot[entries])
+    _, rows, slots = plan
+    summed = values.new_zeros(len(rows), *values.shape[1:]).index_add_(0, slots, values)
+    return torch.sparse_coo_tensor(rows[None], summed, grad.shape, is_coalesced=True), plan
+
+
+def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
+    """Averages gradients over the ranks of ``torch.distributed``, keeping sparse ones sparse.
+
+    A sparse gradient is all-gathered (row ids and rows from every rank) and summed, which works
+    on gloo and NCCL alike and moves only the touched rows. Where the host may not read values
+    (accelerators), each rank sends its ``padded_rows`` as they are, with no size exchange: a
+    training step's sparse gradients have the same number of entries on every rank (targets and
+    negatives of equal batches).
+    """
+    world = dist.get_world_size()
+    for p in parameters:
+        g = p.grad
+        if g is None:
+            continue
+        if not g.is_sparse:
+            dist.all_reduce(g)
+            g.div_(world)
+            continue
+        if not may_sync(g):  # every rank has the same number of entries: gather them as they are
+            all_rows, all_values = _all_gather_rows(*padded_rows(g), world)
+            values = torch.cat(all_values) / world
+            p.grad = torch.sparse_coo_tensor(torch.cat(all_rows)[None], values, g.shape)
+            continue
+        g = coalesce_rows(g)
+        rows, values = g._indices()[0], g._values()  # (n,), (n, *row_shape)
+        size = torch.tensor([len(rows)], device=rows.device)
+        sizes = [torch.zeros_like(size) for _ in range(world)]
+        dist.all_gather(sizes, size)
+        sizes = [int(s) for s in sizes]
+        longest = max(sizes)
+        pad = longest - len(rows)
+        rows = torch.cat([rows, rows.new_zeros(pad)])
+        values = torch.cat([values, values.new_zeros(pad, *values.shape[1:])])
+        all_rows, all_values = _all_gather_rows(rows, values, world)
+        rows = torch.cat([r[:n] for r, n in zip(all_rows, sizes)])
+        values = torch.cat([v[:n] for v, n in zip(all_values, sizes)]) / world
+        p.grad = coalesce_rows(torch.sparse_coo_tensor(rows[None], values, g.shape))
+
+
+def _all_gather_rows(
+    rows: torch.Tensor, values: torch.Tensor, world: int
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Every rank's row ids and rows, of the same shapes on every rank."""
+    all_rows = [torch.empty_like(rows) for _ in range(world)]
+    all_values = [torch.empty_like(values) for _ in range(world)]
+    dist.all_gather(all_rows, rows)
+    dist.all_gather(all_values, values)
+    return all_rows, all_values

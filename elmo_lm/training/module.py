@@ -1,0 +1,359 @@
+"""The LightningModule that trains a biLM as the original ELMo trainer did.
+
+Training batches come from ``ElmoDataModule`` (see docs/CONTRACTS.md): the LSTM state is carried
+from one window of a stream to the next (``stream_id``), cut at each window, and zeroed when a
+batch says ``reset``. The loss is the mean of the forward and backward LMs' losses; as in the
+original (``opt.compute_gradients(loss * unroll_steps)``), the gradient is that of ``loss *
+unroll_steps``, so Adagrad's learning rate and the global-norm clip mean what they meant there.
+One softmax (weights and biases) is shared by both directions; each draws its own negatives.
+
+Randomness (negatives, dropout, state resets) is drawn from the global generator, seeded at the
+start of every step from (seed, rank, step): ranks draw differently, a run is reproducible, and a
+resumed run draws what the uninterrupted one would have drawn.
+
+Under DDP the softmax matrices are kept out of DDP's gradient reducer (their gradient is sparse,
+which NCCL cannot all-reduce, and DDP's bucketing would make it dense anyway); their gradients are
+all-gathered and averaged right after the backward pass, before mixed precision's unscale and
+overflow check and before the global-norm clip, so every rank sees the same gradients, makes the
+same skip-or-step decision and applies the same update. Held-out perplexity sums
+log-likelihoods and token counts over all ranks before taking ``exp(-sum / count)``, so it is
+exact whatever the number of ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from elmo_lm.cpu.allocator import keep_freed_memory
+from elmo_lm.data.vocabulary import Vocabulary
+from elmo_lm.formats.checkpoint import load_checkpoint
+from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.model.bilm import BiLM, bilm_state_detach
+from elmo_lm.model.softmax import Softmax
+from elmo_lm.training.gradients import all_reduce_mean_grads, clip_grad_norm
+from elmo_lm.training.optim import RowAdagrad
+from elmo_lm.training.perplexity import perplexities
+
+log = logging.getLogger(__name__)
+
+SOFTMAX_MODES = ("auto", "sampled", "full")
+
+
+def resolve_softmax(mode: str, vocab_size: int, n_negative_samples: int) -> bool:
+    """Whether to train with the sampled softmax: ``auto`` samples only when the vocabulary has
+    more classes than negatives (logged when it falls back to the full softmax)."""
+    if mode not in SOFTMAX_MODES:
+        raise ValueError(f"module.softmax={mode!r}: use one of {', '.join(SOFTMAX_MODES)}")
+    if mode == "full":
+        return False
+    if vocab_size > n_negative_samples:
+        return True
+    if mode == "sampled":
+        raise ValueError(
+            f"module.softmax=sampled needs a vocabulary larger than n_negative_samples="
+            f"{n_negative_samples} (it has {vocab_size} tokens); lower module.n_negative_samples "
+            "or use module.softmax=auto"
+        )
+    log.info(
+        "vocabulary of %d tokens is not larger than n_negative_samples=%d: training with the "
+        "full softmax (train/ppl is then a real perplexity)",
+        vocab_size,
+        n_negative_samples,
+    )
+    return False
+
+
+class ElmoLM(L.LightningModule):
+    """A biLM and its softmax, trained as the original ELMo trainer did.
+
+    Every argument is a plain value, so a checkpoint rebuilds the module without any config:
+    ``ElmoLM.from_checkpoint(path)``.
+
+    Args:
+        options: ``BiLMOptions.to_dict()`` of the run (``elmo_lm.training.config.run_options``), stored
+            as given: ``n_negative_samples_batch`` is the number of negatives per step and
+            direction of the sampled softmax, ``all_clip_norm_val`` the global norm gradients
+            are clipped to, and ``n_tokens_vocab`` must be the vocabulary's size (0: not given).
+        vocab: the vocabulary's tokens in id order (``<S>``, ``</S>``, ``<UNK>``, then by
+            descending count); the softmax classes.
+        lr: Adagrad learning rate.
+        initial_accumulator_value: Adagrad's initial sum of squared gradients.
+        softmax: ``auto`` (sampled when the vocabulary is larger than the options'
+            ``n_negative_samples_batch``), ``sampled`` or ``full``. Validation always uses the
+            full softmax.
+        seed: seeds each step's random draws together with the rank and the step.
+        reset_state_prob: chance that a row's carried LSTM state is zeroed before a training
+            window, so that the model also learns to start from a zero state (as held-out text
+            and stateless embeddings do); 0 never resets, as the original. At 0.02 (one reset
+            per ~1,000 tokens of a row) the carried-state perplexity is unchanged and the
+            zero-state one falls (docs/TRAINING_GUIDE.md).
+    """
+
+    def __init__(
+        self,
+        options: dict,
+        vocab: list[str],
+        lr: float = 0.2,
+        initial_accumulator_value: float = 1.0,
+        softmax: str = "auto",
+        seed: int = 0,
+        reset_state_prob: float = 0.02,
+    ):
+        super().__init__()
+        vocab = [str(t) for t in vocab]
+        opts = BiLMOptions.from_dict(_plain(options))  # plain values: checkpoints load weights_only
+        if opts.n_tokens_vocab not in (0, len(vocab)):
+            raise ValueError(
+                f"options.n_tokens_vocab={opts.n_tokens_vocab}, but the vocabulary has "
+                f"{len(vocab)} tokens"
+            )
+        opts.n_tokens_vocab = len(vocab)
+        n_negative_samples = opts.n_negative_samples_batch
+        if not 0.0 <= reset_state_prob <= 1.0:
+            raise ValueError(f"module.reset_state_prob={reset_state_prob}: must lie in [0, 1]")
+        self.save_hyperparameters(
+            {
+                "options": opts.to_dict(),
+                "vocab": vocab,
+                "lr": float(lr),
+                "initial_accumulator_value": float(initial_accumulator_value),
+                "softmax": str(softmax),
+                "seed": int(seed),
+                "reset_state_prob": float(reset_state_prob),
+            },
+            logger=False,  # the token list is no TensorBoard hyperparameter: see on_fit_start
+        )
+        self.bilm = BiLM(opts)
+        sampled = resolve_softmax(softmax, len(vocab), n_negative_samples)
+        dim = opts.lstm.projection_dim
+        # One softmax for both directions, as the original ("shared if bidirectional").
+        self.softmax = Softmax(len(vocab), dim, n_negative_samples, sampled)
+        self.sampled = sampled
+        # DDP leaves these to all_reduce_mean_grads (sparse gradients).
+        self._ddp_params_and_buffers_to_ignore = [
+            n for n, _ in self.named_parameters() if n.startswith("softmax.")
+        ]
+        self._train_states: dict[int, object] = {}  # stream_id -> LSTM state
+        self._val_states: dict[int, object] = {}  # stream_id -> LSTM state of held-out streams
+        self._val_sums = torch.zeros(
+            4, dtype=torch.float64
+        )  # nll fwd, count fwd, nll bwd, count bwd
+        self._step_ends: deque[float] = deque(maxlen=21)  # perf_counter at the last steps' ends
+        self._log_step = True  # whether this training step's metrics are logged
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> ElmoLM:
+        """The trained module of a checkpoint, without any config (``load_checkpoint``'s
+        one-line errors when it is missing or unreadable)."""
+        checkpoint = load_checkpoint(path)
+        module = cls(**checkpoint["hyper_parameters"])
+        module.load_state_dict(checkpoint["state_dict"])
+        return module.to(map_location)
+
+    @property
+    def options(self) -> BiLMOptions:
+        return self.bilm.options
+
+    @property
+    def vocab(self) -> Vocabulary:
+        return Vocabulary(self.hparams["vocab"])
+
+    def softmax_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.softmax.parameters())
+
+    def configure_optimizers(self):
+        # Adagrad builds sparse tensors of the sparse softmax rows; opting out explicitly (the
+        # default) keeps torch from warning about unchecked sparse invariants every step.
+        torch.sparse.check_sparse_tensor_invariants.disable()
+        return RowAdagrad(
+            self.parameters(),
+            lr=self.hparams["lr"],
+            initial_accumulator_value=self.hparams["initial_accumulator_value"],
+        )
+
+    def on_fit_start(self) -> None:
+        keep_freed_memory()  # steps reuse their buffers instead of page-faulting (allocator.py)
+        if self._distributed():
+            # Not synchronised by DDP at wrap time: start every rank from rank 0's softmax.
+            for p in self.softmax_parameters():
+                dist.broadcast(p.data, src=0)
+        if self.logger is not None:
+            hp = {k: v for k, v in self.hparams.items() if k not in ("vocab", "options")}
+            hp.update(vocab_size=len(self.hparams["vocab"]), sampled_softmax=self.sampled)
+            hp.update(world_size=self.trainer.world_size)  # tokens per step (plots.py)
+            hp.update({f"options/{k}": v for k, v in _flatten(self.hparams["options"]).items()})
+            self.logger.log_hyperparams(hp)
+
+    def lm_losses(self, batch: dict, state=None):
+        """Summed losses and target counts of both directions over one batch.
+
+        Returns:
+            ``(nll_fwd, n_fwd, nll_bwd, n_bwd, new_state)``; the losses are sampled when training
+            with the sampled softmax, exact otherwise.
+        """
+        fwd, bwd, new_state = self.bilm.lm_forward(batch["fwd_chars"], batch["bwd_chars"], state)
+        # fwd, bwd: (B, T, P); each direction draws its own negatives
+        nll_fwd, n_fwd, nll_bwd, n_bwd = self.softmax.forward_pair(
+            fwd, batch["fwd_targets"], bwd, batch["bwd_targets"]
+        )
+        return nll_fwd, n_fwd, nll_bwd, n_bwd, new_state
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        seed_generators(
+            step_seed(self.hparams["seed"], self.global_rank, self.global_step), self.device
+        )
+        self._log_step = self._logs_this_step(batch_idx)
+
+    def _logs_this_step(self, batch_idx: int) -> bool:
+        """Whether the training metrics of this step reach the logger: Lightning writes every
+        ``log_every_n_steps``-th step's, and we also log the last step of an epoch or run.
+        Other steps skip ``self.log`` (about 0.35 ms a call, 7% of a ``tiny`` step)."""
+        trainer = self.trainer
+        connector = getattr(trainer, "_logger_connector", None)
+        if connector is None:
+            return True
+        last = batch_idx + 1 >= trainer.num_training_batches or (
+            trainer.max_steps > 0 and self.global_step + 1 >= trainer.max_steps
+        )
+        return bool(connector.should_update_logs) or last
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        stream = int(batch["stream_id"])
+        state = None if batch["reset"] else self._train_states.get(stream)
+        if state is not None and self.hparams["reset_state_prob"] > 0:
+            state = reset_rows(state, self.hparams["reset_state_prob"])
+        nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
+        self._train_states[stream] = bilm_state_detach(new_state)
+        loss = 0.5 * (nll_fwd / n_fwd.clamp(min=1) + nll_bwd / n_bwd.clamp(min=1))
+        if self._log_step:
+            name = "train/sampled_ppl" if self.sampled else "train/ppl"
+            self.log("train/loss", loss.detach(), on_step=True)
+            self.log(name, torch.exp(loss.detach()), on_step=True, prog_bar=True)
+        # The original's gradient: that of loss * unroll_steps (bilm/training.py).
+        return loss * batch["fwd_targets"].shape[1]
+
+    def on_after_backward(self) -> None:
+        # Before the precision plugin unscales and looks for inf/NaN: every rank then holds the
+        # same softmax gradients (and DDP's averaged dense ones), so all decide alike.
+        if self._distributed():
+            all_reduce_mean_grads(self.softmax_parameters())
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
+        # Our own global-norm clip (sparse softmax gradients included); the Trainer's
+        # gradient_clip_val, when set, overrides the options' all_clip_norm_val.
+        max_norm = gradient_clip_val or self.options.all_clip_norm_val
+        norm = clip_grad_norm(self.parameters(), max_norm)
+        if self._log_step:
+            self.log("train/grad_norm", norm, on_step=True)
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        # Tokens/s over the last few steps (data loading included), for all ranks together.
+        self._step_ends.append(time.perf_counter())
+        if not self._log_step:
+            return
+        if len(self._step_ends) > 1:
+            tokens = (
+                batch["fwd_targets"].numel() * self.trainer.world_size * (len(self._step_ends) - 1)
+            )
+            rate = tokens / (self._step_ends[-1] - self._step_ends[0])
+            self.log("train/tokens_per_s", rate, on_step=True, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._step_ends.clear()
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        self._val_states = {}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._val_sums += self.score_stream_batch(batch, self._val_states)
+
+    def score_stream_batch(self, batch: dict, states: dict) -> torch.Tensor:
+        """``score_batch`` of a held-out stream batch (``HeldOutStreams``), carrying each
+        stream's state in ``states`` (stream_id -> state) from one batch to the next."""
+        stream = int(batch["stream_id"])
+        state = None if batch["reset"] else states.get(stream)
+        sums, states[stream] = self.score_batch(batch, state)
+        return sums
+
+    def score_batch(self, batch: dict, state=None) -> tuple[torch.Tensor, object]:
+        """(nll fwd, count fwd, nll bwd, count bwd) float64 of a held-out batch from ``state``
+        (None: zeros), and the state it ends in; exact when in eval mode (full softmax)."""
+        nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
+        sums = torch.stack([nll_fwd.double(), n_fwd.double(), nll_bwd.double(), n_bwd.double()])
+        return sums, bilm_state_detach(new_state)
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self._val_sums
+        if self._distributed():
+            sums = sums.clone()
+            dist.all_reduce(sums)
+        ppl = perplexities(sums)
+        for key, value in ppl.items():
+            # Equal on every rank already (summed above); sync_dist only averages equal values.
+            self.log(f"val/{key}", value, prog_bar=key == "ppl", sync_dist=True)
+        self.log("val/tokens", sums[1].float(), sync_dist=True)
+
+    def _distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of one rank's random draws at one training step.
+
+    The CPU generator (mt19937) keeps only a seed's low 32 bits, so those differ for every
+    (rank, step) of a run: steps count up by one, and ranks (and seeds) sit odd multiples of
+    the golden ratio apart in 32 bits, far from any step count.
+    """
+    return (seed * 0x85EBCA6B + rank * 0x9E3779B9 + step) % 2**32
+
+
+def seed_generators(seed: int, device: torch.device) -> None:
+    """Seeds the CPU generator and, on a GPU, that of this rank's device: the generators a
+    step draws from. (``torch.manual_seed`` seeds every device of every backend, which costs
+    0.06 ms a step.)"""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+    elif device.type != "cpu":
+        torch.manual_seed(seed)
+
+
+def reset_rows(state, prob: float):
+    """``state`` with each row (batch entry) zeroed with chance ``prob``, in every layer and
+    direction alike; state tensors are (layers, 2, B, dim)."""
+    h, c = state
+    keep = (torch.rand(h.shape[2], device=h.device) >= prob).to(h.dtype)  # (B,)
+    return h * keep[:, None], c * keep[:, None].to(c.dtype)
+
+
+def _plain(value):
+    """Nested mappings and sequences (e.g. from a config) as plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = str(v) if isinstance(v, list | tuple) else v
+    return out

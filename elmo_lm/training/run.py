@@ -1,0 +1,233 @@
+"""``train(cfg)``: what ``train.py`` does, as a function tests can call.
+
+``cfg`` is the composed Hydra config of ``conf/train.yaml`` (docs/TRAINING_GUIDE.md). The run's
+options are built once (``elmo_lm.training.config.run_options``); a resumed run takes them, and the
+module's arguments, from its checkpoint (``elmo_lm.formats.checkpoint``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback as HydraCallback
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from elmo_lm.errors import OutputError, TrainingError, os_reason, user_errors
+from elmo_lm.formats.atomic import check_writable_dir, write_text
+from elmo_lm.formats.checkpoint import load_checkpoint
+from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.formats.pretrained import resolve
+from elmo_lm.model.bilm import BiLM
+from elmo_lm.training.callbacks import MetricsFile, plain_metrics
+from elmo_lm.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
+from elmo_lm.training.config import (
+    check_config,
+    current_targets,
+    model_options,
+    module_arguments,
+    run_options,
+)
+from elmo_lm.training.module import ElmoLM
+
+log = logging.getLogger(__name__)
+
+__all__ = ["train", "user_errors"]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Trains (or resumes, or fine-tunes) a biLM as ``cfg`` says; see conf/train.yaml.
+
+    Returns:
+        The last logged metrics (``val/ppl`` and friends), also written to
+        ``<output_dir>/metrics.json`` by rank 0, with the vocabulary as ``vocab.txt``.
+    """
+    current_targets(cfg)
+    check_config(cfg)
+    quiet_libraries()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+    output_dir = Path(cfg.paths.output_dir)
+    _check_run_dir(output_dir)
+    ckpt_path = resolve_ckpt_path(
+        cfg.ckpt_path, Path(cfg.paths.runs_dir), output_dir, cfg.get("name")
+    )
+    checkpoint = load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    init_files = init_from_files(cfg.init_from) if checkpoint is None else None
+    if checkpoint is not None:
+        shape = BiLMOptions.from_dict(checkpoint["hyper_parameters"]["options"], ckpt_path)
+    elif init_files is not None:
+        shape = BiLMOptions.from_json(init_files[0])
+    else:
+        shape = model_options(cfg.model)
+
+    datamodule = instantiate(
+        cfg.data, max_characters_per_token=shape.char_cnn.max_characters_per_token
+    )
+    datamodule.setup("fit")
+    vocab = datamodule.vocab
+    options = run_options(shape, cfg, len(vocab), datamodule.n_train_tokens)
+    if checkpoint is not None:
+        check_resume(ckpt_path, checkpoint["hyper_parameters"], options, vocab.tokens)
+        module = ElmoLM(**checkpoint["hyper_parameters"])
+    else:
+        try:
+            module = instantiate(
+                module_arguments(cfg),
+                options=options.to_dict(),
+                vocab=list(vocab.tokens),
+                _convert_="all",
+            )
+        except InstantiationException as exc:
+            # ElmoLM raises ValueError only for what the config asks (softmax, options).
+            if isinstance(exc.__cause__, ValueError):
+                raise TrainingError(str(exc.__cause__)) from None
+            raise
+        if init_files is not None:
+            options_file, weight_file = init_files
+            module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
+            log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
+    callback_cfgs = [c for c in (cfg.get("callbacks") or {}).values() if c]
+    for flag, kind in (
+        ("enable_model_summary", "ModelSummary"),
+        ("enable_progress_bar", "ProgressBar"),
+    ):
+        if not cfg.trainer.get(flag, True):  # Lightning refuses the callback with its flag off
+            callback_cfgs = [c for c in callback_cfgs if kind not in c.get("_target_", "")]
+    if datamodule.valid_files is None:  # nothing to monitor: keep the latest checkpoint only
+        callback_cfgs = [
+            OmegaConf.merge(c, {"monitor": None})
+            if str(c.get("monitor", "")).startswith("val/")
+            else c
+            for c in callback_cfgs
+            if not str(c.get("_target_", "")).endswith("EarlyStopping")
+        ]
+        log.info("no data.valid_files: no validation, checkpoints are not ranked by val/ppl")
+    callbacks = [instantiate(c) for c in callback_cfgs]
+    callbacks.append(MetricsFile(output_dir / "metrics.json"))
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    checkpoint_io = AtomicCheckpointIO()
+    plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), checkpoint_io]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=plugins)
+    # A resumed run's callbacks keep the checkpoint's callback states, also after their settings
+    # changed (callbacks.keep_callback_states).
+    checkpoint_io.trainer = trainer
+    if trainer.is_global_zero:
+        # Written now, so that a killed run can be resumed with data.vocab_file=<run>/vocab.txt.
+        vocab.save(output_dir / "vocab.txt")
+        log.info("run directory: %s", output_dir)
+    # ElmoDataModule continues a restored epoch where it stopped (ElmoDataModule._resume_position).
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    # The streams' length is exact per rank and worker (TrainStream.steps_per_epoch).
+    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+
+    metrics = plain_metrics(trainer)
+    if trainer.is_global_zero:
+        write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        for line in run_summary(trainer, output_dir, metrics):
+            log.info(line)
+    return metrics
+
+
+_DATA_OPTIONS = {"unroll_steps": "data.unroll_steps", "batch_size": "data.batch_size"}
+
+
+def check_resume(ckpt_path: str, hparams: dict, options: BiLMOptions, tokens: list[str]) -> None:
+    """The data of a resumed run is the checkpoint's: the same vocabulary, batch and window.
+
+    Raises:
+        TrainingError: one line naming each setting that differs and the checkpoint's value.
+    """
+    trained = hparams["options"]
+    differ = [
+        f"{key}={getattr(options, name)} (the checkpoint's: {trained[name]})"
+        for name, key in _DATA_OPTIONS.items()
+        if trained.get(name) != getattr(options, name)
+    ]
+    if list(hparams["vocab"]) != list(tokens):
+        differ.append(
+            f"a vocabulary of {len(tokens)} tokens (the checkpoint's: {len(hparams['vocab'])}; "
+            "pass data.vocab_file=<the run's vocab.txt>)"
+        )
+    if differ:
+        raise TrainingError(f"{ckpt_path}: resumed with other data settings: {'; '.join(differ)}")
+
+
+def run_summary(trainer: L.Trainer, output_dir: Path, metrics: dict[str, float]) -> list[str]:
+    """What a finished run leaves: held-out perplexity, the best checkpoint, how to export it."""
+    lines = [f"run directory: {output_dir}"]
+    best = trainer.checkpoint_callback
+    if "val/ppl" in metrics:
+        score = getattr(best, "best_model_score", None)
+        best_ppl = f"best {float(score):.3f}, " if score is not None else ""
+        lines.append(f"held-out perplexity: {best_ppl}last {metrics['val/ppl']:.3f}")
+    path = getattr(best, "best_model_path", "") or getattr(best, "last_model_path", "")
+    if path:
+        lines.append(f"best checkpoint: {path}")
+        lines.append(
+            f"export it: python export.py ckpt={path} out={output_dir / 'export' / 'weights.hdf5'}"
+        )
+    return lines
+
+
+class _NoTips(logging.Filter):
+    NOISE = ("Tip:", "Skipping setting a default `ModelSummary`")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self.NOISE)
+
+
+def quiet_libraries() -> None:
+    """No noise a user did not ask for: Lightning's promotional tips, and deprecation warnings
+    the libraries raise about each other (printed into the progress bar otherwise)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTips())
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings(
+            "ignore",
+            category=category,
+            module=r"(lightning|lightning_fabric|lightning_utilities|torch|tensorboard)\b",
+        )
+
+
+class CheckRunDir(HydraCallback):
+    """Hydra callback: checks the run directory before Hydra makes it, so that a read-only or
+    impossible ``paths.runs_dir`` is ``error: ...`` (exit 1), not a traceback from Hydra."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        with user_errors():
+            _check_run_dir(Path(config.hydra.run.dir))
+
+
+def _check_run_dir(output_dir: Path) -> None:
+    """The run directory exists (Hydra makes it) or can be made, and accepts files."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"run directory {output_dir}: cannot be created: {os_reason(exc)}; "
+            "pass paths.runs_dir=<a writable directory>"
+        ) from None
+    check_writable_dir(output_dir, "run directory")
+
+
+def init_from_files(init_from: object) -> tuple[Path, Path] | None:
+    """``options.json`` and the weights file of ``init_from`` (``elmo_lm.formats.pretrained.resolve``):
+    a published name (``small``, ...), a directory holding both, the weights file with
+    ``options.json`` beside it, or a list of the two (paths or URLs); ``None`` when not given."""
+    if not init_from:
+        return None
+    given = OmegaConf.to_container(init_from) if OmegaConf.is_list(init_from) else init_from
+    what = f"init_from={init_from}"
+    if isinstance(given, list):
+        if len(given) != 2:
+            raise TrainingError(f"{what}: a list must be [options file, weights file]")
+        return resolve(str(given[0]), str(given[1]), what=what)
+    return resolve(str(given), what=what)

@@ -1,0 +1,297 @@
+"""Every bad input we know of ends in one line and exit status 1; docs/ERRORS.md is this table.
+
+``ELMO_WRITE_DOCS=1 pytest tests/test_errors.py`` rewrites docs/ERRORS.md from the cases.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+from elmo_lm.commands.args import REQUIRED, parse_args
+from elmo_lm.commands.embed import main as embed_main
+from elmo_lm.commands.evaluate import evaluate
+from elmo_lm.commands.export import export
+from elmo_lm.commands.plot import main as plot_main
+from elmo_lm.commands.word2vec import main as word2vec_main
+from elmo_lm.errors import user_errors
+from elmo_lm.model.bilm import BiLM
+from elmo_lm.training.config import check_overrides
+from elmo_lm.training.run import train
+from tests.helpers import ROOT
+
+DOC = ROOT / "docs" / "ERRORS.md"
+EVALUATE = {"ckpt": REQUIRED, "data": REQUIRED, "batch_size": 64, "device": "auto"}
+
+
+def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object]]:
+    """(command, bad input, the call that must fail) for each bad input."""
+    (tmp / "a_file").write_text("x\n")
+    pair = tmp / "model"
+    pair.mkdir()
+    BiLM(tiny_options()).to_hdf5(pair / "options.json", pair / "weights.hdf5")
+    whole = (pair / "weights.hdf5").read_bytes()
+    (tmp / "cut").mkdir()
+    (tmp / "cut" / "weights.hdf5").write_bytes(whole[: len(whole) // 2])
+    (tmp / "cut" / "options.json").write_text((pair / "options.json").read_text())
+    (tmp / "bad.ckpt").write_bytes(b"PK\x03\x04 half a checkpoint")
+    (tmp / "bad_options.json").write_text("{not json")
+    (tmp / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (tmp / "vocab.txt").write_text("a\nb\n")
+    text = tmp / "input.txt"
+    text.write_text("a b c\n")
+    io = [f"input={text}", f"output={tmp / 'out.hdf5'}"]
+    model = [f"options={pair / 'options.json'}", f"weights={pair / 'weights.hdf5'}"]
+    (tmp / "empty").mkdir()
+    empty = tmp / "empty"
+    nowhere = "http://127.0.0.1:9"  # the discard port: refused, no internet reached
+
+    def run_train(*overrides):
+        return lambda: train(train_config(tmp, *overrides))
+
+    def run_embed(*argv):
+        return lambda: embed_main([*argv, "progress=false"])
+
+    def run_word2vec(*argv):
+        given = [f"data={text}", f"out={tmp / 'v.txt'}", "progress=false", *argv]
+        return lambda: word2vec_main(list(dict((a.split("=")[0], a) for a in given).values()))
+
+    def run_plot(*argv):
+        return lambda: plot_main([f"out={tmp / 'c.png'}", *argv])
+
+    def without(package, call):
+        """``call`` where ``import package`` fails, as when its extra is not installed."""
+        modules = [m for m in sys.modules if m == package or m.startswith(package + ".")]
+        blocked = {m: None for m in [package, *modules]}
+        return lambda: mock.patch.dict(sys.modules, blocked)(call)()
+
+    runs = tmp / "runs_with_events"
+    with SummaryWriter(str(runs / "tensorboard")) as writer:
+        writer.add_scalar("val/ppl", 5.0, 1)
+
+    def run_evaluate(*argv):
+        return lambda: evaluate(**parse_args(list(argv), EVALUATE, "python evaluate.py ..."))
+
+    return [
+        ("train.py", "data.batch_size=0", run_train("data.batch_size=0")),
+        ("train.py", "data.unroll_steps=-1", run_train("data.unroll_steps=-1")),
+        ("train.py", "data.valid_batch_size=0", run_train("data.valid_batch_size=0")),
+        ("train.py", "data.num_workers=-2", run_train("data.num_workers=-2")),
+        (
+            "train.py",
+            "model.char_cnn.max_characters_per_token=2",
+            run_train("model.char_cnn.max_characters_per_token=2"),
+        ),
+        ("train.py", "model.lstm_dim=2048", lambda: check_overrides(["model.lstm_dim=2048"])),
+        ("train.py", "+model.lstm.dimm=64", run_train("+model.lstm.dimm=64")),
+        ("train.py", "data.vocab_max_size=2", run_train("data.vocab_max_size=2")),
+        ("train.py", "module.lr=0", run_train("module.lr=0")),
+        ("train.py", "module.clip_norm=-1", run_train("module.clip_norm=-1")),
+        ("train.py", "module.reset_state_prob=2", run_train("module.reset_state_prob=2")),
+        ("train.py", "module.softmax=dense", run_train("module.softmax=dense")),
+        ("train.py", "trainer.max_epochs=0", run_train("trainer.max_epochs=0")),
+        ("train.py", "trainer.limit_train_batches=0", run_train("trainer.limit_train_batches=0")),
+        (
+            "train.py",
+            "callbacks.periodic.every_n_train_steps=0",
+            run_train("callbacks.periodic.every_n_train_steps=0"),
+        ),
+        (
+            "train.py",
+            "data.train_files=<missing file>",
+            run_train(f"data.train_files={tmp / 'missing.txt'}"),
+        ),
+        (
+            "train.py",
+            "data.vocab_file=<no <S>, </S>, <UNK>>",
+            run_train(f"data.vocab_file={tmp / 'vocab.txt'}"),
+        ),
+        ("train.py", "ckpt_path=<missing file>", run_train(f"ckpt_path={tmp / 'missing.ckpt'}")),
+        (
+            "train.py",
+            "ckpt_path=<truncated checkpoint>",
+            run_train(f"ckpt_path={tmp / 'bad.ckpt'}"),
+        ),
+        ("train.py", "ckpt_path=last, no earlier run", run_train("ckpt_path=last")),
+        ("train.py", "init_from=<missing file>", run_train(f"init_from={tmp / 'missing.hdf5'}")),
+        ("train.py", "init_from=<not a published name>", run_train("init_from=smal")),
+        (
+            "train.py",
+            "init_from=<truncated .hdf5>",
+            run_train(f"init_from={tmp / 'cut' / 'weights.hdf5'}"),
+        ),
+        (
+            "train.py",
+            "paths.runs_dir=<under a file>",
+            run_train(f"paths.output_dir={tmp / 'a_file' / 'run'}"),
+        ),
+        ("export.py", "ckpt=<missing file>", lambda: export(tmp / "missing.ckpt", tmp / "w.hdf5")),
+        (
+            "export.py",
+            "ckpt=<truncated checkpoint>",
+            lambda: export(tmp / "bad.ckpt", tmp / "w.hdf5"),
+        ),
+        ("export.py", "out=<a directory>", lambda: export(tmp / "bad.ckpt", tmp)),
+        (
+            "export.py",
+            "out=<under a file>",
+            lambda: export(tmp / "bad.ckpt", tmp / "a_file" / "w.hdf5"),
+        ),
+        (
+            "export.py",
+            "an unknown argument",
+            lambda: parse_args(
+                ["output=x"],
+                {"ckpt": None, "out": "w.hdf5"},
+                "python export.py ckpt=PATH.ckpt out=weights.hdf5",
+            ),
+        ),
+        ("evaluate.py", "no ckpt=", run_evaluate(f"data={text}")),
+        (
+            "evaluate.py",
+            "ckpt=<missing file>",
+            run_evaluate(f"ckpt={tmp / 'missing.ckpt'}", f"data={text}"),
+        ),
+        ("elmo-embed", "no model given", run_embed(*io)),
+        ("elmo-embed", "model=<not a published name>", run_embed(*io, "model=smal")),
+        ("elmo-embed", "model=<a directory without a model>", run_embed(*io, f"model={empty}")),
+        ("elmo-embed", "model= and options=", run_embed(*io, "model=small", *model)),
+        (
+            "elmo-embed",
+            "options=, weights= <URLs of no server>",
+            run_embed(*io, f"options={nowhere}/o.json", f"weights={nowhere}/w.hdf5"),
+        ),
+        (
+            "elmo-embed",
+            "options=, weights= and ckpt=",
+            run_embed(*io, *model, f"ckpt={tmp / 'bad.ckpt'}"),
+        ),
+        (
+            "elmo-embed",
+            "input=<missing file>",
+            run_embed(f"input={tmp / 'missing.txt'}", io[1], *model),
+        ),
+        (
+            "elmo-embed",
+            "input=<not UTF-8>",
+            run_embed(f"input={tmp / 'latin1.txt'}", io[1], *model),
+        ),
+        (
+            "elmo-embed",
+            "output=<in a missing directory>",
+            run_embed(io[0], f"output={tmp / 'no' / 'out.hdf5'}", *model),
+        ),
+        ("elmo-embed", "output=<a directory>", run_embed(io[0], f"output={tmp}", *model)),
+        (
+            "elmo-embed",
+            "weights=<truncated .hdf5>",
+            run_embed(*io, model[0], f"weights={tmp / 'cut' / 'weights.hdf5'}"),
+        ),
+        (
+            "elmo-embed",
+            "options=<not JSON>",
+            run_embed(*io, f"options={tmp / 'bad_options.json'}", model[1]),
+        ),
+        (
+            "elmo-embed",
+            "ckpt=<truncated checkpoint>",
+            run_embed(*io, f"ckpt={tmp / 'bad.ckpt'}"),
+        ),
+        (
+            "elmo-embed",
+            "token_cache= without vocab=",
+            run_embed(*io, *model, f"token_cache={tmp / 'c.hdf5'}"),
+        ),
+        ("elmo-embed", "mode=mix", run_embed(*io, *model, "mode=mix")),
+        ("elmo-embed", "batch_size=two", run_embed(*io, *model, "batch_size=two")),
+        ("elmo-embed", "stateful=maybe", run_embed(*io, *model, "stateful=maybe")),
+        ("elmo-embed", "device=gpu", run_embed(*io, *model, "device=gpu")),
+        ("elmo-embed", "--options FILE (a flag)", run_embed(*io, "--options", str(tmp))),
+        ("elmo-word2vec", "gensim not installed", without("gensim", run_word2vec())),
+        ("elmo-word2vec", "data=<missing file>", run_word2vec(f"data={tmp / 'missing.txt'}")),
+        ("elmo-word2vec", "architecture=glove", run_word2vec("architecture=glove")),
+        ("elmo-word2vec", "min_count=<above every count>", run_word2vec("min_count=9")),
+        ("plot.py", "matplotlib not installed", without("matplotlib", run_plot(f"run={runs}"))),
+        ("plot.py", "run=<no events under it>", run_plot(f"run={pair}")),
+        ("plot.py", "out=<a .jpgx file>", run_plot(f"run={runs}", f"out={tmp / 'c.jpgx'}")),
+    ]
+
+
+def _line(call, command: str) -> str:
+    """The line the entry point prints for ``call``'s error (it must exit with status 1)."""
+    try:
+        with user_errors():
+            call()
+    except SystemExit as exc:
+        assert isinstance(exc.code, str), f"{command}: exit {exc.code!r}, not a one-line error"
+        return exc.code
+    raise AssertionError(f"{command}: no error")
+
+
+def _table(tmp: Path, tiny_options, train_config) -> str:
+    rows = [
+        "# Errors a user can cause",
+        "",
+        "Every bad input below ends in one line on stderr and exit status 1, never a traceback.",
+        "Generated by `tests/test_errors.py` (`ELMO_WRITE_DOCS=1 pytest tests/test_errors.py`",
+        "rewrites it; the test fails when a message changes and this file does not).",
+        "`<tmp>` stands for the directory the files were in.",
+        "",
+        "| command | bad input | the line it prints |",
+        "|---|---|---|",
+    ]
+    for command, bad, call in _cases(tmp, tiny_options, train_config):
+        line = _line(call, command)
+        assert "\n" not in line and "Traceback" not in line, line
+        line = line.replace(str(tmp), "<tmp>").replace(str(ROOT), ".").replace("|", "\\|")
+        rows.append(f"| `{command}` | `{bad}` | `{line}` |")
+    return "\n".join(rows) + "\n"
+
+
+def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(
+    tiny_options, train_config, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("ELMO_LM_CACHE", str(tmp_path / "cache"))
+    table = _table(tmp_path, tiny_options, train_config)
+    if os.environ.get("ELMO_WRITE_DOCS"):
+        DOC.write_text(table)
+    assert DOC.read_text() == table, (
+        "docs/ERRORS.md is out of date: ELMO_WRITE_DOCS=1 pytest tests/test_errors.py"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train.py", "data.batch_size=0"],
+        ["export.py", "ckpt=missing.ckpt"],
+        ["evaluate.py", "data=x.txt"],
+        ["embed.py", "input=in.txt", "output=out.hdf5"],
+        ["word2vec.py", "data=missing.txt", "out=v.txt"],
+        ["plot.py", "run=missing"],
+    ],
+)
+def test_entry_points_print_one_line_and_exit_1(tmp_path, argv):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / argv[0]),
+            *argv[1:],
+            *(["hydra.run.dir=" + str(tmp_path / "run")] if argv[0] == "train.py" else []),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: " in result.stderr.strip().splitlines()[-1]

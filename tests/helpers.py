@@ -1,0 +1,89 @@
+"""Test helpers: the repository's root, the reference data, the tiny biLM's options, tiny corpora
+and training configs. Test files import them from here (``from tests.helpers import ROOT``);
+``conftest.py`` offers the same as fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.training.config import model_options
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+"""The project's own test data: a run written before the package moved, its 20-step trace."""
+
+
+def fixtures_dir() -> Path | None:
+    """The original tools' reference data: $ELMO_FIXTURES, else ../shared/fixtures/elmo."""
+    candidates = [os.environ.get("ELMO_FIXTURES"), ROOT.parent / "shared" / "fixtures" / "elmo"]
+    for c in candidates:
+        if c and (Path(c) / "lm_weights.hdf5").is_file():
+            return Path(c)
+    return None
+
+
+def model_config(name: str) -> BiLMOptions:
+    """The biLM of ``conf/model/<name>.yaml``, read as train.py reads it."""
+    return model_options(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
+
+
+def tiny_options_with(**overrides) -> BiLMOptions:
+    options = model_config("tiny")
+    for key, value in overrides.items():
+        if key == "char_dim":
+            options.char_cnn.embedding.dim = value
+        elif hasattr(options.lstm, key):
+            setattr(options.lstm, key, value)
+        elif hasattr(options.char_cnn, key):
+            setattr(options.char_cnn, key, value)
+        elif hasattr(options, key):
+            setattr(options, key, value)
+        else:
+            raise TypeError(f"tiny_options: no option {key!r}")
+    return options
+
+
+WORDS = [f"w{i}" for i in range(10)]
+
+
+def write_cyclic_corpus(path: Path, n: int, offset: int = 0) -> Path:
+    lines = [" ".join(WORDS[(i + offset + k) % 10] for k in range(5)) for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def quick_overrides(tmp_path: Path, model: str = "tiny") -> list[str]:
+    """train.py overrides of a quick CPU run on a cyclic corpus written under ``tmp_path``."""
+    train_file = write_cyclic_corpus(tmp_path / "train.txt", 200)
+    valid_file = write_cyclic_corpus(tmp_path / "valid.txt", 30, offset=3)
+    return [
+        f"paths.runs_dir={tmp_path / 'runs'}",
+        f"model={model}",
+        "hardware=cpu",
+        f"data.train_files={train_file}",
+        f"data.valid_files={valid_file}",
+        "data.batch_size=8",
+        "data.unroll_steps=10",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+    ]
+
+
+def compose_train_config(tmp_path: Path, *overrides: str, name: str = "run", model: str = "tiny"):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                f"paths.root={ROOT}",
+                f"paths.output_dir={tmp_path / 'runs' / name}",
+                *quick_overrides(tmp_path, model),
+                "trainer.log_every_n_steps=5",
+                *overrides,
+            ],
+        )

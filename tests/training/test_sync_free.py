@@ -1,0 +1,99 @@
+"""An accelerator's training step reads nothing on the host: fixed shapes, one stream of kernels.
+
+There is no accelerator here, so the step runs on the CPU with ``may_sync`` answering as on an
+accelerator, and every operation it dispatches is recorded: none may read a value back to the
+host (``.item()``, ``.tolist()``, ``bool()``: ``_local_scalar_dense``) or make a shape from the
+data (``nonzero``, ``unique``). The step's result must equal the CPU path's, which
+deduplicates tokens, trims the char CNN's windows and coalesces the sparse rows.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from elmo_lm.model import bilm, char_cnn, softmax
+from elmo_lm.training import gradients, optim
+from elmo_lm.training.gradients import clip_grad_norm, padded_rows
+from elmo_lm.training.module import ElmoLM
+
+VOCAB = ["<S>", "</S>", "<UNK>"] + [f"w{i}" for i in range(60)]
+HOST_READS = ("_local_scalar_dense", "nonzero", "unique", "_unique")
+
+
+class Record(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _batch() -> dict:
+    g = torch.Generator().manual_seed(1)
+    chars = torch.zeros(2, 3, 5, 50, dtype=torch.long)
+    lengths = torch.randint(1, 9, (2, 3, 5), generator=g)
+    for idx in lengths.flatten().nonzero().flatten().tolist():  # tokens of 1-8 characters
+        d, b, t = idx // 15, idx // 5 % 3, idx % 5
+        n = int(lengths[d, b, t])
+        chars[d, b, t, : n + 2] = torch.randint(3, 200, (n + 2,), generator=g)
+        chars[d, b, t, n + 2 :] = 261  # the padding character (+1-shifted)
+    chars[0, 1] = chars[0, 0]  # repeated tokens
+    targets = torch.randint(0, len(VOCAB), (2, 3, 5), generator=g)
+    return {
+        "fwd_chars": chars[0],
+        "bwd_chars": chars[1],
+        "fwd_targets": targets[0],
+        "bwd_targets": targets[1],
+    }
+
+
+def _step(tiny_options, record: Record | None):
+    options = tiny_options()
+    options.n_negative_samples_batch = 16
+    options.n_tokens_vocab = len(VOCAB)
+    torch.manual_seed(0)
+    module = ElmoLM(options.to_dict(), VOCAB).train()
+    opt = module.configure_optimizers()
+    batch = _batch()
+    torch.manual_seed(5)
+    with record or torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        nll_fwd, n_fwd, nll_bwd, n_bwd, _ = module.lm_losses(batch)
+        loss = 0.5 * (nll_fwd / n_fwd + nll_bwd / n_bwd) * 5
+        loss.backward()
+        clip_grad_norm(module.parameters(), 1e-3)  # small: the clip scales
+        opt.step()
+    return loss.detach(), {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+def test_a_training_step_reads_nothing_on_the_host(tiny_options, monkeypatch):
+    cpu_loss, cpu_params = _step(tiny_options, None)
+    for module in (bilm, char_cnn, gradients, optim, softmax):
+        monkeypatch.setattr(module, "may_sync", lambda t: False)
+    record = Record()
+    loss, params = _step(tiny_options, record)
+    assert len(record.ops) > 100
+    reads = [op for op in record.ops if any(name in op for name in HOST_READS)]
+    assert not reads, reads
+    torch.testing.assert_close(loss, cpu_loss, atol=1e-5, rtol=1e-5)
+    for name, value in params.items():
+        torch.testing.assert_close(value, cpu_params[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("entries", [[4, 1, 4, 0, 7, 1, 4], [3], [0, 0, 2]])
+def test_padded_rows_sum_to_the_coalesced_gradient(entries):
+    g = torch.Generator().manual_seed(len(entries))
+    values = torch.randn(len(entries), 3, generator=g)
+    grad = torch.sparse_coo_tensor(torch.tensor([entries]), values, (9, 3))
+    rows, sums = padded_rows(grad)
+    distinct = sorted(set(entries))
+    assert rows.shape == (len(entries),) and sums.shape == values.shape
+    assert rows[: len(distinct)].tolist() == distinct
+    assert (sums[len(distinct) :] == 0).all()
+    want = grad.coalesce()
+    torch.testing.assert_close(sums[: len(distinct)], want._values())
+    dense = torch.zeros(9, 3).index_add_(0, rows, sums)
+    torch.testing.assert_close(dense, want.to_dense())
