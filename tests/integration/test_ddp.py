@@ -89,9 +89,9 @@ def test_ddp_two_cpu_processes(tmp_path):
         "trainer.num_sanity_val_steps=0",
         "trainer.enable_progress_bar=false",
         f"hydra.run.dir={run_dir}",
-        "+callbacks.recorder._target_=tests.test_ddp.BatchRecorder",
+        "+callbacks.recorder._target_=tests.integration.test_ddp.BatchRecorder",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 

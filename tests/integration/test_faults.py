@@ -218,7 +218,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_last_whole_one(train_con
                     train_config(
                         tmp_path,
                         *overrides,
-                        "+callbacks.fill._target_=test_faults.FillDisk",
+                        "+callbacks.fill._target_=tests.integration.test_faults.FillDisk",
                         f"+callbacks.fill.path={runs}",
                         "+callbacks.fill.at_step=8",
                         f"+callbacks.fill.real={disk is not None}",
@@ -314,7 +314,8 @@ def test_export_refuses_an_unwritable_place_before_reading_and_leaves_no_pair_ha
 def test_user_errors_are_one_base_class():
     from elmo_lm.commands.args import ArgumentError
     from elmo_lm.commands.embed import EmbedFileError
-    from elmo_lm.data.vocabulary import CorpusError, VocabularyError
+    from elmo_lm.data.corpus import CorpusError
+    from elmo_lm.data.vocabulary import VocabularyError
     from elmo_lm.embedding.elmo import ElmoError
     from elmo_lm.embedding.token_cache import TokenCacheError
     from elmo_lm.embedding.word_vectors import WordVectorsError

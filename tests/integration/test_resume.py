@@ -46,7 +46,7 @@ def _run(train_config, tmp_path, name, *overrides):
         train_config(
             tmp_path,
             "trainer.max_epochs=1",
-            "+callbacks.recorder._target_=test_resume.Recorder",
+            "+callbacks.recorder._target_=tests.integration.test_resume.Recorder",
             *overrides,
             name=name,
         )
@@ -91,7 +91,7 @@ def test_the_progress_bar_of_a_resumed_run_shows_its_epoch_total_and_position(
         limits = ("trainer.max_epochs=-1", f"trainer.max_steps={max_steps}")
     else:
         limits = ("trainer.max_epochs=2",)
-    bar = ("trainer.enable_progress_bar=true", "+callbacks.bar._target_=test_resume.BarWatcher")
+    bar = ("trainer.enable_progress_bar=true", "+callbacks.bar._target_=tests.integration.test_resume.BarWatcher")
     with pytest.raises(RuntimeError, match="killed"):
         _run(
             train_config,
