@@ -9,12 +9,6 @@ from elmo_lm.model.bilm import bilm_state_detach, reverse_padded, warm_up_inputs
 SENTENCES = [["a", "man", "sat", "on", "the", "bank", "."], ["the", "bank", "closed"], ["ok"]]
 
 
-@pytest.fixture
-def bilm(tiny_options):
-    torch.manual_seed(0)
-    return BiLM(tiny_options()).eval()
-
-
 def test_shapes_and_mask(bilm):
     out = bilm(batch_to_ids(SENTENCES))
     assert len(out["layers"]) == 3 == bilm.n_representations
