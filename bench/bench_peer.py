@@ -58,8 +58,9 @@ sys.path.insert(0, str(ROOT))
 from common import table  # noqa: E402
 
 from elmo_lm.commands.evaluate import evaluate  # noqa: E402
-from elmo_lm.data.streams import CharIdCache, sentence_pairs  # noqa: E402
-from elmo_lm.data.vocabulary import BOS_TOKEN, EOS_TOKEN, read_sentences  # noqa: E402
+from elmo_lm.data.corpus import read_sentences  # noqa: E402
+from elmo_lm.data.packing import CharIdCache, sentence_pairs  # noqa: E402
+from elmo_lm.data.vocabulary import BOS_TOKEN, EOS_TOKEN  # noqa: E402
 from elmo_lm.formats.options import BiLMOptions  # noqa: E402
 from elmo_lm.training.config import model_options  # noqa: E402
 from elmo_lm.training.module import ElmoLM  # noqa: E402

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 from common import table  # noqa: E402
 
-from elmo_lm.cpu.allocator import keep_freed_memory  # noqa: E402
 from elmo_lm.model.softmax import Softmax  # noqa: E402
 from elmo_lm.training.gradients import clip_grad_norm  # noqa: E402
+from elmo_lm.training.run import process_settings  # noqa: E402
 
 NEGATIVES = 8192
 
@@ -60,8 +60,7 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=15)
     args = parser.parse_args()
-    keep_freed_memory()
-    torch.sparse.check_sparse_tensor_invariants.disable()  # as ElmoLM.configure_optimizers
+    process_settings()  # as train(cfg) sets them
     rows, crossover = [], {}
     for dim in args.dims:
         for vocab in args.vocabs:

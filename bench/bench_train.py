@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # elmo_lm, installed or not
 from common import lstm_flops, matmul_peak, small_options, table, token_encoder_flops, zipf_words  # noqa: E402
 
-from elmo_lm.cpu.allocator import keep_freed_memory  # noqa: E402
 from elmo_lm.formats.characters import token_to_char_ids  # noqa: E402
 from elmo_lm.training.gradients import clip_grad_norm  # noqa: E402
 from elmo_lm.training.module import ElmoLM  # noqa: E402
+from elmo_lm.training.run import process_settings  # noqa: E402
 
 
 def make_batches(n: int, batch: int, unroll: int, vocab_size: int, seed: int = 0) -> list[dict]:
@@ -61,7 +61,7 @@ def make_batches(n: int, batch: int, unroll: int, vocab_size: int, seed: int = 0
 
 
 def step_times(module: ElmoLM, batches: list[dict], warmup: int) -> list[float]:
-    keep_freed_memory()  # as training does (ElmoLM.on_fit_start)
+    process_settings()  # as train(cfg) sets them
     optimizer = module.configure_optimizers()
     module.train()
     module.log = lambda *args, **kwargs: None  # no Trainer here

@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table  # noqa: E402
 
-from elmo_lm.data.vocabulary import read_sentences  # noqa: E402
+from elmo_lm.data.corpus import read_sentences  # noqa: E402
 from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids  # noqa: E402
 from elmo_lm.model.bilm import BiLM, warm_up_inputs  # noqa: E402
 

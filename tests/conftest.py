@@ -12,6 +12,7 @@ from tests.helpers import (
     compose_train_config,
     fixtures_dir,
     quick_overrides,
+    tiny_bilm,
     tiny_options_with,
     write_cyclic_corpus,
 )
@@ -43,6 +44,12 @@ def tiny_options():
     seconds), with ``lstm`` and ``char_cnn`` fields, ``char_dim`` or top-level options
     overridden by name."""
     return tiny_options_with
+
+
+@pytest.fixture
+def bilm():
+    """A fresh tiny biLM in eval mode, its weights drawn after ``torch.manual_seed(0)``."""
+    return tiny_bilm()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Test helpers: the repository's root, the reference data, the tiny biLM's options, tiny corpora
-and training configs. Test files import them from here (``from tests.helpers import ROOT``);
+"""Test helpers: the repository's root, the reference data, the tiny biLM and its options, tiny
+corpora and training configs. Test files import them from here (``from tests.helpers import ROOT``);
 ``conftest.py`` offers the same as fixtures."""
 
 from __future__ import annotations
@@ -7,10 +7,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.model.bilm import BiLM
 from elmo_lm.training.config import model_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +48,22 @@ def tiny_options_with(**overrides) -> BiLMOptions:
         else:
             raise TypeError(f"tiny_options: no option {key!r}")
     return options
+
+
+def write_file(path: Path, content: str | bytes) -> Path:
+    """Writes ``content`` to ``path``: text as UTF-8, bytes as they are."""
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def tiny_bilm(seed: int = 0, **kwargs) -> BiLM:
+    """The tiny biLM (``conf/model/tiny.yaml``) in eval mode, its weights drawn after
+    ``torch.manual_seed(seed)``; ``kwargs`` go to ``BiLM`` (``stateful``, ``warm_start``)."""
+    torch.manual_seed(seed)
+    return BiLM(tiny_options_with(), **kwargs).eval()
 
 
 WORDS = [f"w{i}" for i in range(10)]

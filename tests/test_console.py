@@ -8,7 +8,8 @@ import torch
 
 from elmo_lm.commands.embed import embed_file
 from elmo_lm.console import wanted
-from elmo_lm.data.vocabulary import CorpusStats, Vocabulary, count_corpus
+from elmo_lm.data.corpus import CorpusStats, count_corpus
+from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.embedding.elmo import Elmo
 from elmo_lm.embedding.token_cache import TokenCache
 from elmo_lm.model.bilm import BiLM

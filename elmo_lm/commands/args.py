@@ -1,7 +1,10 @@
-"""``key=value`` arguments, the one command-line style of ``train.py``, ``evaluate.py``,
-``export.py`` and ``elmo-embed``."""
+"""``key=value`` arguments, the one command-line style of ``train.py`` and of every command in
+``elmo_lm.commands`` (each module's ``USAGE`` and ``DEFAULTS``, parsed by ``parse_args``)."""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
 
 import yaml
 from omegaconf import OmegaConf
@@ -23,8 +26,8 @@ REQUIRED = _Required()
 """The default of a key the command line must give."""
 
 
-def parse_args(argv: list[str], defaults: dict, usage: str) -> dict:
-    """``key=value`` arguments over ``defaults``.
+def parse_args(argv: Sequence[str] | None, defaults: dict, usage: str) -> dict:
+    """``key=value`` arguments (``None``: ``sys.argv[1:]``) over ``defaults``.
 
     A value takes the type of its key's default: ``true``/``false`` where the default is a bool,
     an integer where it is an int; everything else (paths, names, defaults ``None`` or
@@ -35,7 +38,7 @@ def parse_args(argv: list[str], defaults: dict, usage: str) -> dict:
             one line, ending in ``usage`` where the command line is malformed.
     """
     given = {}
-    for arg in argv:
+    for arg in sys.argv[1:] if argv is None else argv:
         key, sep, _ = arg.partition("=")
         if not sep or key not in defaults:
             raise ArgumentError(f"{arg!r}: not a known key=value argument; usage: {usage}")

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 
 from elmo_lm.commands.args import REQUIRED, parse_args
+from elmo_lm.commands.devices import parse_device
 from elmo_lm.console import progress_bar
 from elmo_lm.embedding.elmo import Elmo, ElmoError
 from elmo_lm.embedding.token_cache import TokenCache, TokenCacheError
@@ -44,12 +44,39 @@ from elmo_lm.formats.pretrained import resolve
 
 FILE_MODES = ("all", "top", "average", "concat")
 
+USAGE = (
+    "elmo-embed input=SENTENCES.txt output=OUT.hdf5 "
+    "(model=small|medium|original|original-5.5b|DIR | options=OPTIONS.json weights=WEIGHTS.hdf5 "
+    "| ckpt=CKPT) [mode=all|top|average|concat] "
+    "[batch_size=64] [max_tokens=512] [vocab=VOCAB.txt [token_cache=CACHE.hdf5]] "
+    "[word_vectors=FILE] [stateful=false] [warm_start=true] [device=auto] [progress=true]"
+)
+DEFAULTS = {
+    "input": REQUIRED,  # text file, one sentence per line
+    "output": REQUIRED,  # the HDF5 file written: dataset str(i) for line i
+    "model": None,  # a published name, or a directory holding options.json and the weights
+    "options": None,  # with weights: an exported or published pair, paths or http(s) URLs
+    "weights": None,
+    "ckpt": None,  # or a checkpoint written by train.py
+    "mode": "all",
+    "batch_size": 64,  # sentences per biLM call
+    "max_tokens": 512,  # longer lines are embedded in pieces of this many tokens
+    "vocab": None,
+    "token_cache": None,
+    "word_vectors": None,  # not with mode=all
+    "stateful": False,  # carry the LSTM state between batches, in file order
+    # false: sentences start from a zero state; with stateful=true, the original tools' vectors
+    "warm_start": True,
+    "device": "auto",
+    "progress": True,  # a progress bar and a last line on stderr
+}
+
 
 class EmbedFileError(ElmoError):
     """An input file that cannot be embedded."""
 
 
-def read_sentences(path: str | os.PathLike) -> list[str]:
+def read_lines(path: str | os.PathLike) -> list[str]:
     """The stripped lines of a UTF-8 sentence-per-line file (blank lines kept)."""
     path = Path(path)
     if not path.is_file():
@@ -96,8 +123,8 @@ def embed_file(
     Returns:
         The number of lines written.
     """
-    check_settings(mode, batch_size, max_tokens)
-    lines = read_sentences(input_file)
+    check_mode_and_sizes(mode, batch_size, max_tokens)
+    lines = read_lines(input_file)
     output = check_output_file(output_file, "output")
     sentence_to_index: dict[str, str] = {}
     chunk = 16 * batch_size
@@ -121,7 +148,7 @@ def embed_file(
     return len(lines)
 
 
-def check_settings(mode: str, batch_size: int, max_tokens: int) -> None:
+def check_mode_and_sizes(mode: str, batch_size: int, max_tokens: int) -> None:
     """Raises ``EmbedFileError`` for a mode or size ``embed_file`` cannot use."""
     if mode not in FILE_MODES:
         raise EmbedFileError(f"mode {mode!r} is not one of {', '.join(FILE_MODES)}")
@@ -168,14 +195,17 @@ def load_elmo(
         token_cache: the cache's file for ``vocab``: read if it exists, else built and written.
         word_vectors: a word2vec file whose vectors are appended to each token's.
         stateful, warm_start: as in ``Elmo.from_files``.
-        device: ``auto`` (``cuda`` when there is one, else ``cpu``), ``cpu``, ``cuda:N``, ...
+        device: ``auto`` (``cuda`` when there is one, else ``cpu``), ``cpu``, ``cuda``,
+            ``cuda:N`` or ``mps`` (``elmo_lm.commands.devices.parse_device``).
         progress: progress bars for a download and for building the token cache; ``None``:
             when stderr is a terminal.
 
     Raises:
-        ElmoError: no model, or two, given; a device this machine does not have.
+        ArgumentError: a device this machine does not have (checked first).
+        ElmoError: no model, or two, given.
         TokenCacheError: ``token_cache`` without ``vocab``.
     """
+    target = parse_device(device)
     given = [k for k, v in (("model", model), ("options", options), ("ckpt", ckpt)) if v]
     if len(given) > 1:
         raise ElmoError(
@@ -191,7 +221,6 @@ def load_elmo(
         raise TokenCacheError(
             "token_cache= needs vocab=, the vocabulary file the cache rows follow"
         )
-    target = _device(device)
     kwargs = {"stateful": stateful, "warm_start": warm_start}
     if word_vectors is not None:
         kwargs["word_vectors"] = WordVectors.from_word2vec(word_vectors)
@@ -213,60 +242,15 @@ def load_elmo(
     return elmo
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ElmoError(f"device={name}: not a device; use auto, cpu, cuda or cuda:N") from None
-    n_gpus = torch.cuda.device_count()
-    if device.type == "cuda" and (device.index or 0) >= n_gpus:
-        raise ElmoError(f"device={name}: this machine has {n_gpus} CUDA devices; use device=cpu")
-    return device
-
-
-USAGE = (
-    "elmo-embed input=SENTENCES.txt output=OUT.hdf5 "
-    "(model=small|medium|original|original-5.5b|DIR | options=OPTIONS.json weights=WEIGHTS.hdf5 "
-    "| ckpt=CKPT) [mode=all|top|average|concat] "
-    "[batch_size=64] [max_tokens=512] [vocab=VOCAB.txt [token_cache=CACHE.hdf5]] "
-    "[word_vectors=FILE] [stateful=false] [warm_start=true] [device=auto] [progress=true]"
-)
-DEFAULTS = {
-    "input": REQUIRED,  # text file, one sentence per line
-    "output": REQUIRED,  # the HDF5 file written: dataset str(i) for line i
-    "model": None,  # a published name, or a directory holding options.json and the weights
-    "options": None,  # with weights: an exported or published pair, paths or http(s) URLs
-    "weights": None,
-    "ckpt": None,  # or a checkpoint written by train.py
-    "mode": "all",
-    "batch_size": 64,  # sentences per biLM call
-    "max_tokens": 512,  # longer lines are embedded in pieces of this many tokens
-    "vocab": None,
-    "token_cache": None,
-    "word_vectors": None,  # not with mode=all
-    "stateful": False,  # carry the LSTM state between batches, in file order
-    # false: sentences start from a zero state; with stateful=true, the original tools' vectors
-    "warm_start": True,
-    "device": "auto",
-    "progress": True,  # a progress bar and a last line on stderr
-}
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """``elmo-embed key=value ...`` / ``python embed.py key=value ...`` (``USAGE``)."""
     with user_errors():
-        args = parse_args(list(sys.argv[1:] if argv is None else argv), DEFAULTS, USAGE)
+        args = parse_args(argv, DEFAULTS, USAGE)
         input_file, output_file = args.pop("input"), args.pop("output")
         run = {key: args.pop(key) for key in ("mode", "batch_size", "max_tokens", "progress")}
         # mistakes in the command line before the model is read
         check_output_file(output_file, "output")
-        check_settings(run["mode"], run["batch_size"], run["max_tokens"])
+        check_mode_and_sizes(run["mode"], run["batch_size"], run["max_tokens"])
         n = embed_file(load_elmo(**args, progress=run["progress"]), input_file, output_file, **run)
     if run["progress"]:
         print(f"wrote {n} sentences to {output_file}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

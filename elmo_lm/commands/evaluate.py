@@ -1,18 +1,32 @@
-"""Held-out perplexity of a trained checkpoint (``evaluate.py``)."""
+"""Held-out perplexity of a trained checkpoint: ``python evaluate.py ckpt=PATH.ckpt
+data=FILE_OR_GLOB`` prints forward, backward and mean perplexity as JSON (``USAGE``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Sequence
 
 import torch
 
+from elmo_lm.commands.args import REQUIRED, parse_args
+from elmo_lm.commands.devices import parse_device
+from elmo_lm.data.corpus import OOV_WARNING, Files, count_corpus
 from elmo_lm.data.streams import HeldOutStreams, ValidationSentences
-from elmo_lm.data.vocabulary import Files, corpus_files, iter_sentences
+from elmo_lm.errors import user_errors
 from elmo_lm.training.module import ElmoLM
 from elmo_lm.training.perplexity import perplexities
 
 log = logging.getLogger(__name__)
+
+USAGE = "python evaluate.py ckpt=PATH.ckpt data=FILE_OR_GLOB [batch_size=64] [device=auto]"
+DEFAULTS = {
+    "ckpt": REQUIRED,  # a checkpoint written by train.py
+    "data": REQUIRED,  # sentence-per-line text: a path, a glob or [a,b]
+    "batch_size": 64,  # streams scored side by side
+    "device": "auto",  # auto, cpu, cuda, cuda:N or mps (elmo_lm.commands.devices)
+}
 
 
 def evaluate(
@@ -35,9 +49,12 @@ def evaluate(
         three with ``_zero_state``, ``tokens`` (targets per direction: words plus ``</S>``) and
         ``oov_rate``, the share of words outside the vocabulary (scored as ``<UNK>``; a warning
         above ``OOV_WARNING``, as the perplexity then says little).
+
+    Raises:
+        ArgumentError: a ``device`` this machine does not have (checked first).
+        CheckpointError: ``ckpt`` is missing or cannot be read.
     """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = parse_device(device)
     module = ElmoLM.from_checkpoint(ckpt, map_location=device).eval()
     max_chars = module.options.char_cnn.max_characters_per_token
     streams = HeldOutStreams(
@@ -61,7 +78,7 @@ def evaluate(
         for batch in sentences:
             zero += module.score_batch(_to(batch, device))[0]
     zero_ppl = {f"{k}_zero_state": v for k, v in perplexities(zero).items()}
-    oov = oov_rate(module.vocab, data)
+    oov = count_corpus(data, module.vocab, progress=False).oov_rate
     if oov > OOV_WARNING:
         log.warning(
             "%.0f%% of the words of %s are not in the model's vocabulary: they are all scored as "
@@ -72,18 +89,12 @@ def evaluate(
     return {**perplexities(carried), **zero_ppl, "tokens": float(carried[1]), "oov_rate": oov}
 
 
-OOV_WARNING = 0.1
-"""``evaluate`` warns when more than this share of the words is out of the vocabulary."""
-
-
-def oov_rate(vocab, data: Files) -> float:
-    """The share of the words of ``data`` that ``vocab`` does not hold."""
-    n = unknown = 0
-    for tokens in iter_sentences(corpus_files(data)):
-        n += len(tokens)
-        unknown += sum(t not in vocab for t in tokens)
-    return unknown / max(n, 1)
-
-
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python evaluate.py key=value ...`` (``USAGE``): the perplexities as JSON on stdout."""
+    with user_errors():
+        args = parse_args(argv, DEFAULTS, USAGE)
+        print(json.dumps(evaluate(**args), indent=2))

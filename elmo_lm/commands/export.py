@@ -1,13 +1,23 @@
-"""A trained checkpoint as the original tools' files (``export.py``)."""
+"""A trained checkpoint as the original tools' files: ``python export.py ckpt=PATH.ckpt
+out=weights.hdf5`` writes the weights, with ``options.json`` and ``vocab.txt`` beside them
+(``USAGE``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from elmo_lm.errors import OutputError, os_reason
+from elmo_lm.commands.args import REQUIRED, parse_args
+from elmo_lm.errors import OutputError, os_reason, user_errors
 from elmo_lm.formats.atomic import check_output_file
 from elmo_lm.training.module import ElmoLM
+
+USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5"
+DEFAULTS = {
+    "ckpt": REQUIRED,  # a checkpoint written by train.py
+    "out": "weights.hdf5",  # the weights; options.json and vocab.txt go beside them
+}
 
 
 def export(ckpt: str | os.PathLike, out: str | os.PathLike = "weights.hdf5") -> dict[str, Path]:
@@ -37,3 +47,16 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike = "weights.hdf5") -> 
             f"{exc.filename or weights}: cannot write the export: {os_reason(exc)}"
         ) from None
     return paths
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python export.py key=value ...`` (``USAGE``): the paths written, and how to load them."""
+    with user_errors():
+        paths = export(**parse_args(argv, DEFAULTS, USAGE))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    model = paths["weights"].parent
+    print(
+        f'load it: Elmo.from_pretrained("{model}"), elmo-embed model={model} ..., '
+        f"python train.py init_from={model} ..."
+    )

@@ -28,6 +28,14 @@ DPI = 100
 TRAIN_TAGS = {"train/ppl": "training", "train/sampled_ppl": "training (sampled softmax)"}
 VALID_TAG = "val/ppl"
 
+USAGE = "python plot.py run=RUN_DIR out=curve.png [width=800] [height=500]"
+DEFAULTS = {
+    "run": REQUIRED,  # a run directory of train.py, its tensorboard/ or an events file
+    "out": "curve.png",  # .png, .svg or .pdf
+    "width": 800,  # pixels
+    "height": 500,
+}
+
 
 class PlotError(UserError):
     """A run without the events to plot, or a picture that cannot be drawn as asked."""
@@ -248,17 +256,9 @@ def plot_senses(
     return _save(fig, out)
 
 
-USAGE = "python plot.py run=RUN_DIR out=curve.png [width=800] [height=500]"
-DEFAULTS = {"run": REQUIRED, "out": "curve.png", "width": 800, "height": 500}
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """``python plot.py run=RUN_DIR out=curve.png`` (``USAGE``)."""
     with user_errors():
-        args = parse_args(list(sys.argv[1:] if argv is None else argv), DEFAULTS, USAGE)
+        args = parse_args(argv, DEFAULTS, USAGE)
         path = plot_curves(args["run"], args["out"], (args["width"], args["height"]))
     print(f"wrote {path}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 CBOW, Mikolov et al. 2013) trained with gensim (``pip install -e ".[word2vec]"``).
 
 ``elmo-word2vec data=FILE_OR_GLOB out=vectors.txt [key=value ...]`` (or ``python word2vec.py``)
-reads the corpus as ``train.py`` does (``elmo_lm.data.vocabulary``: a path, a glob or a list of them,
+reads the corpus as ``train.py`` does (``elmo_lm.data.corpus``: a path, a glob or a list of them,
 sorted, streamed, whitespace tokens, blank lines skipped, bytes that are not UTF-8 replaced), once
 to count the words and once per epoch, and writes the word2vec text format (``binary=true``: the
 binary one) that ``WordVectors.from_word2vec``, ``Elmo(word_vectors=...)`` and ``elmo-embed
@@ -19,11 +19,31 @@ from pathlib import Path
 
 from elmo_lm.commands.args import REQUIRED, parse_args
 from elmo_lm.console import progress_bar
-from elmo_lm.data.vocabulary import Files, corpus_files, iter_sentences
+from elmo_lm.data.corpus import Files, corpus_files, iter_sentences
 from elmo_lm.errors import UserError, require, user_errors
 from elmo_lm.formats.atomic import atomic_path, check_output_file
 
 ARCHITECTURES = {"skipgram": 1, "cbow": 0}  # gensim's sg=
+
+USAGE = (
+    "elmo-word2vec data=FILE_OR_GLOB out=VECTORS.txt [architecture=skipgram|cbow] [dim=100] "
+    "[window=5] [min_count=5] [negative=5] [epochs=5] [workers=3] [seed=0] [binary=false] "
+    "[progress=true]"
+)
+DEFAULTS = {
+    "data": REQUIRED,  # the corpus, as data.train_files: a path, a glob or [a,b]
+    "out": REQUIRED,  # the word2vec file written
+    "architecture": "skipgram",
+    "dim": 100,
+    "window": 5,
+    "min_count": 5,
+    "negative": 5,
+    "epochs": 5,
+    "workers": 3,  # 1: the same vectors for the same seed
+    "seed": 0,
+    "binary": False,  # false: the text format
+    "progress": True,  # a progress bar and a last line on stderr
+}
 
 
 class Word2VecError(UserError):
@@ -55,7 +75,7 @@ class Word2VecResult:
     n_sentences: int
 
 
-def check_settings(architecture: str, **sizes: int) -> None:
+def check_architecture_and_sizes(architecture: str, **sizes: int) -> None:
     """Raises ``Word2VecError`` for an unknown architecture or a size below 1."""
     if architecture not in ARCHITECTURES:
         raise Word2VecError(
@@ -103,7 +123,7 @@ def train_word2vec(
         Word2VecError: a bad setting, or no word occurs ``min_count`` times.
         OutputError: ``out`` cannot be written (checked before training).
     """
-    check_settings(
+    check_architecture_and_sizes(
         architecture,
         dim=dim,
         window=window,
@@ -143,31 +163,10 @@ def train_word2vec(
     return Word2VecResult(out, len(model.wv), dim, model.corpus_count)
 
 
-USAGE = (
-    "elmo-word2vec data=FILE_OR_GLOB out=VECTORS.txt [architecture=skipgram|cbow] [dim=100] "
-    "[window=5] [min_count=5] [negative=5] [epochs=5] [workers=3] [seed=0] [binary=false] "
-    "[progress=true]"
-)
-DEFAULTS = {
-    "data": REQUIRED,  # the corpus, as data.train_files: a path, a glob or [a,b]
-    "out": REQUIRED,  # the word2vec file written
-    "architecture": "skipgram",
-    "dim": 100,
-    "window": 5,
-    "min_count": 5,
-    "negative": 5,
-    "epochs": 5,
-    "workers": 3,  # 1: the same vectors for the same seed
-    "seed": 0,
-    "binary": False,  # false: the text format
-    "progress": True,  # a progress bar and a last line on stderr
-}
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """``elmo-word2vec key=value ...`` / ``python word2vec.py key=value ...`` (``USAGE``)."""
     with user_errors():
-        args = parse_args(list(sys.argv[1:] if argv is None else argv), DEFAULTS, USAGE)
+        args = parse_args(argv, DEFAULTS, USAGE)
         result = train_word2vec(**args)
     if args["progress"]:
         print(
@@ -175,7 +174,3 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"(read it with word_vectors={result.path})",
             file=sys.stderr,
         )
-
-
-if __name__ == "__main__":
-    main()

@@ -4,9 +4,10 @@ A training step allocates and frees the same large buffers every step (the sampl
 (tokens, negatives) logits are 21 MB at a 32 x 20 batch). glibc's malloc gives blocks above its
 mmap threshold straight back to the kernel when freed and maps them afresh, zero-filled, on the
 next allocation: every step then pays for thousands of page faults. With the threshold and the
-trim threshold raised, freed blocks stay in the heap and the next step reuses them. Measured on
-a 2-core CPU (bench/bench_peer.py's `mini` shape): a step takes 178 ms instead of 217 ms. Peak
-memory is unchanged; memory freed after the peak stays with the process until it ends.
+trim threshold raised, freed blocks stay in the heap and the next step reuses them, which makes
+a CPU training step markedly faster (``bench/bench_train.py`` and ``bench/bench_peer.py`` time
+steps with it; docs/PERFORMANCE.md has the figures). Peak memory is unchanged; memory freed
+after the peak stays with the process until it ends.
 """
 
 from __future__ import annotations

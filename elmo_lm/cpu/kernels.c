@@ -1,12 +1,17 @@
-/* Loops that torch runs as many small operations, in one pass each (elmo_lm/cpu/native.py compiles
- * this file on first use with cc -O3 -march=native).
+/* Loops that torch runs as many small operations, in one pass each. elmo_lm/cpu/native.py
+ * compiles this file on first use (cc -O3 -march=native) and gives each function's argument
+ * types; elmo_lm/cpu/kernels.py is the one caller, with the torch operations beside each call.
  *
- * The LSTM layer's recurrence, forward and backward: every step's two small matrix products
- * (the recurrent one and the projection) and its cell's elementwise work, one direction per
- * thread. In torch each step is a dozen operations, each reading and writing its whole
- * (2, rows, 4H) or (2, rows, H) tensor and the products split over threads for a few
+ * elmo_lstm_steps_forward / _backward: an LSTM layer's recurrence, every step's two small
+ * matrix products (the recurrent one and the projection) and its cell's elementwise work, one
+ * direction per thread. In torch each step is a dozen operations, each reading and writing its
+ * whole (2, rows, 4H) or (2, rows, H) tensor and the products split over threads for a few
  * microseconds of work each; here a step's data stays in the core's cache, and each element of
  * the cell is read once, its gates, cell, tanh and output computed together.
+ * elmo_softmax_rows: the sampled softmax's row softmax in place, one pass per row in cache.
+ * elmo_first_distinct: the log-uniform sampler's first distinct draws, one loop over the stream.
+ * elmo_coalesce_rows: a sparse gradient's distinct rows and their sums, through a row table.
+ * elmo_adagrad_rows: Adagrad's update of a sparse gradient's distinct rows.
  */
 #include <math.h>
 #include <stdint.h>

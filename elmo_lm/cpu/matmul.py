@@ -2,21 +2,22 @@
 
 torch's CPU builds ship two matrix-product libraries: MKL, which ``torch.mm`` uses for float32,
 and oneDNN. MKL picks its kernels by processor vendor and runs its AVX2 code on AMD processors
-even where they have AVX-512; oneDNN's kernels use AVX-512 on any processor that has it. On a
-2-core AMD EPYC (Zen 5) a (640, 64) x (64, 8192) product, the sampled softmax's, takes 7.9 ms
-with MKL and 3.1 ms with oneDNN on one thread (``bench/bench_matmul.py``); on processors where
-MKL runs AVX-512 the two are close. ``addmm`` sends float32 CPU products large enough to pay
-for oneDNN's call overhead to its inner product (``torch.ops.mkldnn._linear_pointwise``, the
-kernel ``torch.compile`` uses for linear layers) and everything else (small products, other
-dtypes, GPUs, builds without oneDNN) to ``torch.addmm``. The two differ only in float32
-rounding. ``linear`` is the same product with autograd.
+even where they have AVX-512; oneDNN's kernels use AVX-512 on any processor that has it, so
+on AMD processors with AVX-512 the sampled softmax's products run several times faster there
+(``bench/bench_matmul.py`` prints both per product of a step; docs/PERFORMANCE.md has the
+figures); where MKL runs AVX-512 the two are close. ``addmm`` sends float32 CPU products large
+enough to pay for oneDNN's call overhead to its inner product
+(``torch.ops.mkldnn._linear_pointwise``, the kernel ``torch.compile`` uses for linear layers)
+and everything else (small products, other dtypes, GPUs, the torch and accelerator paths of
+``path.py``, ``ELMO_LM_ONEDNN=0``, builds without oneDNN) to ``torch.addmm``. The two differ
+only in float32 rounding. ``linear`` is the same product with autograd.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from elmo_lm.cpu import path
 
 # Products of fewer multiply-adds go to torch.addmm, faster there on small shapes.
 MIN_MACS = 1 << 22
@@ -24,21 +25,16 @@ MIN_MACS = 1 << 22
 SHAPE_STEP = 128
 
 
-def _onednn_available() -> bool:
-    if os.environ.get("ELMO_LM_ONEDNN", "1") == "0":  # the BLAS only, for comparisons
-        return False
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-ONEDNN = _onednn_available()
+# Whether this torch build has oneDNN's inner product (path.onednn says whether a run uses it).
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def fits_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """A float32 CPU product large enough to pay for oneDNN's call, outside autocast (whose
-    lower-precision products stay torch's)."""
+    """A float32 CPU product large enough to pay for oneDNN's call, on a path that uses oneDNN
+    (``path.onednn``), outside autocast (whose lower-precision products stay torch's)."""
     return (
         ONEDNN
-        and a.device.type == "cpu"
+        and path.onednn(a)
         and a.dtype == b.dtype == torch.float32
         and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_MACS
         and not torch.is_autocast_enabled(a.device.type)
@@ -75,9 +71,9 @@ def addmm(bias: torch.Tensor | None, a: torch.Tensor, b: torch.Tensor) -> torch.
 def _onednn(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``x @ w.t() + bias`` on oneDNN, with its shapes drawn from a small set.
 
-    oneDNN builds (compiles) a kernel for every new shape, 0.35 ms where the product itself
-    takes 0.1 ms; the char CNN's products have a new number of rows (distinct tokens x windows)
-    every batch. A dimension that varies (rows, or the inner dimension of a weight gradient) is
+    oneDNN builds (compiles) a kernel for every new shape, which takes several times as long as
+    a product of the char CNN's size (docs/PERFORMANCE.md); the char CNN's products have a
+    new number of rows (distinct tokens x windows) every batch. A dimension that varies (rows, or the inner dimension of a weight gradient) is
     therefore cut at a multiple of ``SHAPE_STEP``: oneDNN takes that part, whose shapes repeat,
     and torch's BLAS the few rows (or inner entries) past it. Fixed dimensions that are
     multiples of ``SHAPE_STEP`` (the LSTM's and softmax's) go through whole.

@@ -1,13 +1,12 @@
-"""The C kernels of ``kernels.c``: compiled on first use with the system's C compiler.
+"""Building and loading ``kernels.c``: compiled on first use with the system's C compiler.
 
-The LSTM's recurrent steps are many small operations per step; on the CPU most of their time is
-spent going over memory once per operation and splitting microseconds of work over threads.
-``kernels.c`` runs a layer's whole recurrence, products included, one direction per thread;
-it also reads the log-uniform sampler's stream of draws in one loop and does the sparse
-gradients' coalescing and Adagrad's row update. It is built once per machine into the user's
-cache directory and loaded with ctypes; where there is no C compiler (or ``ELMO_LM_NATIVE=0``),
-all of it runs on torch operations instead: the LSTM with the same results to float32 rounding
-(``tests/test_lstm.py`` checks both), the sampler with the same ids (``tests/test_softmax.py``).
+The library is built once per machine (per source, flags, compiler and CPU) into the user's
+cache directory and loaded with ctypes; ``SIGNATURES`` gives each kernel's C argument types.
+Only ``kernels.py`` calls into it, and only on the native path (``path.py``: ``ELMO_LM_PATH``).
+Where there is no C compiler, or the build fails, ``kernels()`` is None after one logged line,
+and everything runs on torch operations instead: the LSTM with the same results to float32
+rounding (``tests/model/test_lstm.py`` checks both), the sampler with the same ids
+(``tests/model/test_softmax.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from elmo_lm.cpu import path
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("kernels.c")
@@ -31,7 +32,6 @@ FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shar
 # libgomp, and loaded into torch's process it shares torch's copy (same soname). A compiler
 # without OpenMP builds it without: the directions then run one after the other.
 OPENMP = "-fopenmp"
-ENV_SWITCH = "ELMO_LM_NATIVE"  # 0: never build or use the kernels
 
 _P, _I, _C, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 SIGNATURES = {
@@ -104,13 +104,13 @@ def _build(compiler: str) -> Path:
 @cache
 def kernels() -> ctypes.CDLL | None:
     """The compiled kernels, or None (with one logged line saying why) where they cannot be had."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        return None
     compiler = _compiler()
     if compiler is None:
         log.warning(
-            "elmo_lm: no C compiler (cc, gcc or clang; or $CC) found, so the LSTM steps and "
-            "the sampler run on torch operations, slower on the CPU; install one to speed them up"
+            "elmo_lm: no C compiler (cc, gcc or clang; or $CC) found, so the LSTM steps, the "
+            "softmax rows, the sampler and the sparse rows run on torch operations, slower on the "
+            "CPU; install one to speed them up, or set %s=torch to say so",
+            path.ENV,
         )
         return None
     try:
@@ -120,12 +120,12 @@ def kernels() -> ctypes.CDLL | None:
             f"exit status {err.returncode}" if hasattr(err, "returncode") else str(err)
         )
         log.warning(
-            "elmo_lm: building %s with %s failed (%s), so the LSTM steps and the sampler run "
-            "on torch operations; set %s=0 to skip the build",
+            "elmo_lm: building %s with %s failed (%s), so the LSTM steps, the softmax rows, the "
+            "sampler and the sparse rows run on torch operations; set %s=torch to skip the build",
             SOURCE.name,
             compiler,
             detail.strip().splitlines()[-1] if detail.strip() else type(err).__name__,
-            ENV_SWITCH,
+            path.ENV,
         )
         return None
     for name, argtypes in SIGNATURES.items():

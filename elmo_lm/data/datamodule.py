@@ -9,17 +9,17 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from elmo_lm.data.streams import HeldOutStreams, TrainStream, resolve_rank, steps_per_epoch
-from elmo_lm.data.vocabulary import CorpusStats, Files, Vocabulary, count_corpus
+from elmo_lm.data.corpus import OOV_WARNING, CorpusStats, Files, count_corpus
+from elmo_lm.data.sharding import resolve_rank, steps_per_epoch
+from elmo_lm.data.streams import HeldOutStreams, TrainStream
+from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.formats.characters import MAX_CHARACTERS_PER_TOKEN
 
 log = logging.getLogger(__name__)
 
-OOV_WARNING = 0.1  # share of training tokens outside a given vocabulary that gets a warning
-
 
 class ElmoDataModule(L.LightningDataModule):
-    """Streams a sentence-per-line corpus as stateful truncated-BPTT batches (see stream.py).
+    """Streams a sentence-per-line corpus as stateful truncated-BPTT batches (``data.streams``).
 
     Call ``setup()`` before building the model: it builds (or reads) the vocabulary and counts the
     training corpus, deterministically, so every DDP rank gets the same vocabulary; afterwards
@@ -115,19 +115,15 @@ class ElmoDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        rank, world_size = self._rank()
         dataset = TrainStream(
             self.train_files,
             self._vocab(),
             self._stats().n_tokens_with_boundaries,
             batch_size=self.batch_size,
-            unroll_steps=self.unroll_steps,
-            max_characters_per_token=self.max_characters_per_token,
-            rank=rank,
-            world_size=world_size,
             seed=self.seed,
             shuffle_files=self.shuffle_files,
             shuffle_buffer=self.shuffle_buffer,
+            **self._stream_settings(),
         )
         self._resume_position(dataset)
         return self._loader(dataset)
@@ -149,18 +145,24 @@ class ElmoDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if self.valid_files is None:
             return []
-        rank, world_size = self._rank()
         dataset = HeldOutStreams(
             self.valid_files,
             self._vocab(),
             n_streams=self.valid_batch_size,
-            unroll_steps=self.unroll_steps,
-            max_characters_per_token=self.max_characters_per_token,
-            rank=rank,
-            world_size=world_size,
             num_workers=self.num_workers,
+            **self._stream_settings(),
         )
         return self._loader(dataset)
+
+    def _stream_settings(self) -> dict:
+        """What the training and held-out streams of this rank are both built with."""
+        rank, world_size = self._rank()
+        return {
+            "unroll_steps": self.unroll_steps,
+            "max_characters_per_token": self.max_characters_per_token,
+            "rank": rank,
+            "world_size": world_size,
+        }
 
     def _loader(self, dataset) -> DataLoader:
         # batch_size=None: the datasets yield whole batches.

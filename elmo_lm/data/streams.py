@@ -1,22 +1,9 @@
-"""Training and validation batches, sharded across DDP ranks and data-loader workers.
+"""Training and held-out batches, sharded across DDP ranks and data-loader workers.
 
-Training reproduces the original ELMo trainer's stateful truncated BPTT (``bilm/data.py``
-``_get_batch``): each of the B rows of a batch is an endless stream of (input, target) pairs. A
-sentence ``<S> w1 .. wn </S>`` gives its n + 1 pairs ``<S>->w1 .. wn-></S>`` and the next sentence
-follows at once, so ``</S>`` is never an input and ``<S>`` never a target. Each batch takes the
-next T (``unroll_steps``) pairs of every row, so a sentence cut by the window continues in the same
-row of the next batch. The backward LM reads the same sentences, each one reversed
-(``</S> wn .. w1 <S>``), packed the same way. Rows pull the next sentence of their shard when they
-need one, so memory is a few sentences per row, plus the shuffle buffer, whatever the size of the
-corpus.
-
-Sharding: the corpus's sentences are numbered in file order (files sorted, optionally shuffled per
-epoch), and sentence i belongs to shard ``i % n_shards``, where ``n_shards = world_size *
-num_workers`` and shard ``rank * num_workers + worker_id`` is read by one data-loader worker of one
-rank. Shards are disjoint and their union is the corpus. Each shard's sentences pass through a
-shuffle buffer seeded by (seed, epoch, shard, pass), so the order differs every epoch, is the
-same for the same seed, and is replayed exactly when a run resumes mid-epoch. Every rank runs
-``steps_per_epoch`` batches per epoch, split across its workers; a shard that runs out of
+Training reproduces the original ELMo trainer's stateful truncated BPTT: rows of endless packed
+sentence streams cut into (B, T) windows (``elmo_lm.data.packing``), each row pulling the next
+sentence of its shard (``elmo_lm.data.sharding``) when it needs one, so memory is a few sentences
+per row, plus the shuffle buffer, whatever the size of the corpus. A shard that runs out of
 sentences first starts again from its beginning, so no rank stops early and none waits.
 
 Held-out text is scored as the original's ``test()`` scores it: as streams with the LSTM state
@@ -26,153 +13,53 @@ sentence on its own from a zero state.
 
 from __future__ import annotations
 
-import array
 import itertools
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
-from elmo_lm.data.vocabulary import CorpusError, Files, Vocabulary, corpus_files, read_sentences
-from elmo_lm.formats.characters import (
-    BOS_TOKEN,
-    EOS_TOKEN,
-    MAX_CHARACTERS_PER_TOKEN,
-    token_to_char_ids,
+from elmo_lm.data.corpus import CorpusError, Files, corpus_files, read_sentences
+from elmo_lm.data.packing import Batch, CharIdCache, packed_windows, window_batch
+from elmo_lm.data.sharding import (
+    Shard,
+    current_shard,
+    current_worker,
+    resolve_rank,
+    shard_sentences,
+    shuffled,
+    split_steps,
+    steps_per_epoch,
 )
-
-Batch = dict[str, torch.Tensor | int | bool]
-
-
-def steps_per_epoch(
-    n_tokens_with_boundaries: int, batch_size: int, unroll_steps: int, world_size: int = 1
-) -> int:
-    """Batches per rank in one epoch: enough windows to read the corpus's tokens about once."""
-    return max(1, n_tokens_with_boundaries // (world_size * batch_size * unroll_steps))
+from elmo_lm.data.vocabulary import Vocabulary
+from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, MAX_CHARACTERS_PER_TOKEN
 
 
-def split_steps(total: int, num_workers: int, worker_id: int) -> int:
-    """The share of ``total`` batches that worker ``worker_id`` yields; the shares sum to total."""
-    return total // num_workers + (1 if worker_id < total % num_workers else 0)
+class _CorpusBatches(IterableDataset):
+    """What the training and held-out datasets share: the corpus files, the vocabulary, the
+    width of a token's characters, and this process's DDP rank."""
+
+    def __init__(
+        self,
+        files: Files,
+        vocab: Vocabulary,
+        sizes: dict[str, int],
+        max_characters_per_token: int,
+        rank: int | None,
+        world_size: int | None,
+    ):
+        super().__init__()
+        if any(size < 1 for size in sizes.values()):
+            given = ", ".join(f"{name}={size}" for name, size in sizes.items())
+            raise ValueError(f"{given}: must be >= 1")
+        self.files = corpus_files(files)
+        self.vocab = vocab
+        self.max_characters_per_token = max_characters_per_token
+        self.rank, self.world_size = resolve_rank(rank, world_size)
 
 
-@dataclass(frozen=True)
-class Shard:
-    """Which sentences one data-loader worker of one rank reads, and which stream it is."""
-
-    index: int
-    count: int
-    worker_id: int
-    num_workers: int
-
-
-def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """``(rank, world_size)`` as given, else from ``torch.distributed`` when initialised, else (0, 1)."""
-    dist = torch.distributed
-    initialised = dist.is_available() and dist.is_initialized()
-    if world_size is None:
-        world_size = dist.get_world_size() if initialised else 1
-    if rank is None:
-        rank = dist.get_rank() if initialised else 0
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank={rank} must lie in [0, world_size={world_size})")
-    return rank, world_size
-
-
-def current_shard(rank: int, world_size: int) -> Shard:
-    """The shard of the calling data-loader worker (or of the main process without workers)."""
-    info = get_worker_info()
-    worker_id, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-    return Shard(rank * num_workers + worker_id, world_size * num_workers, worker_id, num_workers)
-
-
-def shard_sentences(files: Sequence[str], shard: Shard) -> Iterator[list[str]]:
-    """One pass over the sentences of ``files`` that belong to ``shard``."""
-    index = 0
-    for path in files:
-        for tokens in read_sentences(path):
-            if index % shard.count == shard.index:
-                yield tokens
-            index += 1
-
-
-def shuffled(items: Iterator[list[str]], buffer_size: int, rng: random.Random):
-    """``items`` in a random order drawn through a buffer of ``buffer_size`` items.
-
-    The buffer holds each sentence as one string (a few MB for 100k sentences), so memory does
-    not grow with the corpus; an item moves on average about ``buffer_size`` places. A size of 0
-    or 1 keeps the order.
-    """
-    if buffer_size <= 1:
-        yield from items
-        return
-    buffer: list[str] = []
-    for tokens in items:
-        line = " ".join(tokens)
-        if len(buffer) < buffer_size:
-            buffer.append(line)
-            continue
-        j = rng.randrange(buffer_size)
-        out, buffer[j] = buffer[j], line
-        yield out.split(" ")
-    rng.shuffle(buffer)
-    for line in buffer:
-        yield line.split(" ")
-
-
-def sentence_pairs(words: list[str], ids: list[int], reverse: bool = False):
-    """The (input tokens, target ids) pairs of one sentence in a stream: ``<S> w1 .. wn`` ->
-    ``w1 .. wn </S>`` (reversed text for the backward LM); ``ids`` are those of
-    ``<S> w1 .. wn </S>``."""
-    sentence = [BOS_TOKEN, *words, EOS_TOKEN]
-    if reverse:
-        sentence, ids = sentence[::-1], ids[::-1]
-    return sentence[:-1], ids[1:]
-
-
-def long_tensor(rows: Sequence[Sequence[int]]) -> torch.Tensor:
-    """(B, T) int64 tensor of B equally long lists of ints, through a flat ``array``: a third
-    of ``torch.tensor``'s time on nested lists (20 against 65 us for 32 x 20)."""
-    flat = array.array("q", itertools.chain.from_iterable(rows))
-    width = len(rows[0]) if len(rows) else 0
-    if len(flat) != len(rows) * width:
-        raise ValueError("long_tensor: the rows differ in length")
-    if not flat:
-        return torch.zeros(len(rows), width, dtype=torch.long)
-    return torch.frombuffer(flat, dtype=torch.long).view(len(rows), width).clone()
-
-
-class CharIdCache:
-    """Character ids of the tokens seen so far, so that a batch is one gather, not B*T tuples."""
-
-    def __init__(self, max_characters_per_token: int, max_entries: int = 2**18):
-        self.max_chars = max_characters_per_token
-        self.max_entries = max_entries
-        self._clear()
-
-    def _clear(self) -> None:
-        self._index: dict[str, int] = {"": 0}  # row 0 is all zeros: padding
-        self._table = torch.zeros(1024, self.max_chars, dtype=torch.int16)  # (entries, C)
-
-    def __call__(self, tokens: Sequence[Sequence[str]]) -> torch.Tensor:
-        """(B, T, C) long ids of equally long rows of tokens; the token ``""`` is padding."""
-        if len(self._index) + sum(map(len, tokens)) > self.max_entries:
-            self._clear()  # bounds memory on corpora with an unbounded number of distinct tokens
-        index = self._index
-        new = list(dict.fromkeys(t for row in tokens for t in row if t not in index))
-        if new:  # one table write for all the batch's new tokens
-            first = len(index)
-            while first + len(new) > len(self._table):
-                self._table = torch.cat([self._table, torch.zeros_like(self._table)])
-            chars = [token_to_char_ids(t, self.max_chars) for t in new]
-            self._table[first : first + len(new)] = torch.tensor(chars, dtype=torch.int16)
-            index.update(zip(new, range(first, first + len(new))))
-        return self._table[long_tensor([[index[t] for t in row] for row in tokens])].long()
-
-
-class TrainStream(IterableDataset):
+class TrainStream(_CorpusBatches):
     """Endless packed sentence streams cut into (B, T) windows, as the original ELMo trained.
 
     Each batch is a dict: ``fwd_chars``/``bwd_chars`` (B, T, C) long char ids of the input tokens,
@@ -208,15 +95,10 @@ class TrainStream(IterableDataset):
         shuffle_files: bool = False,
         shuffle_buffer: int = 0,
     ):
-        super().__init__()
-        if batch_size < 1 or unroll_steps < 1:
-            raise ValueError(f"batch_size={batch_size}, unroll_steps={unroll_steps}: must be >= 1")
-        self.files = corpus_files(files)
-        self.vocab = vocab
+        sizes = {"batch_size": batch_size, "unroll_steps": unroll_steps}
+        super().__init__(files, vocab, sizes, max_characters_per_token, rank, world_size)
         self.batch_size = batch_size
         self.unroll_steps = unroll_steps
-        self.max_characters_per_token = max_characters_per_token
-        self.rank, self.world_size = resolve_rank(rank, world_size)
         self.steps_per_epoch = steps_per_epoch(
             n_tokens_with_boundaries, batch_size, unroll_steps, self.world_size
         )
@@ -270,37 +152,13 @@ class TrainStream(IterableDataset):
         n_steps = split_steps(self.steps_per_epoch, shard.num_workers, shard.worker_id)
         sentences = self._endless(self.epoch_files(epoch), shard, epoch)
         chars = CharIdCache(self.max_characters_per_token)
-        B, T = self.batch_size, self.unroll_steps
-        # Per row, the (input token, target id) pairs not yet consumed; fwd and bwd cover the
-        # same sentences.
-        fwd_inputs: list[list[str]] = [[] for _ in range(B)]
-        bwd_inputs: list[list[str]] = [[] for _ in range(B)]
-        fwd_targets: list[list[int]] = [[] for _ in range(B)]
-        bwd_targets: list[list[int]] = [[] for _ in range(B)]
-        for step in range(n_steps):
-            for row in range(B):
-                while len(fwd_inputs[row]) < T:
-                    words = next(sentences)
-                    ids = self.vocab.encode([BOS_TOKEN, *words, EOS_TOKEN])
-                    inputs, targets = sentence_pairs(words, ids)
-                    fwd_inputs[row] += inputs
-                    fwd_targets[row] += targets
-                    inputs, targets = sentence_pairs(words, ids, reverse=True)
-                    bwd_inputs[row] += inputs
-                    bwd_targets[row] += targets
+        windows = packed_windows(
+            self.vocab, self.batch_size, self.unroll_steps, lambda row: next(sentences)
+        )
+        for step, window in enumerate(itertools.islice(windows, n_steps)):
             if step >= skip:
-                yield {
-                    "fwd_chars": chars([r[:T] for r in fwd_inputs]),  # (B, T, C)
-                    "fwd_targets": long_tensor([r[:T] for r in fwd_targets]),  # (B, T)
-                    "bwd_chars": chars([r[:T] for r in bwd_inputs]),
-                    "bwd_targets": long_tensor([r[:T] for r in bwd_targets]),
-                    "stream_id": stream_id,
-                    # The LSTM state is not in checkpoints: a resumed stream starts from zeros.
-                    "reset": step == skip,
-                }
-            for rows in (fwd_inputs, bwd_inputs, fwd_targets, bwd_targets):
-                for row in range(B):
-                    del rows[row][:T]
+                # The LSTM state is not in checkpoints: a resumed stream starts from zeros.
+                yield window_batch(window, chars, stream_id, reset=step == skip)
 
     def _endless(self, files: list[str], shard: Shard, epoch: int) -> Iterator[list[str]]:
         for n_pass in itertools.count():
@@ -317,7 +175,7 @@ class TrainStream(IterableDataset):
                 )
 
 
-class ValidationSentences(IterableDataset):
+class ValidationSentences(_CorpusBatches):
     """Held-out batches of whole sentences, one per row, right-padded; ``reset`` always True.
 
     Forward rows are inputs ``<S> w1 .. wn`` with targets ``w1 .. wn </S>``; backward rows are
@@ -325,10 +183,10 @@ class ValidationSentences(IterableDataset):
     -1. A sentence longer than ``max_sentence_tokens`` words is split into pieces of at most that
     many words, each scored as a sentence of its own (bounds the memory of one batch).
 
-    Pieces are numbered in file order and piece i belongs to shard ``i % n_shards`` (see the module
-    docstring). Every worker of every rank yields the same number of batches, topping up with
-    all-padding batches (they count nothing), so all ranks run the same number of steps and every
-    target is counted exactly once.
+    Pieces are numbered in file order and piece i belongs to shard ``i % n_shards`` (see
+    ``elmo_lm.data.sharding``). Every worker of every rank yields the same number of batches,
+    topping up with all-padding batches (they count nothing), so all ranks run the same number
+    of steps and every target is counted exactly once.
 
     Args:
         files: held-out corpus (path, glob, or list).
@@ -351,17 +209,10 @@ class ValidationSentences(IterableDataset):
         world_size: int | None = None,
         num_workers: int = 0,
     ):
-        super().__init__()
-        if batch_size < 1 or max_sentence_tokens < 1:
-            raise ValueError(
-                f"batch_size={batch_size}, max_sentence_tokens={max_sentence_tokens}: must be >= 1"
-            )
-        self.files = corpus_files(files)
-        self.vocab = vocab
+        sizes = {"batch_size": batch_size, "max_sentence_tokens": max_sentence_tokens}
+        super().__init__(files, vocab, sizes, max_characters_per_token, rank, world_size)
         self.batch_size = batch_size
-        self.max_characters_per_token = max_characters_per_token
         self.max_sentence_tokens = max_sentence_tokens
-        self.rank, self.world_size = resolve_rank(rank, world_size)
         self.num_workers = max(1, num_workers)
         self.n_pieces = sum(1 for _ in self._pieces())  # one streaming pass; checks every file
 
@@ -418,7 +269,7 @@ class ValidationSentences(IterableDataset):
         }
 
 
-class HeldOutStreams(IterableDataset):
+class HeldOutStreams(_CorpusBatches):
     """Held-out text as the original's ``test()`` reads it: streams, the LSTM state carried.
 
     Sentence i of the held-out files (in file order) belongs to stream ``i % n_streams``; each
@@ -455,15 +306,10 @@ class HeldOutStreams(IterableDataset):
         world_size: int | None = None,
         num_workers: int = 0,
     ):
-        super().__init__()
-        if n_streams < 1 or unroll_steps < 1:
-            raise ValueError(f"n_streams={n_streams}, unroll_steps={unroll_steps}: must be >= 1")
-        self.files = corpus_files(files)
-        self.vocab = vocab
+        sizes = {"n_streams": n_streams, "unroll_steps": unroll_steps}
+        super().__init__(files, vocab, sizes, max_characters_per_token, rank, world_size)
         self.n_streams = n_streams
         self.unroll_steps = unroll_steps
-        self.max_characters_per_token = max_characters_per_token
-        self.rank, self.world_size = resolve_rank(rank, world_size)
         self.num_workers = max(1, num_workers)
         lengths = [0] * n_streams  # pairs per stream; one streaming pass checks every file
         for i, tokens in enumerate(self._sentences()):
@@ -484,8 +330,7 @@ class HeldOutStreams(IterableDataset):
         return self.num_workers * self.n_batches
 
     def __iter__(self) -> Iterator[Batch]:
-        info = get_worker_info()
-        worker_id, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        worker_id, num_workers = current_worker()
         if num_workers != self.num_workers:
             raise ValueError(
                 f"HeldOutStreams(num_workers={self.num_workers}) is read by {num_workers} "
@@ -493,14 +338,12 @@ class HeldOutStreams(IterableDataset):
             )
         streams = self.streams_of(worker_id, num_workers)
         row_of = {s: r for r, s in enumerate(streams)}
-        B, T = max(1, len(streams)), self.unroll_steps
-        chars = CharIdCache(self.max_characters_per_token)
-        pending: list[list[list[str]]] = [[] for _ in range(B)]  # sentences read ahead, per row
+        pending: list[list[list[str]]] = [[] for _ in streams]  # sentences read ahead, per row
         reader = enumerate(self._sentences())
-        inputs = {d: [[] for _ in range(B)] for d in ("fwd", "bwd")}
-        targets = {d: [[] for _ in range(B)] for d in ("fwd", "bwd")}
 
         def next_sentence(row: int) -> list[str] | None:
+            if row >= len(streams):  # a worker without streams: one row of padding
+                return None
             while not pending[row]:
                 i, tokens = next(reader, (None, None))
                 if i is None:
@@ -509,24 +352,7 @@ class HeldOutStreams(IterableDataset):
                     pending[row_of[i % self.n_streams]].append(tokens)
             return pending[row].pop(0)
 
-        for step in range(self.n_batches):
-            for row in range(len(streams)):
-                while len(inputs["fwd"][row]) < T:
-                    words = next_sentence(row)
-                    if words is None:
-                        break
-                    ids = self.vocab.encode([BOS_TOKEN, *words, EOS_TOKEN])
-                    for d in ("fwd", "bwd"):
-                        x, y = sentence_pairs(words, ids, reverse=d == "bwd")
-                        inputs[d][row] += x
-                        targets[d][row] += y
-            batch: Batch = {}
-            for d in ("fwd", "bwd"):
-                x = [(r[:T] + [""] * T)[:T] for r in inputs[d]]  # "" is padding
-                y = [(r[:T] + [-1] * T)[:T] for r in targets[d]]
-                batch[f"{d}_chars"] = chars(x)  # (B, T, C)
-                batch[f"{d}_targets"] = torch.tensor(y, dtype=torch.long)  # (B, T)
-                for r in range(B):
-                    del inputs[d][r][:T]
-                    del targets[d][r][:T]
-            yield {**batch, "stream_id": worker_id, "reset": step == 0}
+        chars = CharIdCache(self.max_characters_per_token)
+        windows = packed_windows(self.vocab, max(1, len(streams)), self.unroll_steps, next_sentence)
+        for step, window in enumerate(itertools.islice(windows, self.n_batches)):
+            yield window_batch(window, chars, worker_id, reset=step == 0)

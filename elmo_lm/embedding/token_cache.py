@@ -25,6 +25,7 @@ from elmo_lm.data.vocabulary import read_tokens
 from elmo_lm.errors import UserError
 from elmo_lm.formats.atomic import atomic_path
 from elmo_lm.formats.characters import token_to_char_ids
+from elmo_lm.model.distinct import row_keys
 
 
 class TokenCacheError(UserError):
@@ -53,16 +54,9 @@ class TokenCache(nn.Module):
         self.tokens = list(tokens)
         self.max_chars = max_chars
         char_ids = torch.tensor([token_to_char_ids(t, max_chars) for t in self.tokens])  # (V, C)
-        # A random linear hash of each row of char ids (int64 arithmetic wraps), sorted for
-        # searchsorted; a hit is confirmed against the stored ids, so collisions cannot mislead.
-        generator = torch.Generator().manual_seed(0)
-        self.register_buffer(
-            "hash_weights",
-            torch.randint(-(2**62), 2**62, (max_chars,), generator=generator),
-            persistent=False,
-        )
-        keys = (char_ids * self.hash_weights).sum(-1)
-        keys, order = keys.sort()
+        # The rows' hash keys, sorted for searchsorted; a hit is confirmed against the stored
+        # ids, so collisions cannot mislead.
+        keys, order = row_keys(char_ids).sort()
         self.register_buffer("keys", keys, persistent=False)  # (V,) sorted
         self.register_buffer("order", order, persistent=False)  # (V,) row of each sorted key
         self.register_buffer("char_ids", char_ids, persistent=False)  # (V, C)
@@ -74,7 +68,7 @@ class TokenCache(nn.Module):
 
     def rows(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Cache rows of (N, C) char ids: (N,) long, -1 where the token is not cached."""
-        keys = (char_ids * self.hash_weights).sum(-1)  # (N,)
+        keys = row_keys(char_ids)  # (N,)
         pos = torch.searchsorted(self.keys, keys).clamp(max=len(self.keys) - 1)
         rows = self.order[pos]
         hit = (self.keys[pos] == keys) & (self.char_ids[rows] == char_ids).all(-1)

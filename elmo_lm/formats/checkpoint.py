@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from elmo_lm.errors import UserError
+from elmo_lm.formats.options import RUN_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def _current(hparams: dict) -> dict:
-    """Hyperparameters of earlier checkpoints, which kept two module arguments beside the
+    """Hyperparameters of earlier checkpoints, which kept the options of the ``module`` config
+    (``clip_norm``, ``n_negative_samples``: ``RUN_OPTIONS``) as module arguments beside the
     options that record them, as the options alone keep them now."""
     hparams = dict(hparams)
     options = dict(hparams["options"])
-    for old, new in (
-        ("clip_norm", "all_clip_norm_val"),
-        ("n_negative_samples", "n_negative_samples_batch"),
-    ):
-        if old in hparams:
-            options[new] = hparams.pop(old)
+    for option in RUN_OPTIONS:
+        if option.module_key is not None and option.module_key in hparams:
+            options[option.key] = hparams.pop(option.module_key)
     hparams["options"] = options
     return hparams
 

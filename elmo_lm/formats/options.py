@@ -174,6 +174,47 @@ class BiLMOptions:
             )
 
 
+@dataclass(frozen=True)
+class RunOption:
+    """An option that records how a model was trained rather than its shape, and where a
+    training run takes it from: a key of the run's config, or what the run counts."""
+
+    key: str
+    """The ``options.json`` key (a field of ``BiLMOptions``)."""
+    config: str | None = None
+    """The config key it is read from (``data.batch_size``); None when the run counts it."""
+    counted: str | None = None
+    """What the run counts it from (``the training corpus``), when no config key gives it."""
+
+    @property
+    def source(self) -> str:
+        """Where a run takes it from, as a message names it."""
+        return self.config or self.counted or ""
+
+    @property
+    def module_key(self) -> str | None:
+        """Its key in the ``module`` config (``clip_norm``), where it is one. ``ElmoLM`` takes
+        it in ``options``, not as an argument; checkpoints written before kept it as an
+        argument too, under this name (``elmo_lm.formats.checkpoint`` moves it)."""
+        group, _, name = (self.config or "").partition(".")
+        return name if group == "module" else None
+
+
+RUN_OPTIONS = (
+    RunOption("n_tokens_vocab", counted="the vocabulary's size"),
+    RunOption("unroll_steps", config="data.unroll_steps"),
+    RunOption("batch_size", config="data.batch_size"),
+    RunOption("n_negative_samples_batch", config="module.n_negative_samples"),
+    RunOption("all_clip_norm_val", config="module.clip_norm"),
+    RunOption("n_epochs", config="trainer.max_epochs"),
+    RunOption("n_train_tokens", counted="the training corpus"),
+)
+"""The one table of the options a run sets (``elmo_lm.training.config.run_options``), of the
+``module`` config keys that are options, not ``ElmoLM`` arguments, and of the arguments that
+earlier checkpoints kept beside their options. Every other field of ``BiLMOptions`` comes
+from the model config (``conf/model``: the biLM's shape and dropout)."""
+
+
 def _build(cls, data: dict[str, Any]):
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})

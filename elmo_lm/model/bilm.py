@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,13 +10,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from elmo_lm.cpu.host_reads import may_sync
+from elmo_lm.cpu.host_reads import may_read_on_host
 from elmo_lm.formats.atomic import atomic_path
 from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
 from elmo_lm.formats.options import BiLMOptions
 from elmo_lm.formats.pretrained import resolve
 from elmo_lm.formats.weights_file import load_weights, save_weights
 from elmo_lm.model.char_cnn import CharCNN
+from elmo_lm.model.distinct import distinct_rows
 from elmo_lm.model.lstm import ElmoLstm, LstmState, dropout
 
 WARM_UP: tuple[str, ...] = ("the man said it .", "there was a cat .")
@@ -211,7 +211,7 @@ class BiLM(nn.Module):
         if token_cache is not None:
             return token_cache.encode(char_ids, self.embed_tokens)
         flat = char_ids.reshape(-1, char_ids.shape[-1])
-        if not may_sync(flat):  # an accelerator: every token, a fixed shape
+        if not may_read_on_host(flat):  # an accelerator: every token, a fixed shape
             return self.char_cnn(flat).reshape(*char_ids.shape[:-1], -1)
         unique, inverse = distinct_rows(flat)
         # index_select, whose backward is one index_add (indexing's is a slower index_put)
@@ -300,27 +300,3 @@ class BiLM(nn.Module):
         h[:, :, : h_new.shape[2]] = h_new
         c[:, :, : c_new.shape[2]] = c_new
         self._state = (h, c)
-
-
-def distinct_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.unique(rows, dim=0, return_inverse=True)`` up to the order of the distinct rows,
-    (M, C) -> (U, C), (M,), at a tenth of the cost: rows are told apart by a 64-bit hash (one
-    multiply-add per element and a 1-D unique) and checked against it, falling back to the exact
-    row unique on the (never seen) collision.
-    """
-    weights = _row_hash_weights(rows.shape[1], rows.device)
-    keys = (rows.long() * weights).sum(1)  # (M,) wraps around mod 2**64
-    distinct, inverse = torch.unique(keys, return_inverse=True)
-    first = torch.full((len(distinct),), len(keys), device=rows.device)
-    first = first.scatter_reduce_(0, inverse, torch.arange(len(keys), device=rows.device), "amin")
-    unique = rows[first]  # (U, C) the first row of each key
-    if not torch.equal(unique[inverse], rows):
-        return torch.unique(rows, dim=0, return_inverse=True)
-    return unique, inverse
-
-
-@functools.lru_cache(maxsize=8)
-def _row_hash_weights(width: int, device: torch.device) -> torch.Tensor:
-    """(width,) fixed random odd 64-bit multipliers of ``distinct_rows``' hash."""
-    g = torch.Generator().manual_seed(0x5EED)
-    return (torch.randint(-(2**62), 2**62, (width,), generator=g) * 2 + 1).to(device)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from elmo_lm.cpu import matmul
-from elmo_lm.cpu.host_reads import may_sync
+from elmo_lm.cpu.host_reads import may_read_on_host
 from elmo_lm.formats.characters import PADDING_CHAR
 from elmo_lm.formats.options import BiLMOptions
 
@@ -51,10 +51,8 @@ class CharCNN(nn.Module):
     MAX_LENGTH_GROUPS = 4
     MIN_GROUP_SIZE = 64
     # Below this many convolution multiply-adds per token (at full length), grouping by length
-    # saves less than its extra operations cost: the ``tiny`` shape's 8.5k (one group: step
-    # 22.5 -> 21.4 ms), against ``mini``'s 775k (four groups: 64.7 -> 63.1 ms). Measured with
-    # one product per filter; with the stacked filters, ``mini``'s embedding took 7.7-8.4 ms
-    # forward and backward with 1 to 6 groups (no clear difference).
+    # saves less than its extra operations cost: one group for the ``tiny`` shape (8.5k), four
+    # for ``mini`` (775k), as training steps timed on both shapes showed (docs/PERFORMANCE.md).
     MIN_GROUPING_MACS = 1 << 16
 
     def __init__(self, options: BiLMOptions):
@@ -98,7 +96,7 @@ class CharCNN(nn.Module):
                 f"char ids have {ids.shape[-1]} characters per token, the model expects {self.max_chars}"
             )
         shared: dict[str, torch.Tensor] = {}  # the stacked filters, shared by the groups
-        if not may_sync(ids):  # an accelerator: every window of every token, fixed shapes
+        if not may_read_on_host(ids):  # an accelerator: every window of every token, fixed shapes
             return self._finish(self._convolve(ids, self.max_chars, shared)).reshape(*lead, -1)
         # Characters of each token that are not padding: begin marker, bytes, end marker.
         n_chars = ((ids != PAD_ID) & (ids != 0)).sum(1)
@@ -185,8 +183,8 @@ class CharCNN(nn.Module):
 
 class _MaxOverStarts(torch.autograd.Function):
     """``x.max(dim=1).values`` for (n, starts, F): the gradient goes to the first maximum, as
-    TF's max_pool gradient does. Computed by ``max_pool2d`` on the channels-last view, 12x
-    faster on the CPU than ``max`` with indices (0.03 against 0.38 ms at 105 x 16 x 256)."""
+    TF's max_pool gradient does. Computed by ``max_pool2d`` on the channels-last view, an
+    order of magnitude faster on the CPU than ``max`` with indices (docs/PERFORMANCE.md)."""
 
     @staticmethod
     def forward(ctx, x):
@@ -207,8 +205,8 @@ class _MaxOverStarts(torch.autograd.Function):
 
 class _CharLookup(torch.autograd.Function):
     """``F.embedding(ids, weight, padding_idx=0)``: the rows of ``ids``, with row 0 (batch
-    padding) getting no gradient. Its backward is one ``index_add_``, 4.5x faster on the CPU
-    than embedding's (0.11 against 0.48 ms for 12,000 characters)."""
+    padding) getting no gradient. Its backward is one ``index_add_``, several times faster on
+    the CPU than embedding's (docs/PERFORMANCE.md)."""
 
     @staticmethod
     def forward(ctx, ids, weight):

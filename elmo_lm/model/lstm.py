@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from elmo_lm.cpu import matmul, native
+from elmo_lm.cpu import kernels, matmul
 from elmo_lm.formats.options import BiLMOptions
 
 # (h, c): h (n_layers, 2, batch, projection_dim), c (n_layers, 2, batch, dim); direction 0 is
@@ -17,8 +17,8 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Training-mode dropout: each element kept with probability 1 - p and scaled by 1 / (1 - p).
 
     The same law as ``nn.functional.dropout``, drawn from one uniform per element: on the CPU
-    torch's ``bernoulli_`` (which that function uses) takes twice as long as ``rand_like``
-    (0.37 against 0.17 ms for 82k elements).
+    torch's ``bernoulli_`` (which that function uses) is slower than ``rand_like``
+    (docs/PERFORMANCE.md).
     """
     if p <= 0.0:
         return x
@@ -141,7 +141,7 @@ class ElmoLstm(nn.Module):
         weight = self.weights[layer]
         proj = self.projections[layer] if len(self.projections) else None
         clips = self.cell_clip, self.proj_clip
-        if _native_kernels(x) is not None:
+        if _runs_native(x):
             bias = self.biases[layer] + self._forget_bias  # (2, 4H)
             return NativeLayer.apply(x, weight, bias, h, c, proj, batch_sizes, *clips)
         w_in, w_rec = weight[:, :p], weight[:, p:]  # (2, P, 4H) each
@@ -161,8 +161,9 @@ class LstmSteps(torch.autograd.Function):
     computes the recurrent and projection weight gradients as one matmul over all steps, instead
     of one small matmul per step.
 
-    These are torch operations, for GPUs, ``torch.compile`` and where ``kernels.c`` cannot be
-    built; on the CPU ``NativeLayer`` does the same work in C.
+    These are torch operations, for GPUs, ``torch.compile``, the torch and accelerator paths
+    (``ELMO_LM_PATH``) and where ``kernels.c`` cannot be built; on the native path
+    ``NativeLayer`` does the same work in C.
 
     Under autocast (mixed precision) the steps run in float32: the recurrence and its clipping
     stay exact, only the large input matmul before them runs in low precision.
@@ -272,15 +273,13 @@ class LstmSteps(torch.autograd.Function):
         return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
 
 
-def _native_kernels(x: torch.Tensor):
-    """``kernels.c``'s kernels where they apply: a layer input on the CPU in float32, or in
-    any precision under the CPU's autocast (``NativeLayer`` casts to float32); not under
-    compile."""
-    if x.device.type != "cpu" or torch.compiler.is_compiling():
-        return None
+def _runs_native(x: torch.Tensor) -> bool:
+    """Whether a layer of input ``x`` runs as ``NativeLayer``: where ``kernels.c``'s kernels run
+    (``kernels.usable``: the native path, not under compile), in float32, or in any precision
+    under the CPU's autocast (``NativeLayer`` casts to float32)."""
     if x.dtype != torch.float32 and not torch.is_autocast_enabled("cpu"):
-        return None
-    return native.kernels()
+        return False
+    return kernels.usable(x)
 
 
 def _step_starts(sizes: list[int]) -> list[int]:
@@ -328,7 +327,6 @@ class NativeLayer(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, x, weight, bias, h, c, proj, batch_sizes, cell_clip, proj_clip):
-        lib = native.kernels()
         sizes = batch_sizes
         p = x.shape[-1]
         x = x.contiguous()
@@ -336,27 +334,15 @@ class NativeLayer(torch.autograd.Function):
         z_fwd, z_bwd = (matmul.addmm(bias[d], x[d], w_in[d]) for d in range(2))
         z_fwd, z_bwd = z_fwd.contiguous(), z_bwd.contiguous()
         h0, c0 = h.contiguous(), c.contiguous()
-        w_rec = weight[:, p:]
-        if w_rec.stride(2) != 1 or w_rec.stride(1) != w_rec.shape[2]:
-            w_rec = w_rec.contiguous()
         proj = None if proj is None else proj.contiguous()
-        total, four_dim = z_fwd.shape
-        dim, batch = four_dim // 4, h0.shape[1]
-        acts = z_fwd.new_empty(2, total, four_dim)  # the gates after their activations
-        cells = z_fwd.new_empty(2, total, dim)
-        tanh_cells = z_fwd.new_empty(2, total, dim)
-        pre_proj = z_fwd.new_empty(2, total, dim) if proj is not None else None
-        out = z_fwd.new_empty(2, total, p)
         sizes_t = torch.tensor(sizes, dtype=torch.int64)
-        lib.elmo_lstm_steps_forward(
-            *(z_fwd.data_ptr(), z_bwd.data_ptr(), h0.data_ptr(), c0.data_ptr(), batch),
-            *(w_rec.data_ptr(), w_rec.stride(0), 0 if proj is None else proj.data_ptr()),
-            *(sizes_t.data_ptr(), len(sizes), total, dim, p),
-            *(acts.data_ptr(), cells.data_ptr(), tanh_cells.data_ptr()),
-            *(0 if pre_proj is None else pre_proj.data_ptr(), out.data_ptr()),
-            *(cell_clip is not None, float(cell_clip or 0.0)),
-            *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
+        clips = cell_clip, proj_clip
+        steps = kernels.lstm_steps_forward(
+            z_fwd, z_bwd, h0, c0, weight[:, p:], proj, sizes_t, *clips, _threads()
         )
+        if steps is None:
+            raise RuntimeError("NativeLayer runs only where kernels.usable(x) holds")
+        acts, cells, tanh_cells, pre_proj, out = steps
         ctx.batch_sizes, ctx.sizes_t, ctx.clips = sizes, sizes_t, (cell_clip, proj_clip)
         saved = (x, weight, h0, c0, proj, out, acts, cells, tanh_cells, pre_proj)
         ctx.save_for_backward(*saved)
@@ -366,28 +352,19 @@ class NativeLayer(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_out, d_h_final, d_c_final):
         x, weight, h0, c0, proj, out, acts, cells, tanh_cells, pre_proj = ctx.saved_tensors
-        lib = native.kernels()
-        cell_clip, proj_clip = ctx.clips
         sizes = ctx.batch_sizes
-        total, dim, p, batch = out.shape[1], cells.shape[-1], out.shape[-1], h0.shape[1]
-        d_out = d_out.contiguous()
+        p = out.shape[-1]
         d_h = d_h_final.contiguous().clone()  # (2, B, P): in, after the last steps; out, of h0
         d_c = d_c_final.contiguous().clone()  # (2, B, H)
-        d_z = torch.empty_like(acts)  # (2, N, 4H)
-        d_h_proj = torch.empty_like(out) if proj is not None else None  # (2, N, P)
-        scratch = cells.new_empty(2, batch, dim)
         w_rec_t = weight[:, p:].transpose(1, 2).contiguous()  # (2, 4H, P)
         proj_t = None if proj is None else proj.transpose(1, 2).contiguous()  # (2, P, H)
-        sizes_t = ctx.sizes_t
-        lib.elmo_lstm_steps_backward(
-            *(d_out.data_ptr(), d_h.data_ptr(), d_c.data_ptr(), batch, w_rec_t.data_ptr()),
-            *(0 if proj_t is None else proj_t.data_ptr(), c0.data_ptr(), acts.data_ptr()),
-            *(cells.data_ptr(), tanh_cells.data_ptr(), out.data_ptr()),
-            *(sizes_t.data_ptr(), len(sizes), total, dim, p, d_z.data_ptr()),
-            *(0 if d_h_proj is None else d_h_proj.data_ptr(), scratch.data_ptr()),
-            *(cell_clip is not None, float(cell_clip or 0.0)),
-            *(proj_clip is not None, float(proj_clip or 0.0), _threads()),
+        steps = kernels.lstm_steps_backward(
+            *(d_out.contiguous(), d_h, d_c, w_rec_t, proj_t, c0),
+            *((acts, cells, tanh_cells, out), ctx.sizes_t, *ctx.clips, _threads()),
         )
+        if steps is None:
+            raise RuntimeError("NativeLayer runs only where kernels.usable(x) holds")
+        d_z, d_h_proj = steps  # (2, N, 4H), (2, N, P) or None
         d_x = None
         if ctx.needs_input_grad[0]:
             d_x = torch.stack([matmul.mm(d_z[d], weight[d, :p].t()) for d in range(2)])

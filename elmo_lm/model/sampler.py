@@ -7,14 +7,13 @@ its logit.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import math
 
 import torch
 
-from elmo_lm.cpu import native
-from elmo_lm.cpu.host_reads import may_sync
+from elmo_lm.cpu import kernels
+from elmo_lm.cpu.host_reads import may_read_on_host
 
 
 def log_uniform_probs(ids: torch.Tensor, range_max: int) -> torch.Tensor:
@@ -117,31 +116,19 @@ def log_uniform_candidates(
         return ((u * log_range).exp().long() - 1).clamp_(0, range_max - 1)  # (n,)
 
     draws = draw(m)
-    lib = native.kernels() if device.type == "cpu" else None
-    distinct = first_distinct if lib is None else functools.partial(_first_distinct_cpu, lib)
-    ids, num_tries, found = distinct(draws, num_sampled, range_max)
-    if not may_sync(draws):
+    ids, num_tries, found = _first_distinct(draws, num_sampled, range_max)
+    if not may_read_on_host(draws):
         torch._assert_async(found >= num_sampled, "too few distinct log-uniform draws")
         return ids, num_tries
     while read_on and found < num_sampled:  # far below 1e-12 per call
         draws = torch.cat([draws, draw(m)])
-        ids, num_tries, found = distinct(draws, num_sampled, range_max)
+        ids, num_tries, found = _first_distinct(draws, num_sampled, range_max)
     return ids, num_tries
 
 
-def _first_distinct_cpu(lib, draws: torch.Tensor, num_sampled: int, range_max: int):
-    """``first_distinct`` as one loop over the draws (``kernels.c``), on the CPU: 0.03 against
-    0.18 ms for 31,680 draws at 8192 of 33,966 ids."""
-    draws = draws.contiguous()
-    seen = torch.zeros(range_max, dtype=torch.uint8)
-    ids = torch.zeros(num_sampled, dtype=torch.long)
-    found = ctypes.c_int64()
-    tries = lib.elmo_first_distinct(
-        draws.data_ptr(),
-        draws.shape[0],
-        num_sampled,
-        seen.data_ptr(),
-        ids.data_ptr(),
-        ctypes.byref(found),
-    )
-    return ids, torch.tensor(tries), torch.tensor(found.value)
+def _first_distinct(draws: torch.Tensor, num_sampled: int, range_max: int):
+    """``first_distinct``; on the native path one C loop over the draws (``kernels.c``, which
+    stops counting distinct values at ``num_sampled``), several times faster than the torch
+    version's table over the ids (docs/PERFORMANCE.md)."""
+    found = kernels.first_distinct(draws, num_sampled, range_max)
+    return first_distinct(draws, num_sampled, range_max) if found is None else found

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from elmo_lm.cpu import matmul, native
+from elmo_lm.cpu import kernels, matmul
 from elmo_lm.model.sampler import expected_counts, log_uniform_candidates, log_uniform_probs
 
 
@@ -43,15 +43,11 @@ COLUMN_STEP = 128
 
 
 def _softmax_rows(logits: torch.Tensor) -> torch.Tensor:
-    """``torch.softmax(logits, 1)``; on the CPU in float32, in place by ``kernels.c`` (one pass
-    per row while it is in cache, rows over torch's threads: 0.6 ms for a (640, 8320) matrix on
-    2 cores, where torch's kernel takes 1.2-1.5 ms)."""
-    cpu = logits.device.type == "cpu" and not torch.compiler.is_compiling()
-    lib = native.kernels() if cpu else None
-    if lib is None or logits.dtype != torch.float32 or not logits.is_contiguous():
-        return torch.softmax(logits, 1)
-    lib.elmo_softmax_rows(logits.data_ptr(), *logits.shape, torch.get_num_threads())
-    return logits
+    """``torch.softmax(logits, 1)``; on the native path in place by ``kernels.c`` (one pass per
+    row while it is in cache, rows over torch's threads, faster than torch's kernel on the
+    sampled softmax's (N, S + 128) logits: docs/PERFORMANCE.md)."""
+    probs = kernels.softmax_rows_(logits)
+    return torch.softmax(logits, 1) if probs is None else probs
 
 
 class _SampledNLL(torch.autograd.Function):
@@ -60,9 +56,10 @@ class _SampledNLL(torch.autograd.Function):
 
     One product makes the (N, S) logits, with extra columns: the target's logit (a zero weight
     row whose column is then overwritten) and -inf columns that align the rows; accidental hits
-    get -inf by one scatter of one column per row, with no (N, S) mask. torch's fused softmax
-    kernel then makes the probabilities in one pass over each row (max, exp, sum and scale
-    while the row is in cache), which are kept for the backward pass: the gradient of the
+    get -inf by one scatter of one column per row, with no (N, S) mask. ``_softmax_rows`` then
+    makes the probabilities in place (``kernels.c``'s one pass over each row, max, exp, sum and
+    scale while the row is in cache; ``torch.softmax`` off the native path), which are kept for
+    the backward pass: the gradient of the
     logits is ``(p - onehot(true)) * grad``, read in two matmuls and nothing else. The softmax
     arithmetic runs in float32 whatever the matmul's precision (autocast). A row's loss is
     ``-log p(true)``, exact down to p(true) = 1e-38 (87 nats), where it stops: its gradient
@@ -148,8 +145,8 @@ def sampled_softmax_nll(
     hit_cols = None
     if remove_accidental_hits:
         # Each target's column among the sampled (-1: not sampled), read from a table over the
-        # class ids: one fill of 4 bytes per class (0.04 ms at 800,000 classes), where a sort of
-        # the 8192 sampled ids costs 0.3 ms.
+        # class ids: one fill of 4 bytes per class, cheaper than a sort of the sampled ids even
+        # at 800,000 classes (docs/PERFORMANCE.md).
         column = torch.full((weight.shape[0],), -1, dtype=torch.int32, device=targets.device)
         column[sampled] = torch.arange(len(sampled), dtype=torch.int32, device=targets.device)
         hit_cols = column[targets].long()  # (N,)
@@ -251,7 +248,7 @@ class Softmax(nn.Module):
 
         Training with the sampled softmax, each direction draws its own negatives (the forward
         LM first, as two ``forward`` calls would) and the rows of both are looked up at once, so
-        that the weights get one sparse gradient: autograd's sum of two costs 0.5 ms a step.
+        that the weights get one sparse gradient, not autograd's sum of two (a cost every step).
         """
         if not (self.training and self.sampled):
             return (*self(fwd_inputs, fwd_targets), *self(bwd_inputs, bwd_targets))

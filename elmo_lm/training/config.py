@@ -2,7 +2,8 @@
 
 ``conf/model/*.yaml`` mirrors ``options.json`` (``lstm``, ``char_cnn``, ``dropout``), so a
 published ``options.json`` is a model config as it is. The keys that record how a model was
-trained (``batch_size``, ``n_train_tokens``, ...) come from the run: ``run_options`` sets them.
+trained (``batch_size``, ``n_train_tokens``, ...) come from the run: ``run_options`` sets them,
+as ``elmo_lm.formats.options.RUN_OPTIONS`` says.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from collections.abc import Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from elmo_lm.errors import TrainingError
-from elmo_lm.formats.options import BiLMOptions, CharCNNOptions, CharEmbeddingOptions, LSTMOptions
+from elmo_lm.formats.options import (
+    RUN_OPTIONS,
+    BiLMOptions,
+    CharCNNOptions,
+    CharEmbeddingOptions,
+    LSTMOptions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,21 +82,10 @@ def _is_interpolation(node, key) -> bool:
     return OmegaConf.is_interpolation(node, key)
 
 
-RUN_KEYS = {
-    "n_tokens_vocab": "the vocabulary's size",
-    "unroll_steps": "data.unroll_steps",
-    "batch_size": "data.batch_size",
-    "n_negative_samples_batch": "module.n_negative_samples",
-    "all_clip_norm_val": "module.clip_norm",
-    "n_epochs": "trainer.max_epochs",
-    "n_train_tokens": "the training corpus",
-}
+RUN_KEYS = {option.key: option.source for option in RUN_OPTIONS}
 """The options that record how a model was trained, and where a run takes them from."""
 
-MODULE_OPTIONS = {
-    "n_negative_samples": "n_negative_samples_batch",
-    "clip_norm": "all_clip_norm_val",
-}
+MODULE_OPTIONS = {o.module_key: o.key for o in RUN_OPTIONS if o.module_key is not None}
 """Keys of ``module`` that are options (``options.json`` records them), not ``ElmoLM`` arguments."""
 
 
@@ -157,17 +153,16 @@ def _check_keys(values: Mapping, cls, where: str) -> None:
 
 
 def run_options(shape: BiLMOptions, cfg: DictConfig, vocab_size: int, n_train_tokens: int):
-    """The options of a run: ``shape``'s biLM, and how this run trains it (``RUN_KEYS``)."""
-    return dataclasses.replace(
-        shape,
-        n_tokens_vocab=vocab_size,
-        unroll_steps=int(cfg.data.unroll_steps),
-        batch_size=int(cfg.data.batch_size),
-        n_negative_samples_batch=int(cfg.module.n_negative_samples),
-        all_clip_norm_val=float(cfg.module.clip_norm),
-        n_epochs=int(cfg.trainer.max_epochs),
-        n_train_tokens=int(n_train_tokens),
-    )
+    """The options of a run: ``shape``'s biLM, and how this run trains it (``RUN_OPTIONS``:
+    from ``cfg``, or the counts given here)."""
+    values = {"n_tokens_vocab": vocab_size, "n_train_tokens": n_train_tokens}
+    for option in RUN_OPTIONS:
+        if option.config is not None:
+            values[option.key] = OmegaConf.select(cfg, option.config, throw_on_missing=True)
+    missing = {o.key for o in RUN_OPTIONS} - set(values)
+    assert not missing, f"run_options: RUN_OPTIONS counts {missing}, which nothing here gives"
+    kind = {k: type(v) for k, v in BiLMOptions().to_dict().items()}  # int or float
+    return dataclasses.replace(shape, **{k: kind[k](v) for k, v in values.items()})
 
 
 def module_arguments(cfg: DictConfig) -> DictConfig:

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 
-from elmo_lm.cpu import native
-from elmo_lm.cpu.host_reads import may_sync
+from elmo_lm.cpu import kernels
+from elmo_lm.cpu.host_reads import may_read_on_host
 
 
 def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
@@ -56,9 +56,9 @@ def coalesce_rows(grad: torch.Tensor) -> torch.Tensor:
     """``grad.coalesce()`` of a sparse gradient with a sparse first dimension: its distinct
     rows in increasing order, each the sum of its entries (in the order they came).
 
-    On the CPU, the rows are found through a table over the first dimension (one pass) instead of
-    a sort of the entries, several times faster for the sampled softmax's ~17,000 entries; on
-    other devices, ``coalesce``.
+    On the CPU, the rows are found through a table over the first dimension (one pass; one C
+    loop on the native path) instead of a sort of the entries, several times faster for the
+    sampled softmax's ~17,000 entries (docs/PERFORMANCE.md); on other devices, ``coalesce``.
     """
     return _coalesce_rows(grad)[0]
 
@@ -81,34 +81,18 @@ def padded_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _coalesce_rows(grad: torch.Tensor, plan=None) -> tuple[torch.Tensor, object]:
     """``coalesce_rows``, and its plan (entries, distinct rows, each entry's row slot), which
     a later call reuses when its gradient has the same entries (the softmax's weight and bias).
-    Where the host may not read values (``sync.may_sync``), the rows of ``padded_rows``: an
-    uncoalesced tensor with the same sum."""
-    if grad.sparse_dim() == 1 and not grad.is_coalesced() and not may_sync(grad):
+    Where the host may not read values (``host_reads.may_read_on_host``), the rows of
+    ``padded_rows``: an uncoalesced tensor with the same sum."""
+    if grad.sparse_dim() == 1 and not grad.is_coalesced() and not may_read_on_host(grad):
         rows, sums = padded_rows(grad)
         return torch.sparse_coo_tensor(rows[None], sums, grad.shape), plan
     if grad.is_coalesced() or grad.device.type != "cpu" or grad.sparse_dim() != 1:
         return grad.coalesce(), plan
     entries, values = grad._indices()[0], grad._values()  # (n,), (n, *row)
-    lib = native.kernels() if values.dtype == torch.float32 else None
-    if lib is not None:  # one C pass (kernels.c)
-        entries, values = entries.contiguous(), values.contiguous()
-        width = values[0].numel() if len(values) else 0
-        rows = torch.empty_like(entries)
-        summed = values.new_empty(values.shape)
-        slot = torch.empty(grad.shape[0], dtype=torch.long)  # scratch: kept alive for the call
-        k = lib.elmo_coalesce_rows(
-            entries.data_ptr(),
-            values.data_ptr(),
-            len(entries),
-            width,
-            grad.shape[0],
-            slot.data_ptr(),
-            rows.data_ptr(),
-            summed.data_ptr(),
-        )
-        return torch.sparse_coo_tensor(
-            rows[None, :k], summed[:k], grad.shape, is_coalesced=True
-        ), plan
+    coalesced = kernels.coalesce_rows(entries, values, grad.shape[0])  # one C pass
+    if coalesced is not None:
+        rows, summed = coalesced
+        return torch.sparse_coo_tensor(rows[None], summed, grad.shape, is_coalesced=True), plan
     if plan is None or not (plan[0].shape == entries.shape and torch.equal(plan[0], entries)):
         seen = torch.zeros(grad.shape[0], dtype=torch.bool)
         seen[entries] = True
@@ -139,7 +123,7 @@ def all_reduce_mean_grads(parameters: Iterable[torch.nn.Parameter]) -> None:
             dist.all_reduce(g)
             g.div_(world)
             continue
-        if not may_sync(g):  # every rank has the same number of entries: gather them as they are
+        if not may_read_on_host(g):  # every rank has as many entries: gather them as they are
             all_rows, all_values = _all_gather_rows(*padded_rows(g), world)
             values = torch.cat(all_values) / world
             p.grad = torch.sparse_coo_tensor(torch.cat(all_rows)[None], values, g.shape)

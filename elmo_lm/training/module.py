@@ -32,7 +32,6 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from elmo_lm.cpu.allocator import keep_freed_memory
 from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.formats.checkpoint import load_checkpoint
 from elmo_lm.formats.options import BiLMOptions
@@ -109,7 +108,8 @@ class ElmoLM(L.LightningModule):
     ):
         super().__init__()
         vocab = [str(t) for t in vocab]
-        opts = BiLMOptions.from_dict(_plain(options))  # plain values: checkpoints load weights_only
+        # plain values: checkpoints load weights_only
+        opts = BiLMOptions.from_dict(_as_dicts_and_lists(options))
         if opts.n_tokens_vocab not in (0, len(vocab)):
             raise ValueError(
                 f"options.n_tokens_vocab={opts.n_tokens_vocab}, but the vocabulary has "
@@ -172,9 +172,7 @@ class ElmoLM(L.LightningModule):
         return list(self.softmax.parameters())
 
     def configure_optimizers(self):
-        # Adagrad builds sparse tensors of the sparse softmax rows; opting out explicitly (the
-        # default) keeps torch from warning about unchecked sparse invariants every step.
-        torch.sparse.check_sparse_tensor_invariants.disable()
+        # Sparse invariants go unchecked for the whole run: elmo_lm.training.run.process_settings.
         return RowAdagrad(
             self.parameters(),
             lr=self.hparams["lr"],
@@ -182,7 +180,6 @@ class ElmoLM(L.LightningModule):
         )
 
     def on_fit_start(self) -> None:
-        keep_freed_memory()  # steps reuse their buffers instead of page-faulting (allocator.py)
         if self._distributed():
             # Not synchronised by DDP at wrap time: start every rank from rank 0's softmax.
             for p in self.softmax_parameters():
@@ -217,7 +214,8 @@ class ElmoLM(L.LightningModule):
     def _logs_this_step(self, batch_idx: int) -> bool:
         """Whether the training metrics of this step reach the logger: Lightning writes every
         ``log_every_n_steps``-th step's, and we also log the last step of an epoch or run.
-        Other steps skip ``self.log`` (about 0.35 ms a call, 7% of a ``tiny`` step)."""
+        Other steps skip ``self.log``, whose cost is a visible share of a small model's step
+        (bench/bench_speed.py times steps through train.py; figures in docs/PERFORMANCE.md)."""
         trainer = self.trainer
         connector = getattr(trainer, "_logger_connector", None)
         if connector is None:
@@ -234,7 +232,7 @@ class ElmoLM(L.LightningModule):
             state = reset_rows(state, self.hparams["reset_state_prob"])
         nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
         self._train_states[stream] = bilm_state_detach(new_state)
-        loss = 0.5 * (nll_fwd / n_fwd.clamp(min=1) + nll_bwd / n_bwd.clamp(min=1))
+        loss = lm_loss(nll_fwd, n_fwd, nll_bwd, n_bwd)
         if self._log_step:
             name = "train/sampled_ppl" if self.sampled else "train/ppl"
             self.log("train/loss", loss.detach(), on_step=True)
@@ -311,6 +309,15 @@ class ElmoLM(L.LightningModule):
         return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def lm_loss(
+    nll_fwd: torch.Tensor, n_fwd: torch.Tensor, nll_bwd: torch.Tensor, n_bwd: torch.Tensor
+) -> torch.Tensor:
+    """The loss of a batch, as the original's ``0.5 * (loss_fwd + loss_bwd)``: the mean of the
+    forward and the backward LM's mean losses, from their summed losses and target counts (a
+    direction without targets adds 0)."""
+    return 0.5 * (nll_fwd / n_fwd.clamp(min=1) + nll_bwd / n_bwd.clamp(min=1))
+
+
 def step_seed(seed: int, rank: int, step: int) -> int:
     """The seed of one rank's random draws at one training step.
 
@@ -323,8 +330,8 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 
 def seed_generators(seed: int, device: torch.device) -> None:
     """Seeds the CPU generator and, on a GPU, that of this rank's device: the generators a
-    step draws from. (``torch.manual_seed`` seeds every device of every backend, which costs
-    0.06 ms a step.)"""
+    step draws from. (``torch.manual_seed`` seeds every device of every backend, paid every
+    step for nothing; bench/bench_speed.py times steps, figures in docs/PERFORMANCE.md.)"""
     torch.default_generator.manual_seed(seed)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
@@ -340,12 +347,12 @@ def reset_rows(state, prob: float):
     return h * keep[:, None], c * keep[:, None].to(c.dtype)
 
 
-def _plain(value):
+def _as_dicts_and_lists(value):
     """Nested mappings and sequences (e.g. from a config) as plain dicts and lists."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _as_dicts_and_lists(v) for k, v in value.items()}
     if isinstance(value, Sequence) and not isinstance(value, str):
-        return [_plain(v) for v in value]
+        return [_as_dicts_and_lists(v) for v in value]
     return value
 
 

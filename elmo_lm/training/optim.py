@@ -3,10 +3,11 @@
 ``RowAdagrad`` is ``torch.optim.Adagrad`` (same arguments, same state, same checkpoints) with a
 faster ``step`` for the common case (no weight decay, no ``maximize``): the dense parameters are
 updated by torch's fused Adagrad kernel on the CPU (one pass per tensor instead of four
-operations; 1.2 -> 0.2 ms for the ``mini`` shape's 21 tensors) and by its multi-tensor
-(``foreach``) Adagrad elsewhere, and a sparse gradient (the softmax rows) by three operations on
-its rows (add the squares, read the sums back, add the scaled rows) instead of building three
-sparse tensors. The arithmetic is Adagrad's, ``sum += g * g; p -= lr * g / (sqrt(sum) + eps)``;
+operations; docs/PERFORMANCE.md has the figures) and by its multi-tensor (``foreach``) Adagrad
+on accelerators and on the accelerator path (``ELMO_LM_PATH``), and a sparse gradient (the
+softmax rows) by three operations on its rows (add the squares, read the sums back, add the
+scaled rows) instead of building three sparse tensors, or by one C pass over the rows on the
+native path. The arithmetic is Adagrad's, ``sum += g * g; p -= lr * g / (sqrt(sum) + eps)``;
 the fused kernel rounds the last step differently (results differ by about one float32 ulp).
 """
 
@@ -15,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch.optim.adagrad import adagrad
 
-from elmo_lm.cpu import native
-from elmo_lm.cpu.host_reads import may_sync
+from elmo_lm.cpu import kernels, path
+from elmo_lm.cpu.host_reads import may_read_on_host
 from elmo_lm.training.gradients import coalesce_rows, padded_rows
 
 
@@ -47,9 +48,10 @@ class RowAdagrad(torch.optim.Adagrad):
                 if not params:
                     continue
                 # On the CPU, torch's fused kernel (one pass per tensor; foreach runs tensor by
-                # tensor there); elsewhere foreach, whose step counters stay on the CPU.
+                # tensor there); on accelerators (and the accelerator path) foreach, whose step
+                # counters stay on the CPU.
                 has_complex = any(torch.is_complex(p) for p in params)
-                fused = on_cpu and not has_complex
+                fused = path.for_tensor(params[0]) != "accelerator" and not has_complex
                 adagrad(
                     params,
                     [p.grad for p in params],
@@ -77,38 +79,15 @@ class RowAdagrad(torch.optim.Adagrad):
         if group["lr_decay"]:
             clr /= 1 + (float(state["step"]) - 1) * group["lr_decay"]
         sums = state["sum"]
-        if may_sync(param.grad):
+        if may_read_on_host(param.grad):
             grad = coalesce_rows(param.grad)
             rows, values = grad._indices()[0], grad._values()  # distinct rows, (K, *row)
-            lib = native.kernels() if _row_kernel_fits(param, values, sums) else None
+            if kernels.adagrad_rows_(rows, values, sums, param, clr, group["eps"]):
+                return  # one C pass over the rows (kernels.c), rounded as below
         else:  # distinct rows, then zero rows: index_add_ of their zero updates changes nothing
+            # (not for the C update, which needs distinct rows: it updates them on threads)
             rows, values = padded_rows(param.grad)
-            lib = None  # (the C update needs distinct rows: it updates them on several threads)
-        if lib is not None:  # one C pass over the rows (kernels.c), rounded as below
-            values, rows = values.contiguous(), rows.contiguous()
-            lib.elmo_adagrad_rows(
-                rows.data_ptr(),
-                values.data_ptr(),
-                len(rows),
-                values[0].numel(),
-                sums.data_ptr(),
-                param.data_ptr(),
-                clr,
-                group["eps"],
-                torch.get_num_threads(),
-            )
-            return
         sums.index_add_(0, rows, values * values)
         std = sums.index_select(0, rows).sqrt_().add_(group["eps"])
         # (index_add_ with alpha= takes a path four times slower than scaling first)
         param.index_add_(0, rows, torch.div(values, std).mul_(-clr))
-
-
-def _row_kernel_fits(param: torch.Tensor, values: torch.Tensor, sums: torch.Tensor) -> bool:
-    return (
-        len(values) > 0
-        and param.device.type == "cpu"
-        and param.dtype == values.dtype == sums.dtype == torch.float32
-        and param.is_contiguous()
-        and sums.is_contiguous()
-    )

@@ -19,10 +19,11 @@ from hydra.experimental.callback import Callback as HydraCallback
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from elmo_lm.cpu.allocator import keep_freed_memory
 from elmo_lm.errors import OutputError, TrainingError, os_reason, user_errors
 from elmo_lm.formats.atomic import check_writable_dir, write_text
 from elmo_lm.formats.checkpoint import load_checkpoint
-from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.formats.options import RUN_OPTIONS, BiLMOptions
 from elmo_lm.formats.pretrained import resolve
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.training.callbacks import MetricsFile, plain_metrics
@@ -51,9 +52,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     current_targets(cfg)
     check_config(cfg)
     quiet_libraries()
+    process_settings()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")
     output_dir = Path(cfg.paths.output_dir)
     _check_run_dir(output_dir)
     ckpt_path = resolve_ckpt_path(
@@ -137,7 +137,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-_DATA_OPTIONS = {"unroll_steps": "data.unroll_steps", "batch_size": "data.batch_size"}
+def process_settings() -> None:
+    """The process-wide settings of a training process, set once at its start: every rank
+    calls ``train`` (DDP's ranks re-run train.py), so every rank takes them.
+
+    Freed memory stays in the process for the next step's buffers (``keep_freed_memory``);
+    sparse tensors are built unchecked, as torch's default, but said explicitly: RowAdagrad
+    builds them from the softmax rows, and torch warns about invariants left unchecked
+    implicitly; float32 products may use TF32 on a GPU.
+    """
+    keep_freed_memory()
+    torch.sparse.check_sparse_tensor_invariants.disable()
+    if torch.cuda.is_available():
+        torch.set_float32_matmul_precision("high")
+
+
+_DATA_OPTIONS = [o for o in RUN_OPTIONS if (o.config or "").startswith("data.")]
+"""The options a resumed run's data must keep (the batch and the window)."""
 
 
 def check_resume(ckpt_path: str, hparams: dict, options: BiLMOptions, tokens: list[str]) -> None:
@@ -148,9 +164,9 @@ def check_resume(ckpt_path: str, hparams: dict, options: BiLMOptions, tokens: li
     """
     trained = hparams["options"]
     differ = [
-        f"{key}={getattr(options, name)} (the checkpoint's: {trained[name]})"
-        for name, key in _DATA_OPTIONS.items()
-        if trained.get(name) != getattr(options, name)
+        f"{o.config}={getattr(options, o.key)} (the checkpoint's: {trained[o.key]})"
+        for o in _DATA_OPTIONS
+        if trained.get(o.key) != getattr(options, o.key)
     ]
     if list(hparams["vocab"]) != list(tokens):
         differ.append(

@@ -176,11 +176,11 @@ def test_one_line_errors(model, corpus, tmp_path, capsys):
 
 
 def test_lines_are_newline_separated_and_bad_bytes_name_their_line(tmp_path):
-    from elmo_lm.commands.embed import EmbedFileError, read_sentences
+    from elmo_lm.commands.embed import EmbedFileError, read_lines
 
     path = tmp_path / "in.txt"
     path.write_bytes("a b\n\nc\u2028d\n".encode())
-    assert read_sentences(path) == ["a b", "", "c\u2028d"]  # U+2028 does not end a line
+    assert read_lines(path) == ["a b", "", "c\u2028d"]  # U+2028 does not end a line
     path.write_bytes(b"fine\nalso fine\n\xff bad\n")
     with pytest.raises(EmbedFileError, match=r"line 3 is not UTF-8"):
-        read_sentences(path)
+        read_lines(path)

@@ -1,6 +1,7 @@
-"""Every bad input we know of ends in one line and exit status 1; docs/ERRORS.md is this table.
+"""Every bad input we know of ends in one line and exit status 1; docs/ERRORS.md is this table,
+under the usage lines of the commands (their modules' ``USAGE``).
 
-``ELMO_WRITE_DOCS=1 pytest tests/test_errors.py`` rewrites docs/ERRORS.md from the cases.
+``ELMO_WRITE_DOCS=1 pytest tests/commands/test_errors.py`` rewrites docs/ERRORS.md from the cases.
 """
 
 from __future__ import annotations
@@ -12,14 +13,10 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from elmo_lm.commands.args import REQUIRED, parse_args
-from elmo_lm.commands.embed import main as embed_main
-from elmo_lm.commands.evaluate import evaluate
-from elmo_lm.commands.export import export
-from elmo_lm.commands.plot import main as plot_main
-from elmo_lm.commands.word2vec import main as word2vec_main
+from elmo_lm.commands import embed, evaluate, export, plot, word2vec
 from elmo_lm.errors import user_errors
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.training.config import check_overrides
@@ -27,7 +24,15 @@ from elmo_lm.training.run import train
 from tests.helpers import ROOT
 
 DOC = ROOT / "docs" / "ERRORS.md"
-EVALUATE = {"ckpt": REQUIRED, "data": REQUIRED, "batch_size": 64, "device": "auto"}
+WRITE = "ELMO_WRITE_DOCS=1 pytest tests/commands/test_errors.py"
+COMMANDS = {  # as the table names them
+    "train.py": None,  # Hydra's command line: conf/ holds its keys
+    "export.py": export,
+    "evaluate.py": evaluate,
+    "elmo-embed": embed,
+    "elmo-word2vec": word2vec,
+    "plot.py": plot,
+}
 
 
 def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object]]:
@@ -56,14 +61,20 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         return lambda: train(train_config(tmp, *overrides))
 
     def run_embed(*argv):
-        return lambda: embed_main([*argv, "progress=false"])
+        return lambda: embed.main([*argv, "progress=false"])
 
     def run_word2vec(*argv):
         given = [f"data={text}", f"out={tmp / 'v.txt'}", "progress=false", *argv]
-        return lambda: word2vec_main(list(dict((a.split("=")[0], a) for a in given).values()))
+        return lambda: word2vec.main(list(dict((a.split("=")[0], a) for a in given).values()))
 
     def run_plot(*argv):
-        return lambda: plot_main([f"out={tmp / 'c.png'}", *argv])
+        return lambda: plot.main([f"out={tmp / 'c.png'}", *argv])
+
+    def run_export(*argv):
+        return lambda: export.main(list(argv))
+
+    def run_evaluate(*argv):
+        return lambda: evaluate.main(list(argv))
 
     def without(package, call):
         """``call`` where ``import package`` fails, as when its extra is not installed."""
@@ -71,12 +82,22 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         blocked = {m: None for m in [package, *modules]}
         return lambda: mock.patch.dict(sys.modules, blocked)(call)()
 
+    def without_cuda(call):
+        """``call`` on a machine without CUDA, whatever this one has."""
+
+        def run():
+            with (
+                mock.patch.object(torch.cuda, "is_available", return_value=False),
+                mock.patch.object(torch.cuda, "device_count", return_value=0),
+            ):
+                call()
+
+        return run
+
     runs = tmp / "runs_with_events"
     with SummaryWriter(str(runs / "tensorboard")) as writer:
         writer.add_scalar("val/ppl", 5.0, 1)
-
-    def run_evaluate(*argv):
-        return lambda: evaluate(**parse_args(list(argv), EVALUATE, "python evaluate.py ..."))
+    missing_ckpt = f"ckpt={tmp / 'missing.ckpt'}"
 
     return [
         ("train.py", "data.batch_size=0", run_train("data.batch_size=0")),
@@ -131,32 +152,31 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
             "paths.runs_dir=<under a file>",
             run_train(f"paths.output_dir={tmp / 'a_file' / 'run'}"),
         ),
-        ("export.py", "ckpt=<missing file>", lambda: export(tmp / "missing.ckpt", tmp / "w.hdf5")),
+        ("export.py", "ckpt=<missing file>", run_export(missing_ckpt, f"out={tmp / 'w.hdf5'}")),
         (
             "export.py",
             "ckpt=<truncated checkpoint>",
-            lambda: export(tmp / "bad.ckpt", tmp / "w.hdf5"),
+            run_export(f"ckpt={tmp / 'bad.ckpt'}", f"out={tmp / 'w.hdf5'}"),
         ),
-        ("export.py", "out=<a directory>", lambda: export(tmp / "bad.ckpt", tmp)),
+        ("export.py", "out=<a directory>", run_export(f"ckpt={tmp / 'bad.ckpt'}", f"out={tmp}")),
         (
             "export.py",
             "out=<under a file>",
-            lambda: export(tmp / "bad.ckpt", tmp / "a_file" / "w.hdf5"),
+            run_export(f"ckpt={tmp / 'bad.ckpt'}", f"out={tmp / 'a_file' / 'w.hdf5'}"),
         ),
-        (
-            "export.py",
-            "an unknown argument",
-            lambda: parse_args(
-                ["output=x"],
-                {"ckpt": None, "out": "w.hdf5"},
-                "python export.py ckpt=PATH.ckpt out=weights.hdf5",
-            ),
-        ),
+        ("export.py", "an unknown argument", run_export(f"ckpt={tmp / 'bad.ckpt'}", "output=x")),
         ("evaluate.py", "no ckpt=", run_evaluate(f"data={text}")),
+        ("evaluate.py", "ckpt=<missing file>", run_evaluate(missing_ckpt, f"data={text}")),
         (
             "evaluate.py",
-            "ckpt=<missing file>",
-            run_evaluate(f"ckpt={tmp / 'missing.ckpt'}", f"data={text}"),
+            "batch_size=64.5",
+            run_evaluate(missing_ckpt, f"data={text}", "batch_size=64.5"),
+        ),
+        ("evaluate.py", "device=gpu", run_evaluate(missing_ckpt, f"data={text}", "device=gpu")),
+        (
+            "evaluate.py",
+            "device=cuda <no CUDA here>",
+            without_cuda(run_evaluate(missing_ckpt, f"data={text}", "device=cuda")),
         ),
         ("elmo-embed", "no model given", run_embed(*io)),
         ("elmo-embed", "model=<not a published name>", run_embed(*io, "model=smal")),
@@ -212,6 +232,11 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         ("elmo-embed", "batch_size=two", run_embed(*io, *model, "batch_size=two")),
         ("elmo-embed", "stateful=maybe", run_embed(*io, *model, "stateful=maybe")),
         ("elmo-embed", "device=gpu", run_embed(*io, *model, "device=gpu")),
+        (
+            "elmo-embed",
+            "device=cuda:1 <no CUDA here>",
+            without_cuda(run_embed(*io, *model, "device=cuda:1")),
+        ),
         ("elmo-embed", "--options FILE (a flag)", run_embed(*io, "--options", str(tmp))),
         ("elmo-word2vec", "gensim not installed", without("gensim", run_word2vec())),
         ("elmo-word2vec", "data=<missing file>", run_word2vec(f"data={tmp / 'missing.txt'}")),
@@ -234,23 +259,44 @@ def _line(call, command: str) -> str:
     raise AssertionError(f"{command}: no error")
 
 
+def _cell(text: str) -> str:
+    return "`" + text.replace("|", "\\|") + "`"
+
+
 def _table(tmp: Path, tiny_options, train_config) -> str:
     rows = [
         "# Errors a user can cause",
         "",
         "Every bad input below ends in one line on stderr and exit status 1, never a traceback.",
-        "Generated by `tests/test_errors.py` (`ELMO_WRITE_DOCS=1 pytest tests/test_errors.py`",
-        "rewrites it; the test fails when a message changes and this file does not).",
+        f"Generated by `tests/commands/test_errors.py`; `{WRITE}`",
+        "rewrites it, and the test fails when a message changes and this file does not.",
+        "",
+        "## The command lines",
+        "",
+        "Each command's `USAGE` in its module of `elmo_lm/commands/`, the line that ends its",
+        "error for a malformed command line; `train.py` takes Hydra overrides of `conf/`.",
+        "",
+        "| command | module | usage |",
+        "|---|---|---|",
+    ]
+    for command, module in COMMANDS.items():
+        if module is not None:
+            rows.append(f"| `{command}` | `{module.__name__}` | {_cell(module.USAGE)} |")
+    rows += [
+        "",
+        "## The bad inputs",
+        "",
         "`<tmp>` stands for the directory the files were in.",
         "",
         "| command | bad input | the line it prints |",
         "|---|---|---|",
     ]
     for command, bad, call in _cases(tmp, tiny_options, train_config):
+        assert command in COMMANDS, command
         line = _line(call, command)
         assert "\n" not in line and "Traceback" not in line, line
-        line = line.replace(str(tmp), "<tmp>").replace(str(ROOT), ".").replace("|", "\\|")
-        rows.append(f"| `{command}` | `{bad}` | `{line}` |")
+        line = line.replace(str(tmp), "<tmp>").replace(str(ROOT), ".")
+        rows.append(f"| `{command}` | `{bad}` | {_cell(line)} |")
     return "\n".join(rows) + "\n"
 
 
@@ -261,9 +307,7 @@ def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(
     table = _table(tmp_path, tiny_options, train_config)
     if os.environ.get("ELMO_WRITE_DOCS"):
         DOC.write_text(table)
-    assert DOC.read_text() == table, (
-        "docs/ERRORS.md is out of date: ELMO_WRITE_DOCS=1 pytest tests/test_errors.py"
-    )
+    assert DOC.read_text() == table, f"docs/ERRORS.md is out of date: {WRITE}"
 
 
 @pytest.mark.slow
@@ -273,6 +317,7 @@ def test_every_bad_input_is_one_line_and_the_table_is_docs_errors(
         ["train.py", "data.batch_size=0"],
         ["export.py", "ckpt=missing.ckpt"],
         ["evaluate.py", "data=x.txt"],
+        ["evaluate.py", "ckpt=x.ckpt", "data=x.txt", "device=gpu"],
         ["embed.py", "input=in.txt", "output=out.hdf5"],
         ["word2vec.py", "data=missing.txt", "out=v.txt"],
         ["plot.py", "run=missing"],

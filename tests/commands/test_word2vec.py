@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from elmo_lm.commands.word2vec import CorpusSentences, Word2VecError, main, train_word2vec
-from elmo_lm.data.vocabulary import CorpusError, corpus_files, iter_sentences
+from elmo_lm.data.corpus import CorpusError, corpus_files, iter_sentences
 from elmo_lm.embedding.word_vectors import WordVectors
 from elmo_lm.errors import MissingExtraError, OutputError
 from elmo_lm.formats.atomic import stale_temporaries

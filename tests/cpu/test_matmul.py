@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from elmo_lm.cpu import matmul
+from elmo_lm.cpu import matmul, path
 
 needs_onednn = pytest.mark.skipif(not matmul.ONEDNN, reason="torch built without oneDNN")
+
+
+@pytest.fixture(autouse=True)
+def native_path():
+    """The products of these tests are the native path's, whatever ELMO_LM_PATH says."""
+    with path.use("native"):
+        yield
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -69,9 +76,22 @@ def test_small_products_other_dtypes_and_autocast_stay_with_torch():
     assert not matmul.uses_onednn(grad_mode, big)  # no autograd there: linear() instead
 
 
-def test_switched_off_by_the_environment(monkeypatch):
-    monkeypatch.setenv("ELMO_LM_ONEDNN", "0")
-    assert not matmul._onednn_available()
+@needs_onednn
+@pytest.mark.parametrize(
+    "name, onednn", [("native", False), ("torch", True), ("accelerator", True)]
+)
+def test_switched_off_by_the_path(name, onednn):
+    """oneDNN runs on the native path only, and not there with ELMO_LM_ONEDNN=0 (onednn=False):
+    the products are then torch's."""
+    torch.manual_seed(0)
+    a, b = torch.randn(300, 96), torch.randn(96, 200)
+    with path.use("native"):
+        assert matmul.uses_onednn(a, b)
+    with path.use(name, onednn=onednn):
+        assert not matmul.uses_onednn(a, b) and not matmul.fits_onednn(a, b)
+        assert torch.equal(matmul.addmm(None, a, b), torch.mm(a, b))
+        x = a.clone().requires_grad_()
+        assert matmul.linear(x, b).grad_fn.name() == "MmBackward0"  # torch's, not _Linear
 
 
 @needs_onednn

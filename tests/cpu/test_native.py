@@ -5,8 +5,9 @@ import shutil
 import subprocess
 
 import pytest
+import torch
 
-from elmo_lm.cpu import native
+from elmo_lm.cpu import kernels, native, path
 
 
 @pytest.fixture
@@ -30,9 +31,11 @@ def test_builds_once_into_the_cache(fresh, monkeypatch):
     assert list(fresh.glob("native/*/kernels.so")) == [built]
 
 
-def test_switched_off(fresh, monkeypatch):
-    monkeypatch.setenv(native.ENV_SWITCH, "0")
-    assert native.kernels() is None
+@pytest.mark.parametrize("name", ["torch", "accelerator"])
+def test_not_built_off_the_native_path(fresh, name):
+    with path.use(name):
+        assert not kernels.usable(torch.zeros(1))
+        assert kernels.softmax_rows_(torch.randn(2, 3)) is None
     assert not any(fresh.iterdir())
 
 
@@ -43,6 +46,7 @@ def test_no_compiler_is_one_warning(fresh, monkeypatch, caplog):
         assert native.kernels() is None
     (record,) = caplog.records
     assert "no C compiler" in record.getMessage() and "torch operations" in record.getMessage()
+    assert f"{path.ENV}=torch" in record.getMessage()
 
 
 def test_a_failing_build_is_one_warning(fresh, monkeypatch, caplog, tmp_path):
@@ -54,7 +58,7 @@ def test_a_failing_build_is_one_warning(fresh, monkeypatch, caplog, tmp_path):
         assert native.kernels() is None
     (record,) = caplog.records
     assert "broken-cc: cannot compile" in record.getMessage()
-    assert native.ENV_SWITCH in record.getMessage()
+    assert f"{path.ENV}=torch" in record.getMessage()
     assert not list(tmp_path.glob("native/*/kernels.so"))
 
 

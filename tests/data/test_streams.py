@@ -1,5 +1,7 @@
-"""Training streams (packing, windows, backward order, OOV), sharding, and validation batches."""
+"""Training streams (packing, windows, backward order, OOV, steps per rank), held-out streams and
+validation batches."""
 
+import itertools
 import socket
 from collections import Counter
 from types import SimpleNamespace
@@ -7,18 +9,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import elmo_lm.data.streams as stream
-from elmo_lm.data.streams import (
-    HeldOutStreams,
-    Shard,
-    TrainStream,
-    ValidationSentences,
-    shard_sentences,
-    split_steps,
-    steps_per_epoch,
-)
-from elmo_lm.data.vocabulary import CorpusError, Vocabulary, count_corpus
+import elmo_lm.data.sharding as sharding
+from elmo_lm.data.corpus import CorpusError, count_corpus
+from elmo_lm.data.sharding import Shard, shard_sentences, steps_per_epoch
+from elmo_lm.data.streams import HeldOutStreams, TrainStream, ValidationSentences
+from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.formats.characters import token_to_char_ids
+from tests.helpers import write_file
 
 SENTENCES = [
     "the cat sat",
@@ -35,9 +32,7 @@ SENTENCES = [
 
 @pytest.fixture
 def corpus(tmp_path):
-    path = tmp_path / "train.txt"
-    path.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
-    return path
+    return write_file(tmp_path / "train.txt", "\n".join(SENTENCES) + "\n")
 
 
 def decoder(tokens):
@@ -53,7 +48,7 @@ def all_tokens(sentences):
 
 def as_worker(monkeypatch, worker_id, num_workers):
     info = SimpleNamespace(id=worker_id, num_workers=num_workers)
-    monkeypatch.setattr(stream, "get_worker_info", lambda: info)
+    monkeypatch.setattr(sharding, "get_worker_info", lambda: info)
 
 
 def row_streams(batches, key, decode):
@@ -167,15 +162,6 @@ def test_file_order_is_deterministic_and_shuffled_per_epoch(tmp_path):
     assert sorted(a.epoch_files(5)) == [str(f) for f in files]
 
 
-def test_shards_are_disjoint_and_cover_the_corpus(corpus):
-    n_shards = 2 * 3
-    seen = []
-    for index in range(n_shards):
-        shard = Shard(index, n_shards, index % 3, 3)
-        seen += [" ".join(s) for s in shard_sentences([str(corpus)], shard)]
-    assert sorted(seen) == sorted(SENTENCES)
-
-
 @pytest.mark.parametrize(("world_size", "num_workers"), [(1, 1), (2, 1), (2, 3), (3, 2)])
 def test_every_rank_runs_the_same_number_of_steps(corpus, monkeypatch, world_size, num_workers):
     vocab = Vocabulary.build(corpus)
@@ -195,12 +181,6 @@ def test_every_rank_runs_the_same_number_of_steps(corpus, monkeypatch, world_siz
             read.append([" ".join(s) for s in shard_sentences(ds.files, shard)])
         assert steps == expected  # uneven shards (9 sentences of unequal length) wrap around
     assert sorted(s for shard in read for s in shard) == sorted(SENTENCES)
-
-
-def test_split_steps_sums_to_total():
-    for total in range(12):
-        assert sum(split_steps(total, 5, w) for w in range(5)) == total
-    assert steps_per_epoch(5, 128, 20) == 1  # never an empty epoch
 
 
 def test_a_shard_without_sentences_is_an_error_not_a_hang(tmp_path, monkeypatch):
@@ -352,3 +332,23 @@ def test_held_out_streams_split_over_ranks_and_workers(
     assert len(counts) == 1 and sorted(got) == [0, 1, 2, 3]
     for s in range(4):
         assert torch.equal(got[s], expected[s])
+
+
+def test_training_and_held_out_streams_pack_alike(corpus):
+    """One stream read both ways gives the same windows until the held-out one runs out
+    (then padded) and the training one starts the corpus again."""
+    vocab = Vocabulary.build(corpus, max_size=10)  # unknown targets too
+    held_out = list(
+        HeldOutStreams(corpus, vocab, n_streams=1, unroll_steps=4, rank=0, world_size=1)
+    )
+    train = TrainStream(corpus, vocab, 10_000, batch_size=1, unroll_steps=4)
+    train_batches = list(itertools.islice(iter(train), len(held_out)))
+    n = HeldOutStreams(corpus, vocab, n_streams=1, unroll_steps=4).stream_lengths[0]
+    assert n == sum(len(s.split()) + 1 for s in SENTENCES) and n % 4 != 0
+    for k, (h, t) in enumerate(zip(held_out, train_batches, strict=True)):
+        assert list(h) == list(t) and h["reset"] == t["reset"] == (k == 0)
+        width = min(4, n - 4 * k)  # the held-out stream's pairs in this window
+        for key in ("fwd_chars", "bwd_chars", "fwd_targets", "bwd_targets"):
+            assert h[key].dtype == t[key].dtype and h[key].shape == t[key].shape
+            assert torch.equal(h[key][:, :width], t[key][:, :width]), (k, key)
+        assert (h["fwd_targets"][:, width:] == -1).all() and (h["fwd_chars"][:, width:] == 0).all()

@@ -15,7 +15,6 @@ from elmo_lm.formats.characters import batch_to_ids
 from elmo_lm.formats.checkpoint import CheckpointError
 from elmo_lm.formats.options import OptionsError
 from elmo_lm.formats.weights_file import WeightsFileError
-from elmo_lm.model.bilm import BiLM
 from tests.helpers import ROOT
 
 SENTENCES = [
@@ -25,12 +24,6 @@ SENTENCES = [
     ["bank"],
     ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"],
 ]
-
-
-@pytest.fixture
-def bilm(tiny_options):
-    torch.manual_seed(0)
-    return BiLM(tiny_options()).eval()
 
 
 def _by_hand(bilm, tokens):

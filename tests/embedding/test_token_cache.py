@@ -15,12 +15,6 @@ VOCAB = ["<S>", "</S>", "<UNK>", "the", "bank", "river", "money", "x" * 80]
 
 
 @pytest.fixture
-def bilm(tiny_options):
-    torch.manual_seed(0)
-    return BiLM(tiny_options()).eval()
-
-
-@pytest.fixture
 def vocab_file(tmp_path):
     path = tmp_path / "vocab.txt"
     path.write_text("\n".join(VOCAB))  # the last line without a newline, like the fixture's

@@ -132,7 +132,7 @@ def _average_on_rank(rank: int, init_file: str, out_dir: str, sync_free: bool) -
     from elmo_lm.training import gradients
 
     if sync_free:  # as on accelerators, where every rank gathers its entries as they are
-        gradients.may_sync = lambda t: False
+        gradients.may_read_on_host = lambda t: False
     sparse = torch.nn.Parameter(torch.zeros(6, 2))
     dense = torch.nn.Parameter(torch.zeros(3))
     # Rank 0 touches rows 1 and 4 (row 1 twice), rank 1 rows 4 and 5 (row 5 twice if sync_free).

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from elmo_lm import batch_to_ids
+from elmo_lm.cpu import path
 from elmo_lm.model.char_cnn import CharCNN
 
 
@@ -22,10 +23,11 @@ def plain_char_cnn(cnn: CharCNN, ids: torch.Tensor) -> torch.Tensor:
     return x if cnn.proj_weight is None else x @ cnn.proj_weight + cnn.proj_bias
 
 
+@pytest.mark.parametrize("name", ["native", "torch", "accelerator"])  # accelerator: all windows
 @pytest.mark.parametrize("grouped", [False, True])  # tokens in one group, or by length
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_matches_a_plain_convolution_for_all_lengths(
-    tiny_options, activation, grouped, monkeypatch
+    tiny_options, activation, grouped, monkeypatch, name
 ):
     if grouped:  # groups by length: 300 tokens make four
         monkeypatch.setattr(CharCNN, "MIN_GROUPING_MACS", 0)
@@ -34,7 +36,7 @@ def test_matches_a_plain_convolution_for_all_lengths(
     rng = random.Random(0)
     tokens = ["".join(rng.choices("abcdéxyz", k=rng.randint(1, 60))) for _ in range(300)]
     ids = batch_to_ids([tokens])[0]
-    with torch.no_grad():
+    with torch.no_grad(), path.use(name):
         torch.testing.assert_close(cnn(ids), plain_char_cnn(cnn, ids), atol=1e-5, rtol=0)
         torch.testing.assert_close(cnn(ids[:5]), plain_char_cnn(cnn, ids[:5]), atol=1e-5, rtol=0)
 

@@ -79,12 +79,14 @@ LENGTHS = {5: [5, 2, 0, 5, 3], 11: [5, 2, 0, 5, 3, 1, 4, 5, 5, 2, 3]}
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize("clip", [0.3, None])
 @pytest.mark.parametrize("ragged", [False, True])
-@pytest.mark.parametrize("kernels", ["native", "torch"])
-def test_float32_steps_match_the_float64_reference(tiny_options, clip, ragged, shape, kernels):
-    """Float32 training runs the steps in kernels.c's kernels (or, without a C compiler, in
-    torch operations): outputs, states and all gradients as the float64 reference's."""
-    from elmo_lm.cpu import native
-    from elmo_lm.model import lstm as lstm_module
+@pytest.mark.parametrize("kernels", ["native", "torch", "accelerator"])
+def test_float32_steps_match_the_float64_reference(
+    tiny_options, clip, ragged, shape, kernels, monkeypatch
+):
+    """Float32 training runs the steps in kernels.c's kernels on the native path, in torch
+    operations on the others: outputs, states and all gradients as the float64 reference's."""
+    from elmo_lm.cpu import native, path
+    from tests.cpu.calls import spy_kernels
 
     if kernels == "native" and native.kernels() is None:
         pytest.skip("no C compiler: the kernels of kernels.c cannot be built here")
@@ -98,16 +100,8 @@ def test_float32_steps_match_the_float64_reference(tiny_options, clip, ragged, s
     inputs = torch.randn(2, batch, 5, proj_dim, requires_grad=True)
     state = tuple(s.normal_().requires_grad_() for s in lstm.zero_state(batch, inputs))
     lens = torch.tensor(LENGTHS[batch]) if ragged else None
-    calls = []
-    chosen = lstm_module._native_kernels
-
-    def spy(z_in):
-        lib = chosen(z_in) if kernels == "native" else None
-        calls.append(lib is not None)
-        return lib
-
-    lstm_module._native_kernels, saved = spy, lstm_module._native_kernels
-    try:
+    ran = spy_kernels(monkeypatch)
+    with path.use(kernels):
         outputs, (h, c) = lstm(inputs, state, lens)
         weights = [torch.randn_like(o) for o in outputs] + [
             torch.randn_like(h),
@@ -116,9 +110,8 @@ def test_float32_steps_match_the_float64_reference(tiny_options, clip, ragged, s
         params = [inputs, *state, *lstm.parameters()]
         loss = sum((o * w).sum() for o, w in zip([*outputs, h, c], weights))
         got = torch.autograd.grad(loss, params)
-    finally:
-        lstm_module._native_kernels = saved
-    assert calls == [kernels == "native"] * lstm.n_layers
+    in_c = {"lstm_steps_forward": lstm.n_layers, "lstm_steps_backward": lstm.n_layers}
+    assert dict(ran) == (in_c if kernels == "native" else {})  # every layer, both passes
     ref = lstm.double()
     ref_state = tuple(s.detach().double().requires_grad_() for s in state)
     ref_inputs = inputs.detach().double().requires_grad_()
@@ -136,11 +129,13 @@ def test_float32_steps_match_the_float64_reference(tiny_options, clip, ragged, s
 def test_native_steps_on_one_thread_equal_two(tiny_options, monkeypatch):
     """kernels.c runs the two directions on two threads, or one after the other: the same
     numbers either way."""
-    from elmo_lm.cpu import native
+    from elmo_lm.cpu import native, path
     from elmo_lm.model import lstm as lstm_module
+    from tests.cpu.calls import spy_kernels
 
     if native.kernels() is None:
         pytest.skip("no C compiler: the kernels of kernels.c cannot be built here")
+    ran = spy_kernels(monkeypatch)
     torch.manual_seed(0)
     lstm = ElmoLstm(tiny_options(dim=48, projection_dim=40, cell_clip=3.0, proj_clip=3.0))
     lstm.dropout = 0.0
@@ -149,9 +144,12 @@ def test_native_steps_on_one_thread_equal_two(tiny_options, monkeypatch):
     results = []
     for threads in (1, 2):
         monkeypatch.setattr(lstm_module, "_threads", lambda threads=threads: threads)
-        outputs, (h, c) = lstm(inputs, None, lens)
-        loss = sum(o.square().sum() for o in outputs) + h.sum() + c.sum()
-        results.append([*outputs, h, c, *torch.autograd.grad(loss, [inputs, *lstm.parameters()])])
+        with path.use("native"):
+            outputs, (h, c) = lstm(inputs, None, lens)
+            loss = sum(o.square().sum() for o in outputs) + h.sum() + c.sum()
+            grads = torch.autograd.grad(loss, [inputs, *lstm.parameters()])
+        results.append([*outputs, h, c, *grads])
+    assert ran["lstm_steps_forward"] == ran["lstm_steps_backward"] == 2 * lstm.n_layers
     for a, b in zip(*results):
         assert torch.equal(a, b)
 

@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import elmo_lm.model.sampler as sampler_module
 import elmo_lm.model.softmax as softmax_module
+from elmo_lm.cpu import kernels, native, path
 from elmo_lm.model.sampler import (
     draws_needed,
     expected_counts,
@@ -155,10 +157,12 @@ def test_candidates_are_the_first_distinct_ids_of_the_draw_stream(num_sampled, r
     assert int(tries) == expected_tries and tries.shape == ()
 
 
-def test_a_pass_that_falls_short_reads_on_in_the_same_stream(monkeypatch):
+@pytest.mark.parametrize("name", ["native", "torch"])  # the CPU's paths, which read on
+def test_a_pass_that_falls_short_reads_on_in_the_same_stream(monkeypatch, name):
     # Too few draws per pass: the sampler must read further passes of the same stream.
-    monkeypatch.setattr(softmax_module, "draws_needed", lambda s, v: s)
-    ids, tries = log_uniform_candidates(300, 1000, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr(sampler_module, "draws_needed", lambda s, v: s)
+    with path.use(name):
+        ids, tries = log_uniform_candidates(300, 1000, generator=torch.Generator().manual_seed(3))
     expected, expected_tries = _stream_reference(_log_uniform_stream(3, 300 * 20, 1000), 300)
     assert int(tries) > 300  # more than one pass was needed
     assert ids.tolist() == expected and int(tries) == expected_tries
@@ -169,14 +173,12 @@ def test_the_compiled_stream_reader_equals_first_distinct(num_sampled, range_max
     """kernels.c's loop (the CPU's sampler) and the torch version give the same ids and tries,
     and the same verdict on a stream too short to hold num_sampled distinct ids (the loop stops
     counting at num_sampled)."""
-    from elmo_lm.cpu import native
-
-    lib = native.kernels()
-    if lib is None:
+    if native.kernels() is None:
         pytest.skip("no C compiler: kernels.c cannot be built here")
     for seed in range(20):
         draws = torch.tensor(_log_uniform_stream(seed, m, range_max))
-        ids, tries, found = softmax_module._first_distinct_cpu(lib, draws, num_sampled, range_max)
+        with path.use("native"):
+            ids, tries, found = kernels.first_distinct(draws, num_sampled, range_max)
         ref_ids, ref_tries, ref_found = first_distinct(draws, num_sampled, range_max)
         assert min(int(ref_found), num_sampled) == int(found)
         if int(found) >= num_sampled:
@@ -192,8 +194,6 @@ def test_the_compiled_softmax_equals_torch(vector_unit, monkeypatch, tmp_path):
     float64 softmax to float32 rounding, -inf columns exactly 0, widths with a tail past a
     multiple of 16, one thread or two."""
     import platform
-
-    from elmo_lm.cpu import native
 
     if vector_unit == "portable":
         if platform.machine() not in ("x86_64", "AMD64"):
@@ -212,7 +212,8 @@ def test_the_compiled_softmax_equals_torch(vector_unit, monkeypatch, tmp_path):
             x[4, 2] = -math.inf
             want = torch.softmax(x.double(), 1)
             got = x.clone()
-            lib.elmo_softmax_rows(got.data_ptr(), *got.shape, threads)
+            with path.use("native"):
+                assert kernels.softmax_rows_(got, threads) is got  # in place
             torch.testing.assert_close(got.double(), want, atol=1e-7, rtol=2e-5)
             assert (got[:, -5:] == 0).all() and got[4, 2] == 0
     finally:
@@ -247,7 +248,12 @@ def _dense_reference(inputs, targets, weight, bias, sampled, log_q_true, log_q_s
     return torch.logaddexp(true, logits.logsumexp(-1)) - true
 
 
-def test_fused_loss_and_gradients_equal_the_dense_reference():
+@pytest.mark.parametrize("name", ["native", "torch", "accelerator"])
+def test_fused_loss_and_gradients_equal_the_dense_reference(name, monkeypatch):
+    """On every path; the row softmax runs in C on the native path only."""
+    from tests.cpu.calls import spy_kernels
+
+    ran = spy_kernels(monkeypatch)
     inputs, targets, weight, bias = _problem(n=40, p=8, v=300, seed=1)
     sampled, tries = log_uniform_candidates(60, 300, generator=torch.Generator().manual_seed(1))
     targets[:10] = sampled[:10]  # accidental hits
@@ -255,19 +261,24 @@ def test_fused_loss_and_gradients_equal_the_dense_reference():
         expected_counts(log_uniform_probs(i, 300), tries, 60).log().float()
         for i in (targets, sampled)
     ]
+    ran.clear()  # the draw above ran on the run's own path
     grad_out = torch.rand(40)
     results = []
     for fn in (sampled_softmax_nll, _dense_reference):
         x, w, b = (t.clone().requires_grad_() for t in (inputs, weight, bias))
-        nll = fn(x, targets, w, b, sampled, *log_q)
+        with path.use(name):
+            nll = fn(x, targets, w, b, sampled, *log_q)
         nll.backward(grad_out)
         dense = [g.to_dense() if g.is_sparse else g for g in (x.grad, w.grad, b.grad)]
         results.append((nll.detach(), *dense))
     for ours, reference in zip(*results):
         torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    in_c = name == "native" and native.kernels() is not None
+    assert dict(ran) == ({"softmax_rows_": 1} if in_c else {})
 
 
-def test_no_dense_hit_mask_and_no_host_synchronisation(monkeypatch):
+@pytest.mark.parametrize("name", ["native", "torch", "accelerator"])
+def test_no_dense_hit_mask_and_no_host_synchronisation(monkeypatch, name):
     from torch.utils._python_dispatch import TorchDispatchMode
 
     # As on an accelerator: the sampler's check is left to an asynchronous assertion.
@@ -297,7 +308,7 @@ def test_no_dense_hit_mask_and_no_host_synchronisation(monkeypatch):
     targets = torch.randint(0, v, (2, n // 2))
     targets[0, 0] = -1
     softmax(inputs, targets)  # draws_needed is worked out once per (S, V), on the host
-    with Record():
+    with path.use(name), Record():
         loss, count = softmax(inputs, targets)
         loss.backward()
     names = [op for op, _, _ in Record.ops]

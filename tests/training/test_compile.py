@@ -1,10 +1,12 @@
-"""The training step under torch.compile: the same loss and gradients as eager."""
+"""The training step under torch.compile: the same loss and gradients as eager, and no call
+into kernels.c inside the compiled graphs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from elmo_lm.cpu import native, path
 from elmo_lm.training.module import ElmoLM
 
 VOCAB = ["<S>", "</S>", "<UNK>"] + [f"w{i}" for i in range(60)]
@@ -52,8 +54,15 @@ def test_a_compiled_training_step_matches_eager(tiny_options, monkeypatch):
         return 0.5 * (nll_fwd / n_fwd + nll_bwd / n_bwd) * batch["fwd_targets"].shape[1]
 
     batch = _batch()
-    eager_loss, eager_grads = _loss_and_grads(module, loss_fn, batch)
-    compiled_loss, compiled_grads = _loss_and_grads(module, torch.compile(loss_fn), batch)
+    asked = []  # the C library, asked for by kernels.py on the native path only
+    real = native.kernels
+    monkeypatch.setattr(native, "kernels", lambda: asked.append(1) or real())
+    with path.use("native"):
+        eager_loss, eager_grads = _loss_and_grads(module, loss_fn, batch)
+        assert asked  # eager: the LSTM, the row softmax and the sampler call kernels.c
+        asked.clear()
+        compiled_loss, compiled_grads = _loss_and_grads(module, torch.compile(loss_fn), batch)
+    assert not asked  # compiled: torch operations only, whatever the path says
     torch.testing.assert_close(compiled_loss, eager_loss, atol=1e-5, rtol=1e-5)
     assert compiled_grads.keys() == eager_grads.keys() and len(eager_grads) > 10
     for name, grad in eager_grads.items():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -12,8 +14,15 @@ from omegaconf import OmegaConf
 
 from elmo_lm.data.datamodule import ElmoDataModule
 from elmo_lm.errors import TrainingError
+from elmo_lm.formats.options import RUN_OPTIONS
 from elmo_lm.model.bilm import BiLM
-from elmo_lm.training.config import model_options, module_arguments, run_options
+from elmo_lm.training.config import (
+    check_config,
+    check_overrides,
+    model_options,
+    module_arguments,
+    run_options,
+)
 from elmo_lm.training.module import ElmoLM
 from tests.helpers import ROOT
 
@@ -47,7 +56,58 @@ def instantiate_all(cfg, tmp_path: Path, vocab=TINY_VOCAB):
     module = instantiate(
         module_arguments(cfg), options=options.to_dict(), vocab=vocab, _convert_="all"
     )
+    assert_instantiated_as(cfg, trainer, datamodule, module, vocab)
     return trainer, datamodule, module
+
+
+def assert_instantiated_as(cfg, trainer, datamodule, module, vocab) -> None:
+    """The objects of ``instantiate_all`` are of their classes and hold the config's values."""
+    assert isinstance(trainer, L.Trainer)
+    assert isinstance(datamodule, ElmoDataModule) and isinstance(module, ElmoLM)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+    assert trainer.precision == str(cfg.trainer.precision)
+    assert trainer.num_nodes == cfg.trainer.num_nodes
+    assert trainer.log_every_n_steps == cfg.trainer.log_every_n_steps
+    kinds = {type(c).__name__ for c in trainer.callbacks}
+    assert {"ModelSummary", "ProgressBar", "ModelCheckpoint"} <= kinds
+    if "early_stopping" in cfg.callbacks:
+        assert "EarlyStopping" in kinds
+    assert datamodule.batch_size == cfg.data.batch_size
+    assert datamodule.unroll_steps == cfg.data.unroll_steps
+    assert datamodule.num_workers == cfg.data.num_workers
+    assert module.hparams["vocab"] == list(vocab)
+    assert module.hparams["lr"] == cfg.module.lr
+    assert module.hparams["seed"] == cfg.seed
+    assert module.hparams["reset_state_prob"] == cfg.module.reset_state_prob
+    options = module.options
+    assert options.lstm.dim == cfg.model.lstm.dim
+    assert options.lstm.projection_dim == cfg.model.lstm.projection_dim
+    assert options.char_cnn.filters == OmegaConf.to_container(cfg.model.char_cnn.filters)
+    assert options.n_tokens_vocab == len(vocab)
+    assert options.batch_size == cfg.data.batch_size
+    assert options.unroll_steps == cfg.data.unroll_steps
+    assert options.n_negative_samples_batch == cfg.module.n_negative_samples
+    assert options.all_clip_norm_val == cfg.module.clip_norm
+    assert options.n_epochs == cfg.trainer.max_epochs
+
+
+def test_a_run_takes_its_run_options_from_the_keys_the_table_names(tmp_path):
+    """``RUN_OPTIONS``: each option from its config key or the run's counts, the biLM from the
+    model config, and the keys that are options are no module arguments."""
+    cfg = compose_train(["model=tiny", "data.batch_size=7", "module.clip_norm=2.5"], tmp_path)
+    shape = model_options(cfg.model)
+    options = run_options(shape, cfg, vocab_size=11, n_train_tokens=1234)
+    for option in RUN_OPTIONS:
+        if option.config is not None:
+            assert getattr(options, option.key) == OmegaConf.select(cfg, option.config)
+    assert options.batch_size == 7 and options.all_clip_norm_val == 2.5
+    assert type(options.all_clip_norm_val) is float and type(options.batch_size) is int
+    assert options.n_tokens_vocab == 11 and options.n_train_tokens == 1234
+    shape_again = dataclasses.replace(
+        options, **{o.key: getattr(shape, o.key) for o in RUN_OPTIONS}
+    )
+    assert shape_again == shape  # nothing else changed
+    assert set(module_arguments(cfg)) == set(cfg.module) - {"clip_norm", "n_negative_samples"}
 
 
 def test_groups_hold_the_required_options():
@@ -83,20 +143,40 @@ def test_model_configs_are_options(name, tmp_path):
         assert options.lstm.cell_clip == 3 and options.lstm.proj_clip == 3
         assert options.lstm.use_skip_connections
     if name in ("tiny", "mini"):
-        instantiate_all(cfg, tmp_path)
+        _, _, module = instantiate_all(cfg, tmp_path)
+        assert module.options == dataclasses.replace(
+            options,
+            n_tokens_vocab=len(TINY_VOCAB),
+            unroll_steps=cfg.data.unroll_steps,
+            batch_size=cfg.data.batch_size,
+            n_negative_samples_batch=cfg.module.n_negative_samples,
+            all_clip_norm_val=cfg.module.clip_norm,
+            n_epochs=cfg.trainer.max_epochs,
+        )
 
 
 @pytest.mark.parametrize("name", options_of("hardware"))
 def test_hardware_configs_instantiate(name, tmp_path):
     cfg = compose_train([f"hardware={name}", "model=tiny"], tmp_path)
     assert cfg.trainer.use_distributed_sampler is False
-    instantiate_all(cfg, tmp_path)
+    given = cfg.trainer.accelerator, cfg.trainer.devices
+    trainer, _, _ = instantiate_all(cfg, tmp_path)
+    if name == "cpu" or torch.cuda.is_available():
+        accelerator = {"cpu": "CPUAccelerator", "gpu": "CUDAAccelerator"}.get(given[0])
+        if accelerator is not None:
+            assert type(trainer.accelerator).__name__ == accelerator
+    if name in ("multi_gpu", "multi_node"):
+        assert cfg.trainer.strategy == "ddp" and given[0] == "gpu"
+    else:
+        assert given[1] == 1 and cfg.trainer.get("strategy", "auto") == "auto"
 
 
 @pytest.mark.parametrize("name", options_of("data"))
 def test_data_configs_instantiate(name, tmp_path):
     cfg = compose_train([f"data={name}", "model=tiny"], tmp_path)
     _, datamodule, _ = instantiate_all(cfg, tmp_path)
+    assert datamodule.vocab_min_count == cfg.data.vocab_min_count
+    assert datamodule.shuffle_buffer == cfg.data.shuffle_buffer
     if name == "sample":
         datamodule.setup()
         assert len(datamodule.vocab) == 464 and datamodule.n_train_tokens == 289054
@@ -105,7 +185,8 @@ def test_data_configs_instantiate(name, tmp_path):
 @pytest.mark.parametrize("name", options_of("experiment"))
 def test_experiment_configs_instantiate(name, tmp_path):
     cfg = compose_train([f"+experiment={name}"], tmp_path)
-    instantiate_all(cfg, tmp_path)
+    trainer, _, _ = instantiate_all(cfg, tmp_path)
+    assert trainer.val_check_interval == cfg.trainer.val_check_interval
 
 
 def test_small_corpus_experiment(tmp_path):
@@ -150,29 +231,46 @@ def test_model_configs_mirror_options_json(tmp_path):
     assert model_options(OmegaConf.create(exported)) == options
 
 
+RENAMED_KEYS = [
+    ("model.lstm_dim=64", "model.lstm_dim: renamed model.lstm.dim"),
+    ("model.char_dim=8", "model.char_dim: renamed model.char_cnn.embedding.dim"),
+    ("data.max_characters_per_token=20", "renamed model.char_cnn.max_characters_per_token"),
+]
+
+
+@pytest.mark.parametrize("override, message", RENAMED_KEYS)
+def test_a_renamed_key_on_the_command_line_is_one_line(override, message):
+    """train.py checks the overrides before Hydra composes (which would refuse the unknown key
+    with its own error)."""
+    with pytest.raises(TrainingError, match=message):
+        check_overrides([override])
+    with pytest.raises(TrainingError, match=message):
+        check_overrides([f"+{override}"])
+
+
+@pytest.mark.parametrize("override, message", RENAMED_KEYS)
+def test_a_renamed_key_in_a_composed_config_is_one_line(tmp_path, override, message):
+    cfg = compose_train(["model=tiny", f"+{override}"], tmp_path)
+    with pytest.raises(TrainingError, match=message):
+        check_config(cfg)
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.lstm_dim=64", "model.lstm_dim: renamed model.lstm.dim"),
-        ("model.char_dim=8", "model.char_dim: renamed model.char_cnn.embedding.dim"),
-        ("data.max_characters_per_token=20", "renamed model.char_cnn.max_characters_per_token"),
         ("+model.lstm.dimm=3", "model.lstm.dimm: not an options.json key"),
         ("+model.hidden=3", "model.hidden: not an options.json key"),
     ],
 )
-def test_old_and_unknown_model_keys_are_one_line(tmp_path, override, message):
-    from elmo_lm.training.config import check_config, check_overrides
-
+def test_an_unknown_model_key_is_one_line(tmp_path, override, message):
+    check_overrides([override])  # not a renamed key: composes, and the config's checks pass
+    cfg = compose_train(["model=tiny", override], tmp_path)
+    check_config(cfg)
     with pytest.raises(TrainingError, match=message):
-        check_overrides([override])
-        cfg = compose_train(["model=tiny", override], tmp_path)
-        check_config(cfg)
         model_options(cfg.model)
 
 
 def test_an_old_flat_model_file_is_one_line(tmp_path):
-    from elmo_lm.training.config import check_config
-
     (tmp_path / "conf" / "model").mkdir(parents=True)
     (tmp_path / "conf" / "model" / "old.yaml").write_text("lstm_dim: 64\nprojection_dim: 16\n")
     cfg = compose_train([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=old"], tmp_path)

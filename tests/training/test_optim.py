@@ -8,19 +8,22 @@ import copy
 import pytest
 import torch
 
-from elmo_lm.cpu import native
+from elmo_lm.cpu import native, path
 from elmo_lm.training.gradients import coalesce_rows
 from elmo_lm.training.optim import RowAdagrad
+from tests.cpu.calls import spy_kernels
 
 
 @pytest.fixture(params=["native", "torch"])
 def kernels(request, monkeypatch):
-    """Each test runs with kernels.c's row loops and with torch operations only."""
+    """Each test runs with kernels.c's row loops and with torch operations only (the Adagrad
+    test also as on an accelerator: padded rows, foreach); C runs on the native path only."""
     if request.param == "native" and native.kernels() is None:
         pytest.skip("no C compiler: kernels.c cannot be built here")
-    if request.param == "torch":
-        monkeypatch.setattr(native, "kernels", lambda: None)
-    return request.param
+    ran = spy_kernels(monkeypatch)
+    with path.use(request.param):
+        yield request.param
+    assert bool(ran) == (request.param == "native"), dict(ran)
 
 
 def _params() -> list[torch.nn.Parameter]:
@@ -43,8 +46,16 @@ def _set_grads(params: list[torch.nn.Parameter], step: int) -> None:
         p.grad = torch.sparse_coo_tensor(rows[None], values, p.shape)
 
 
+@pytest.mark.parametrize("kernels", ["native", "torch", "accelerator"], indirect=True)
 @pytest.mark.parametrize("lr_decay", [0.0, 0.1])
-def test_row_adagrad_updates_as_torch_adagrad(lr_decay, kernels):
+def test_row_adagrad_updates_as_torch_adagrad(lr_decay, kernels, monkeypatch):
+    from elmo_lm.training import optim
+
+    fused = []
+    real = optim.adagrad
+    monkeypatch.setattr(
+        optim, "adagrad", lambda *a, **k: fused.append((k["fused"], k["foreach"])) or real(*a, **k)
+    )
     ours, theirs = _params(), _params()
     kwargs = dict(lr=0.2, initial_accumulator_value=1.0, lr_decay=lr_decay)
     opt_ours, opt_theirs = RowAdagrad(ours, **kwargs), torch.optim.Adagrad(theirs, **kwargs)
@@ -55,6 +66,8 @@ def test_row_adagrad_updates_as_torch_adagrad(lr_decay, kernels):
         opt_theirs.step()
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    on_cpu = kernels != "accelerator"  # the CPU's fused kernel, else foreach as on a GPU
+    assert fused == [(on_cpu, not on_cpu)] * 4
     untouched = ~torch.isin(torch.arange(50), torch.cat([p.grad._indices()[0] for p in theirs[2:]]))
     assert untouched.any()  # rows never sampled keep their values
     state_ours, state_theirs = opt_ours.state_dict(), opt_theirs.state_dict()

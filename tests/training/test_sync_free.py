@@ -1,10 +1,11 @@
 """An accelerator's training step reads nothing on the host: fixed shapes, one stream of kernels.
 
-There is no accelerator here, so the step runs on the CPU with ``may_sync`` answering as on an
-accelerator, and every operation it dispatches is recorded: none may read a value back to the
-host (``.item()``, ``.tolist()``, ``bool()``: ``_local_scalar_dense``) or make a shape from the
-data (``nonzero``, ``unique``). The step's result must equal the CPU path's, which
-deduplicates tokens, trims the char CNN's windows and coalesces the sparse rows.
+There is no accelerator here, so the step runs on the CPU on the accelerator path
+(``path.use("accelerator")``: exactly the code a GPU runs, torch operations only), and every
+operation it dispatches is recorded: none may read a value back to the host (``.item()``,
+``.tolist()``, ``bool()``: ``_local_scalar_dense``) or make a shape from the data (``nonzero``,
+``unique``). The step's result must equal the CPU's paths' (native and torch), which
+deduplicate tokens, trim the char CNN's windows and coalesce the sparse rows.
 """
 
 from __future__ import annotations
@@ -13,22 +14,31 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from elmo_lm.model import bilm, char_cnn, softmax
-from elmo_lm.training import gradients, optim
+from elmo_lm.cpu import native, path
+from elmo_lm.model import lstm, sampler
+from elmo_lm.training import optim
 from elmo_lm.training.gradients import clip_grad_norm, padded_rows
 from elmo_lm.training.module import ElmoLM
+from tests.cpu.calls import spy_kernels
 
 VOCAB = ["<S>", "</S>", "<UNK>"] + [f"w{i}" for i in range(60)]
 HOST_READS = ("_local_scalar_dense", "nonzero", "unique", "_unique")
 
 
 class Record(TorchDispatchMode):
+    """The operations dispatched; reads of the optimizer's step counters are named apart: torch
+    keeps those on the CPU on accelerators too (foreach Adagrad reads them there, no sync)."""
+
     def __init__(self):
         super().__init__()
         self.ops: list[str] = []
+        self.step_counters: set[int] = set()  # data_ptr()s
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.append(str(func))
+        name = str(func)
+        if "_local_scalar_dense" in name and args[0].data_ptr() in self.step_counters:
+            name = "read of a CPU step counter"
+        self.ops.append(name)
         return func(*args, **(kwargs or {}))
 
 
@@ -58,6 +68,8 @@ def _step(tiny_options, record: Record | None):
     torch.manual_seed(0)
     module = ElmoLM(options.to_dict(), VOCAB).train()
     opt = module.configure_optimizers()
+    if record is not None:
+        record.step_counters = {s["step"].data_ptr() for s in opt.state.values()}
     batch = _batch()
     torch.manual_seed(5)
     with record or torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
@@ -69,15 +81,40 @@ def _step(tiny_options, record: Record | None):
     return loss.detach(), {n: p.detach().clone() for n, p in module.named_parameters()}
 
 
-def test_a_training_step_reads_nothing_on_the_host(tiny_options, monkeypatch):
-    cpu_loss, cpu_params = _step(tiny_options, None)
-    for module in (bilm, char_cnn, gradients, optim, softmax):
-        monkeypatch.setattr(module, "may_sync", lambda t: False)
+def _spy(monkeypatch, module, name: str, calls: list, record=lambda *a, **k: None) -> None:
+    """Counts the calls of ``module.name`` in ``calls`` (what ``record`` says of each)."""
+    real = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        calls.append(record(*args, **kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+
+
+@pytest.mark.parametrize("cpu_path", ["native", "torch"])
+def test_a_training_step_reads_nothing_on_the_host(tiny_options, monkeypatch, cpu_path):
+    with path.use(cpu_path):
+        cpu_loss, cpu_params = _step(tiny_options, None)
+    ran = spy_kernels(monkeypatch)
+    steps, torch_distinct, adagrad = [], [], []
+    _spy(monkeypatch, lstm.NativeLayer, "apply", steps, lambda *a: "native")
+    _spy(monkeypatch, lstm.LstmSteps, "apply", steps, lambda *a: "torch")
+    _spy(monkeypatch, sampler, "first_distinct", torch_distinct)
+    _spy(monkeypatch, optim, "adagrad", adagrad, lambda *a, **k: (k["fused"], k["foreach"]))
+    monkeypatch.setattr(native, "kernels", lambda: pytest.fail("the C library was asked for"))
     record = Record()
-    loss, params = _step(tiny_options, record)
+    with path.use("accelerator"):
+        loss, params = _step(tiny_options, record)
     assert len(record.ops) > 100
     reads = [op for op in record.ops if any(name in op for name in HOST_READS)]
     assert not reads, reads
+    # The accelerator's code: torch's LSTM steps, row softmax and sampler, foreach Adagrad.
+    assert not ran and steps == ["torch"] * len(steps) and len(steps) >= 2
+    assert any("aten._softmax" in op for op in record.ops)
+    assert len(torch_distinct) == 2  # one draw of negatives per direction
+    assert adagrad == [(False, True)]
+    assert not any("mkldnn" in op or "_fused_adagrad" in op for op in record.ops)
     torch.testing.assert_close(loss, cpu_loss, atol=1e-5, rtol=1e-5)
     for name, value in params.items():
         torch.testing.assert_close(value, cpu_params[name], atol=1e-6, rtol=1e-5, msg=name)

@@ -115,6 +115,28 @@ def test_a_published_options_json_is_a_model_config(train_config, tmp_path, publ
     assert trained["n_tokens_vocab"] == 13 and trained["n_train_tokens"] == 1000
 
 
+def test_a_run_sets_the_process_wide_settings_before_it_trains(train_config, tmp_path, monkeypatch):
+    """train() keeps freed memory for the next step's buffers and builds sparse tensors
+    unchecked, before the first step (every process that trains, each DDP rank, calls it)."""
+    from elmo_lm.training import run
+
+    calls = []
+    monkeypatch.setattr(run, "keep_freed_memory", lambda: calls.append("keep_freed_memory"))
+    seen = {}
+
+    def on_train_start(self):
+        seen["calls"] = list(calls)
+        seen["sparse_checks"] = torch.sparse.check_sparse_tensor_invariants.is_enabled()
+
+    monkeypatch.setattr(ElmoLM, "on_train_start", on_train_start)
+    torch.sparse.check_sparse_tensor_invariants.enable()  # as a caller may have left it
+    try:
+        train(train_config(tmp_path, "trainer.max_steps=1", "trainer.limit_val_batches=0"))
+    finally:
+        torch.sparse.check_sparse_tensor_invariants.disable()
+    assert seen == {"calls": ["keep_freed_memory"], "sparse_checks": False}
+
+
 def test_sampled_softmax_trains_and_validates_with_the_full_one(train_config, tmp_path):
     metrics = train(
         train_config(

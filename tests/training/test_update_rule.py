@@ -4,14 +4,16 @@ random streams; one skip-or-step decision on every rank under mixed precision.""
 from __future__ import annotations
 
 import copy
+import math
 
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
 from elmo_lm.data.datamodule import ElmoDataModule
 from elmo_lm.model.sampler import log_uniform_candidates
-from elmo_lm.training.module import ElmoLM, step_seed
+from elmo_lm.training.module import ElmoLM, lm_loss, step_seed
 
 LINES = [
     "the cat sat on the mat .",
@@ -51,13 +53,13 @@ def test_one_step_is_the_originals_update(tiny_options, tmp_path, clip_norm):
     before.train()
     fwd, bwd, _ = before.bilm.lm_forward(batch["fwd_chars"], batch["bwd_chars"])
     w, b = before.softmax.weight, before.softmax.bias.squeeze(1)
-    loss_fwd = torch.nn.functional.cross_entropy(
-        fwd.flatten(0, 1) @ w.t() + b, batch["fwd_targets"].flatten()
-    )
-    loss_bwd = torch.nn.functional.cross_entropy(
-        bwd.flatten(0, 1) @ w.t() + b, batch["bwd_targets"].flatten()
-    )
-    loss = 0.5 * (loss_fwd + loss_bwd)
+
+    def summed(outputs, targets):  # full softmax: (summed loss, count) of a direction
+        targets = targets.flatten()
+        nll = F.cross_entropy(outputs.flatten(0, 1) @ w.t() + b, targets, reduction="sum")
+        return nll, torch.tensor(targets.numel())
+
+    loss = lm_loss(*summed(fwd, batch["fwd_targets"]), *summed(bwd, batch["bwd_targets"]))
     params = dict(before.named_parameters())
     grads = torch.autograd.grad(loss * 5, list(params.values()), allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), grads)]
@@ -70,6 +72,31 @@ def test_one_step_is_the_originals_update(tiny_options, tmp_path, clip_norm):
         g = g * scale
         expected = p - 0.2 * g / torch.sqrt(1.0 + g**2)
         torch.testing.assert_close(after[name].detach(), expected.detach(), atol=2e-6, rtol=1e-5)
+
+
+def test_the_loss_is_the_originals_mean_of_both_directions_mean_losses():
+    """bilm-tf: ``total_loss = 0.5 * (loss_fwd + loss_bwd)``, each the mean over the batch's
+    targets; the module's ``lm_loss`` takes sums and counts."""
+    fwd = [[0.5, -1.0, 1.5], [2.0, 0.0, 2.0]]  # logits of 2 targets over 3 classes
+    bwd = [[1.0, 1.0, 0.0], [-0.5, 0.3, -0.8]]
+    fwd_targets, bwd_targets = [0, 2], [1, 1]
+
+    def mean_nll(logits, targets):  # -log softmax of each target, written out
+        return sum(
+            math.log(sum(math.exp(v) for v in row)) - row[t] for row, t in zip(logits, targets)
+        ) / len(targets)
+
+    def summed(logits, targets):
+        nll = F.cross_entropy(torch.tensor(logits), torch.tensor(targets), reduction="sum")
+        return nll, torch.tensor(len(targets))
+
+    loss = lm_loss(*summed(fwd, fwd_targets), *summed(bwd, bwd_targets))
+    expected = 0.5 * (mean_nll(fwd, fwd_targets) + mean_nll(bwd, bwd_targets))
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # Numbers a reader can check: sums 6 over 3 targets and 2 over 4 give 0.5 * (2 + 0.5).
+    assert float(lm_loss(*torch.tensor([6.0, 3, 2, 4]))) == 1.25
+    # A direction without targets (an empty window) adds nothing, and is no division by zero.
+    assert float(lm_loss(*torch.tensor([6.0, 3, 0, 0]))) == 1.0
 
 
 def test_one_softmax_serves_both_directions(tiny_options):

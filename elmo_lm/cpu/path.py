@@ -1,0 +1,102 @@
+"""Which code a run takes: one switch, ``ELMO_LM_PATH``, read here and nowhere else.
+
+``auto`` (the default): the native path on the CPU, the accelerator path on a GPU.
+``native``: on the CPU, ``kernels.c``'s kernels where they build and oneDNN's products where
+torch has them, each beside the torch operations it replaces.
+``torch``: on the CPU, torch operations only (no C, no oneDNN), still with the CPU's
+data-dependent shapes (each distinct token once, trimmed windows, coalesced rows).
+``accelerator``: on the CPU, exactly the code a GPU runs: torch operations only, fixed shapes, no
+host reads (``host_reads.may_read_on_host`` says False), the foreach optimizer.
+
+``ELMO_LM_NATIVE=0`` is an alias of ``ELMO_LM_PATH=torch`` (where ``ELMO_LM_PATH`` is unset) and
+``ELMO_LM_ONEDNN=0`` keeps the chosen path but without oneDNN. Callers ask ``for_tensor`` (and
+matmul ``onednn``); tests switch with ``use``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+
+ENV = "ELMO_LM_PATH"
+PATHS = ("auto", "native", "torch", "accelerator")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The switch's value: a name of ``PATHS``, and whether the native path may use oneDNN."""
+
+    name: str = "auto"
+    onednn: bool = True
+
+
+def from_environment(environ: Mapping[str, str]) -> Choice:
+    """The choice that ``environ`` (``os.environ``) makes, aliases included.
+
+    Raises:
+        ValueError: ``ELMO_LM_PATH`` names no path (a one-line message listing them).
+    """
+    name = environ.get(ENV, "").strip().lower()
+    if not name:
+        name = "torch" if environ.get("ELMO_LM_NATIVE", "1") == "0" else "auto"
+    if name not in PATHS:
+        raise ValueError(f"{ENV}={environ[ENV]!r} is not a path; use one of {', '.join(PATHS)}")
+    return Choice(name, onednn=environ.get("ELMO_LM_ONEDNN", "1") != "0")
+
+
+_environment: list[Choice] = []  # the environment's choice, read once, on first use
+_override: list[Choice] = []  # use()'s choices, innermost last
+
+
+def chosen() -> Choice:
+    """The choice in force: the innermost ``use``, else the environment's."""
+    if _override:
+        return _override[-1]
+    if not _environment:
+        _environment.append(from_environment(os.environ))
+    return _environment[0]
+
+
+@contextlib.contextmanager
+def use(name: str, *, onednn: bool = True) -> Iterator[Choice]:
+    """Runs the block on path ``name`` (as if ``ELMO_LM_PATH=name``; ``onednn=False`` as
+    ``ELMO_LM_ONEDNN=0``), then restores the path before it."""
+    if name not in PATHS:
+        raise ValueError(f"{name!r} is not a path; use one of {', '.join(PATHS)}")
+    choice = Choice(name, onednn)
+    _override.append(choice)
+    try:
+        yield choice
+    finally:
+        _override.pop()
+
+
+def _on_the_cpu(t: torch.Tensor) -> str:
+    """The path for ``t`` before torch.compile's say: native, torch or accelerator."""
+    name = chosen().name
+    if t.device.type != "cpu" or name == "accelerator":
+        return "accelerator"
+    return "torch" if name == "torch" else "native"
+
+
+def for_tensor(t: torch.Tensor) -> str:
+    """The path that code working on ``t`` takes: ``"native"``, ``"torch"`` or
+    ``"accelerator"``. Inside a graph that torch.compile traces the native path is ``"torch"``:
+    no C call there."""
+    found = _on_the_cpu(t)
+    if found == "native" and torch.compiler.is_compiling():
+        return "torch"
+    return found
+
+
+def onednn(t: torch.Tensor) -> bool:
+    """Whether products of ``t`` may go to oneDNN: on the native path, oneDNN not switched off.
+
+    oneDNN's products are torch operators, which a compiled graph holds as it does any other,
+    so unlike ``for_tensor`` this does not change under torch.compile.
+    """
+    return chosen().onednn and _on_the_cpu(t) == "native"
