@@ -6,7 +6,7 @@ torch has them, each beside the torch operations it replaces.
 ``torch``: on the CPU, torch operations only (no C, no oneDNN), still with the CPU's
 data-dependent shapes (each distinct token once, trimmed windows, coalesced rows).
 ``accelerator``: on the CPU, exactly the code a GPU runs: torch operations only, fixed shapes, no
-host reads (``host_reads.may_read_on_host`` says False), the foreach optimizer.
+host reads (``may_read_on_host`` says False), the foreach optimizer.
 
 ``ELMO_LM_NATIVE=0`` is an alias of ``ELMO_LM_PATH=torch`` (where ``ELMO_LM_PATH`` is unset) and
 ``ELMO_LM_ONEDNN=0`` keeps the chosen path but without oneDNN. Callers ask ``for_tensor`` (and
@@ -100,3 +100,17 @@ def onednn(t: torch.Tensor) -> bool:
     so unlike ``for_tensor`` this does not change under torch.compile.
     """
     return chosen().onednn and _on_the_cpu(t) == "native"
+
+
+def may_read_on_host(t: torch.Tensor) -> bool:
+    """Whether code working on ``t`` may read its values on the host: on the CPU, except on
+    the accelerator path.
+
+    Reading a value on the host (``.item()``, ``.tolist()``, a shape that follows the data, as
+    ``unique`` or ``nonzero`` give) waits for the device to finish everything queued before it.
+    On the CPU that costs nothing and lets work follow the data (each distinct token through the
+    char CNN once, windows only as long as the batch's longest token, coalesced sparse rows); on
+    an accelerator it stalls the stream, so there a training step keeps fixed shapes instead and
+    is one stream of kernels. ``ELMO_LM_PATH=accelerator`` runs that code on the CPU.
+    """
+    return for_tensor(t) != "accelerator"

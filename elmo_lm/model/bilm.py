@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from elmo_lm.cpu.host_reads import may_read_on_host
+from elmo_lm.cpu.path import may_read_on_host
 from elmo_lm.formats.atomic import atomic_path
 from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
 from elmo_lm.formats.options import BiLMOptions

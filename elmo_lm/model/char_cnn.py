@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from elmo_lm.cpu import matmul
-from elmo_lm.cpu.host_reads import may_read_on_host
+from elmo_lm.cpu.path import may_read_on_host
 from elmo_lm.formats.characters import PADDING_CHAR
 from elmo_lm.formats.options import BiLMOptions
 

@@ -13,7 +13,7 @@ import math
 import torch
 
 from elmo_lm.cpu import kernels
-from elmo_lm.cpu.host_reads import may_read_on_host
+from elmo_lm.cpu.path import may_read_on_host
 
 
 def log_uniform_probs(ids: torch.Tensor, range_max: int) -> torch.Tensor:

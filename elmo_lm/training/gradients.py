@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from elmo_lm.cpu import kernels
-from elmo_lm.cpu.host_reads import may_read_on_host
+from elmo_lm.cpu.path import may_read_on_host
 
 
 def clip_grad_norm(parameters: Iterable[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
@@ -81,7 +81,7 @@ def padded_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _coalesce_rows(grad: torch.Tensor, plan=None) -> tuple[torch.Tensor, object]:
     """``coalesce_rows``, and its plan (entries, distinct rows, each entry's row slot), which
     a later call reuses when its gradient has the same entries (the softmax's weight and bias).
-    Where the host may not read values (``host_reads.may_read_on_host``), the rows of
+    Where the host may not read values (``path.may_read_on_host``), the rows of
     ``padded_rows``: an uncoalesced tensor with the same sum."""
     if grad.sparse_dim() == 1 and not grad.is_coalesced() and not may_read_on_host(grad):
         rows, sums = padded_rows(grad)

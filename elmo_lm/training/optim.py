@@ -17,7 +17,7 @@ import torch
 from torch.optim.adagrad import adagrad
 
 from elmo_lm.cpu import kernels, path
-from elmo_lm.cpu.host_reads import may_read_on_host
+from elmo_lm.cpu.path import may_read_on_host
 from elmo_lm.training.gradients import coalesce_rows, padded_rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from elmo_lm.cpu import host_reads, kernels, matmul, native, path
+from elmo_lm.cpu import kernels, matmul, native, path
 from tests.cpu.calls import spy_kernels
 
 
@@ -70,7 +70,7 @@ def test_what_each_path_answers(name, on_the_cpu, host_reads_allowed, onednn):
     t = torch.zeros(3)
     with path.use(name):
         assert path.for_tensor(t) == on_the_cpu
-        assert host_reads.may_read_on_host(t) is host_reads_allowed
+        assert path.may_read_on_host(t) is host_reads_allowed
         assert path.onednn(t) is onednn
     with path.use(name, onednn=False):
         assert not path.onednn(t)
@@ -82,7 +82,7 @@ def test_an_accelerator_tensor_takes_the_accelerator_path_whatever_the_switch():
     for name in path.PATHS:
         with path.use(name):
             assert path.for_tensor(meta) == "accelerator"
-            assert not host_reads.may_read_on_host(meta) and not path.onednn(meta)
+            assert not path.may_read_on_host(meta) and not path.onednn(meta)
             assert not kernels.usable(meta)
 
 
@@ -93,7 +93,7 @@ def test_no_c_inside_a_compiled_graph_but_onednn_stays(monkeypatch):
         assert path.for_tensor(t) == "torch"
         assert not kernels.usable(t)
         assert path.onednn(t)  # oneDNN's products are torch operators: a graph holds them
-        assert host_reads.may_read_on_host(t)
+        assert path.may_read_on_host(t)
 
 
 @pytest.mark.parametrize("name", ["torch", "accelerator"])

@@ -129,10 +129,17 @@ def _average_on_rank(rank: int, init_file: str, out_dir: str, sync_free: bool) -
     torch.distributed.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=2
     )
+    import contextlib
+
+    from elmo_lm.cpu import path
     from elmo_lm.training import gradients
 
-    if sync_free:  # as on accelerators, where every rank gathers its entries as they are
-        gradients.may_read_on_host = lambda t: False
+    # The accelerator path on the CPU: every rank gathers its entries as they are.
+    with path.use("accelerator") if sync_free else contextlib.nullcontext():
+        _average(rank, out_dir, sync_free, gradients)
+
+
+def _average(rank: int, out_dir: str, sync_free: bool, gradients) -> None:
     sparse = torch.nn.Parameter(torch.zeros(6, 2))
     dense = torch.nn.Parameter(torch.zeros(3))
     # Rank 0 touches rows 1 and 4 (row 1 twice), rank 1 rows 4 and 5 (row 5 twice if sync_free).

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from elmo_lm.cpu import native, path
-from elmo_lm.training.module import ElmoLM
+from elmo_lm.training.module import ElmoLM, lm_loss
 
 VOCAB = ["<S>", "</S>", "<UNK>"] + [f"w{i}" for i in range(60)]
 
@@ -51,7 +51,7 @@ def test_a_compiled_training_step_matches_eager(tiny_options, monkeypatch):
 
     def loss_fn(batch):
         nll_fwd, n_fwd, nll_bwd, n_bwd, _ = module.lm_losses(batch)
-        return 0.5 * (nll_fwd / n_fwd + nll_bwd / n_bwd) * batch["fwd_targets"].shape[1]
+        return lm_loss(nll_fwd, n_fwd, nll_bwd, n_bwd) * batch["fwd_targets"].shape[1]
 
     batch = _batch()
     asked = []  # the C library, asked for by kernels.py on the native path only

@@ -18,7 +18,7 @@ from elmo_lm.cpu import native, path
 from elmo_lm.model import lstm, sampler
 from elmo_lm.training import optim
 from elmo_lm.training.gradients import clip_grad_norm, padded_rows
-from elmo_lm.training.module import ElmoLM
+from elmo_lm.training.module import ElmoLM, lm_loss
 from tests.cpu.calls import spy_kernels
 
 VOCAB = ["<S>", "</S>", "<UNK>"] + [f"w{i}" for i in range(60)]
@@ -74,7 +74,7 @@ def _step(tiny_options, record: Record | None):
     torch.manual_seed(5)
     with record or torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
         nll_fwd, n_fwd, nll_bwd, n_bwd, _ = module.lm_losses(batch)
-        loss = 0.5 * (nll_fwd / n_fwd + nll_bwd / n_bwd) * 5
+        loss = lm_loss(nll_fwd, n_fwd, nll_bwd, n_bwd) * 5  # the gradient of loss * unroll_steps
         loss.backward()
         clip_grad_norm(module.parameters(), 1e-3)  # small: the clip scales
         opt.step()
