@@ -51,7 +51,7 @@ class ElmoLstm(nn.Module):
         self.cell_clip = lstm.cell_clip
         self.proj_clip = lstm.proj_clip
         self.use_skip_connections = lstm.use_skip_connections
-        self.dropout = options.dropout
+        self.dropout_p = options.dropout  # the rate; dropout() below is the function
         p, h = self.proj_dim, self.dim
         # Per layer, the weights file's layout with a leading direction axis.
         self.weights = nn.ParameterList()  # (2, P + P, 4H)   W_0
@@ -106,8 +106,8 @@ class ElmoLstm(nn.Module):
             x = inputs.transpose(1, 2)[:, running]  # (2, n_positions, P), time-major packed
         outputs, h_out, c_out = [], [], []
         for layer in range(self.n_layers):
-            if self.training and self.dropout > 0:
-                x = dropout(x, self.dropout)
+            if self.training and self.dropout_p > 0:
+                x = dropout(x, self.dropout_p)
             out, h, c = self._layer(layer, x, state[0][layer], state[1][layer], batch_sizes)
             if self.use_skip_connections and layer > 0:
                 out = out + x

@@ -138,7 +138,7 @@ def test_native_steps_on_one_thread_equal_two(tiny_options, monkeypatch):
     ran = spy_kernels(monkeypatch)
     torch.manual_seed(0)
     lstm = ElmoLstm(tiny_options(dim=48, projection_dim=40, cell_clip=3.0, proj_clip=3.0))
-    lstm.dropout = 0.0
+    lstm.dropout_p = 0.0
     inputs = torch.randn(2, 11, 6, 40, requires_grad=True)
     lens = torch.tensor(LENGTHS[11])
     results = []
