@@ -34,7 +34,13 @@ def elmo_fixtures() -> Path:
             pytest.fail(
                 "ELMO_REQUIRE_FIXTURES is set but the ELMo fixtures were not found; set ELMO_FIXTURES"
             )
-        pytest.skip("ELMo reference fixtures not found (set ELMO_FIXTURES)")
+        pytest.skip(
+            "ELMo reference fixtures not found: set ELMO_FIXTURES=<dir> holding lm_weights.hdf5, "
+            "options.json, sentences.json, lm_embeddings_{0,1,2}.hdf5, vocab_test.txt and "
+            "elmo_token_embeddings.hdf5, the original tools' outputs from the test suites of "
+            "allenai/bilm-tf and AllenNLP (this project's CI reads them from "
+            "../shared/fixtures/elmo; the README says where to get them)"
+        )
     return path
 
 

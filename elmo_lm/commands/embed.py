@@ -35,6 +35,7 @@ import numpy as np
 from elmo_lm.commands.args import REQUIRED, parse_args
 from elmo_lm.commands.devices import parse_device
 from elmo_lm.console import progress_bar
+from elmo_lm.data.text import text_lines
 from elmo_lm.embedding.elmo import Elmo, ElmoError
 from elmo_lm.embedding.token_cache import TokenCache, TokenCacheError
 from elmo_lm.embedding.word_vectors import WordVectors
@@ -77,25 +78,15 @@ class EmbedFileError(ElmoError):
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    """The stripped lines of a UTF-8 sentence-per-line file (blank lines kept)."""
+    """The stripped lines of a sentence-per-line file (blank lines kept), read as every command
+    reads text (``elmo_lm.data.text``)."""
     path = Path(path)
     if not path.is_file():
         raise EmbedFileError(
             f"{path}: input file not found; pass a text file with one sentence per line"
         )
     # Lines end at "\n" only (as `wc -l` counts them), so dataset i is line i of the file.
-    raw = path.read_bytes().split(b"\n")
-    if raw and raw[-1] == b"":
-        raw.pop()
-    lines = []
-    for number, line in enumerate(raw, start=1):
-        try:
-            lines.append(line.decode("utf-8").strip())
-        except UnicodeDecodeError as exc:
-            raise EmbedFileError(
-                f"{path}: line {number} is not UTF-8 (byte {exc.start} of the line); "
-                "convert the file to UTF-8"
-            ) from None
+    lines = [line.strip() for line in text_lines(path, EmbedFileError)]
     if not any(lines):
         raise EmbedFileError(f"{path}: the input file is empty; it needs one sentence per line")
     return lines

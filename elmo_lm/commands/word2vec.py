@@ -3,8 +3,8 @@ CBOW, Mikolov et al. 2013) trained with gensim (``pip install -e ".[word2vec]"``
 
 ``elmo-word2vec data=FILE_OR_GLOB out=vectors.txt [key=value ...]`` (or ``python word2vec.py``)
 reads the corpus as ``train.py`` does (``elmo_lm.data.corpus``: a path, a glob or a list of them,
-sorted, streamed, whitespace tokens, blank lines skipped, bytes that are not UTF-8 replaced), once
-to count the words and once per epoch, and writes the word2vec text format (``binary=true``: the
+sorted, streamed, whitespace tokens, blank lines skipped, text as ``elmo_lm.data.text`` reads it),
+once to count the words and once per epoch, and writes the word2vec text format (``binary=true``: the
 binary one) that ``WordVectors.from_word2vec``, ``Elmo(word_vectors=...)`` and ``elmo-embed
 word_vectors=`` read. The file is written under a temporary name and renamed when complete.
 """
@@ -119,7 +119,8 @@ def train_word2vec(
 
     Raises:
         MissingExtraError: gensim is not installed.
-        CorpusError: a file is missing or holds no sentence.
+        CorpusError: a file is missing, is not text or holds no sentence (checked as gensim
+            counts the words, before training).
         Word2VecError: a bad setting, or no word occurs ``min_count`` times.
         OutputError: ``out`` cannot be written (checked before training).
     """

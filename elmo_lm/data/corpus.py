@@ -1,25 +1,23 @@
 """Reading sentence-per-line corpora: resolving their files, streaming their sentences, counting
 them.
 
-A corpus is one or many UTF-8 files (paths or globs), one whitespace-tokenized sentence per line,
-without ``<S>``/``</S>``. Corpora are read line by line, never whole, so they may be far larger
-than memory.
+A corpus is one or many text files (paths or globs; UTF-8, or what else ``elmo_lm.data.text``
+reads), one whitespace-tokenized sentence per line, without ``<S>``/``</S>``. Corpora are read
+line by line, never whole, so they may be far larger than memory.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import warnings
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from elmo_lm.console import progress_bar
+from elmo_lm.data.text import text_lines
 from elmo_lm.errors import UserError
-
-_REPORT_BYTES = 1 << 20  # a progress bar is advanced once per MiB read, not once per line
 
 OOV_WARNING = 0.1
 """A warning is given when more than this share of a corpus's tokens is outside the vocabulary
@@ -81,40 +79,19 @@ def corpus_files(files: Files) -> list[str]:
 def read_sentences(path: str | os.PathLike, bar: tqdm | None = None) -> Iterator[list[str]]:
     """Yields the whitespace tokens of each non-blank line of one file, streaming.
 
-    Bytes that are not UTF-8 become U+FFFD, with one warning per file naming the first bad line.
-    ``bar`` (counting bytes) is advanced as the file is read.
+    The file is read as every command reads text (``elmo_lm.data.text``: UTF-8, or UTF-16 with
+    its byte-order mark; a trace of bad bytes read as U+FFFD with one warning). ``bar``
+    (counting bytes) is advanced as the file is read.
 
     Raises:
-        CorpusError: the file holds no sentence.
+        CorpusError: the file is not text, or holds no sentence.
     """
-    warned = False
-    n_sentences = unreported = 0
-    with open(path, "rb") as f:
-        for line_number, raw in enumerate(f, start=1):
-            if bar is not None:
-                unreported += len(raw)
-                if unreported >= _REPORT_BYTES:
-                    bar.update(unreported)
-                    unreported = 0
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                line = raw.decode("utf-8", errors="replace")
-                if not warned:
-                    warnings.warn(
-                        f"{path}:{line_number}: bytes that are not UTF-8 were replaced by U+FFFD "
-                        "(further bad lines in this file are replaced silently); "
-                        "re-encode the file as UTF-8 to silence this",
-                        UnicodeWarning,
-                        stacklevel=2,
-                    )
-                    warned = True
-            tokens = line.split()
-            if tokens:
-                n_sentences += 1
-                yield tokens
-    if bar is not None:
-        bar.update(unreported)
+    n_sentences = 0
+    for line in text_lines(path, CorpusError, bar):
+        tokens = line.split()
+        if tokens:
+            n_sentences += 1
+            yield tokens
     if n_sentences == 0:
         raise CorpusError(f"{path}: holds no sentence (empty or blank lines only); remove it")
 

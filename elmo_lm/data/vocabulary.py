@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from elmo_lm.data.corpus import CorpusStats, Files, corpus_files, iter_sentences
+from elmo_lm.data.text import text_lines
 from elmo_lm.errors import UserError
 from elmo_lm.formats.atomic import write_text
 from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, UNK_TOKEN
@@ -129,9 +130,9 @@ class Vocabulary:
 
 
 def read_tokens(path: str | os.PathLike) -> list[str]:
-    """The tokens of a vocabulary file: one per line, in UTF-8, each once (the last line may
-    lack its newline). The one reader of vocabulary files (``Vocabulary.from_file`` and the
-    token cache's rows).
+    """The tokens of a vocabulary file: one per line, each once (the last line may lack its
+    newline), read as every command reads text (``elmo_lm.data.text``). The one reader of
+    vocabulary files (``Vocabulary.from_file`` and the token cache's rows).
 
     Raises:
         VocabularyError: one line naming the file, the line and the fix.
@@ -142,11 +143,7 @@ def read_tokens(path: str | os.PathLike) -> list[str]:
         )
     tokens: list[str] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="strict") as f:
-        try:
-            lines = list(f)
-        except UnicodeDecodeError as e:
-            raise VocabularyError(f"{path}: is not UTF-8 ({e.reason}); re-encode it") from None
+    lines = list(text_lines(path, VocabularyError))  # all read first: is it text at all?
     if not lines:
         raise VocabularyError(f"{path}: the vocabulary file is empty; one token per line")
     for line_number, line in enumerate(lines, start=1):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+import types
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from elmo_lm.errors import UserError
 from elmo_lm.formats.atomic import write_text
@@ -99,7 +102,17 @@ class BiLMOptions:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "options") -> BiLMOptions:
-        """Builds options from a parsed ``options.json``; unknown keys are ignored."""
+        """Builds options from a parsed ``options.json``.
+
+        Every key is checked: a field of these options, or one the original trainer reads that
+        elmo_lm does not (``ORIGINAL_ONLY``, accepted and not kept); each value of its type
+        (a number field takes an integer too).
+
+        Raises:
+            OptionsError: one line naming the key (and the nearest known one), or the key, the
+                value and the type it must have.
+        """
+        _check_section(data, cls, "", source)
         try:
             lstm = _build(LSTMOptions, data["lstm"])
             cnn = dict(data["char_cnn"])
@@ -213,6 +226,111 @@ RUN_OPTIONS = (
 ``module`` config keys that are options, not ``ElmoLM`` arguments, and of the arguments that
 earlier checkpoints kept beside their options. Every other field of ``BiLMOptions`` comes
 from the model config (``conf/model``: the biLM's shape and dropout)."""
+
+
+ORIGINAL_ONLY = {"learning_rate": float, "sample_softmax": bool, "share_embedding_softmax": bool}
+"""Keys of ``options.json`` that the original trainer reads (``bilm/training.py``) and elmo_lm
+does not: accepted and type-checked, not kept. Its config gives them: ``module.lr``,
+``module.softmax``; the softmax is never the character CNN's embedding."""
+
+_EXPECTED = {"char_cnn.filters": "a list of [width, n_filters] pairs of integers"}
+
+
+@cache
+def _schema(cls) -> dict[str, Any]:
+    """The keys of a section of ``options.json`` and their types."""
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)} | (
+        ORIGINAL_ONLY if cls is BiLMOptions else {}
+    )
+
+
+@cache
+def _all_keys(cls=None, prefix: str = "") -> tuple[str, ...]:
+    """Every dotted key of ``options.json`` that holds a value (``lstm.cell_clip``), for the
+    nearest to a typo."""
+    keys: list[str] = []
+    for name, hint in _schema(cls or BiLMOptions).items():
+        keys += _all_keys(hint, f"{prefix}{name}.") if is_dataclass(hint) else [prefix + name]
+    return tuple(keys)
+
+
+def _check_section(data: Any, cls, prefix: str, source: str) -> None:
+    if not isinstance(data, dict):
+        if not prefix:
+            raise OptionsError(
+                f"{source}: holds {_show(data)}; an options.json is an object with "
+                "'lstm' and 'char_cnn'"
+            )
+        raise OptionsError(f"{source}: {prefix[:-1]} is {_show(data)}; it must be an object")
+    schema = _schema(cls)
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in schema:
+            nearest = _nearest(key, prefix, schema)
+            hint = (
+                f"did you mean {nearest}?"
+                if nearest
+                else f"the keys of {prefix[:-1] or 'the top level'} are {', '.join(sorted(schema))}"
+            )
+            raise OptionsError(f"{source}: unknown key {name}; {hint}")
+        if is_dataclass(schema[key]):
+            _check_section(value, schema[key], f"{name}.", source)
+        elif not _fits(value, schema[key]):
+            expected = _EXPECTED.get(name) or _describe(schema[key])
+            raise OptionsError(f"{source}: {name} is {_show(value)}; it must be {expected}")
+
+
+def _nearest(key: str, prefix: str, schema: dict[str, Any]) -> str | None:
+    """The known key nearest to ``key``: in its own section, else anywhere (a key put in the
+    wrong section)."""
+    here = [name for name, hint in schema.items() if not is_dataclass(hint)]
+    nearest = difflib.get_close_matches(key, here, n=1)
+    if nearest:
+        return prefix + nearest[0]
+    anywhere = {k.rpartition(".")[2]: k for k in reversed(_all_keys())}
+    nearest = difflib.get_close_matches(key, list(anywhere), n=1)
+    return anywhere[nearest[0]] if nearest else None
+
+
+def _fits(value: Any, hint) -> bool:
+    if hint is bool or hint is str:
+        return isinstance(value, hint)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    if isinstance(hint, types.UnionType):
+        return any(_fits(value, h) for h in get_args(hint))
+    if get_origin(hint) is list:
+        return isinstance(value, list) and all(_fits(v, get_args(hint)[0]) for v in value)
+    raise TypeError(f"options: no check for the type {hint}")
+
+
+def _describe(hint) -> str:
+    """The type a key must have, as a message says it."""
+    if isinstance(hint, types.UnionType):
+        return " or ".join(_describe(h) for h in get_args(hint))
+    if get_origin(hint) is list:
+        return f"a list of {_describe(get_args(hint)[0]).removeprefix('a ')}s"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, "null")
+
+
+def _show(value: Any) -> str:
+    """A value as ``options.json`` writes it, and what it is: ``"256" (a string)``."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    kinds = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    kind = kinds.get(type(value)) or ("a list" if isinstance(value, list | tuple) else None)
+    kind = kind or ("an object" if isinstance(value, dict) else type(value).__name__)
+    return text if value is None else f"{text} ({kind})"
 
 
 def _build(cls, data: dict[str, Any]):

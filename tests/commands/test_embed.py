@@ -175,12 +175,36 @@ def test_one_line_errors(model, corpus, tmp_path, capsys):
         embed_file(elmo, corpus, out, mode="mix", progress=False)
 
 
-def test_lines_are_newline_separated_and_bad_bytes_name_their_line(tmp_path):
+def test_lines_are_newline_separated_and_bad_bytes_name_the_file(tmp_path):
     from elmo_lm.commands.embed import EmbedFileError, read_lines
 
     path = tmp_path / "in.txt"
     path.write_bytes("a b\n\nc\u2028d\n".encode())
     assert read_lines(path) == ["a b", "", "c\u2028d"]  # U+2028 does not end a line
     path.write_bytes(b"fine\nalso fine\n\xff bad\n")
-    with pytest.raises(EmbedFileError, match=r"line 3 is not UTF-8"):
+    with pytest.raises(
+        EmbedFileError, match=rf"{path}: is not UTF-8 \(1 undecodable byte by line 3"
+    ):
         read_lines(path)
+
+
+def test_input_follows_the_text_policy_of_every_reader(model, tmp_path, caplog):
+    """UTF-16 with its mark is read; gzip refused as the corpus readers refuse it; a trace of
+    bad bytes is replaced, with one warning naming the file and the count."""
+    import gzip
+    import logging
+
+    from elmo_lm.commands.embed import read_lines
+
+    path = tmp_path / "in.txt"
+    path.write_bytes("a b\n\nc é\n".encode("utf-16"))
+    assert read_lines(path) == ["a b", "", "c é"]
+    path.write_bytes(gzip.compress(b"a b\n" * 10))
+    with pytest.raises(EmbedFileError, match=f"{path}: is gzip-compressed, not text"):
+        read_lines(path)
+    path.write_bytes(b"a b\n" * 500 + b"\xff c\n")
+    with caplog.at_level(logging.WARNING):
+        lines = read_lines(path)
+    assert lines[-1] == "\ufffd c" and len(lines) == 501
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"{path}: 1 byte that is not UTF-8 (first on line 501)")

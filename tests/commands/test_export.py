@@ -74,3 +74,36 @@ def test_checkpoint_loads_without_the_config(checkpoint):
     assert json.loads(json.dumps(hparams)) == hparams  # plain values only
     assert any(k.startswith("bilm.") for k in ckpt["state_dict"])
     assert "softmax.weight" in ckpt["state_dict"] and "softmax_bwd.weight" not in ckpt["state_dict"]
+
+
+@pytest.mark.parametrize("existing", ["weights.hdf5", "options.json", "vocab.txt"])
+def test_an_existing_export_is_refused_without_overwrite(tmp_path, existing):
+    from elmo_lm.commands.export import main
+
+    (tmp_path / existing).write_text("keep me\n")
+    with pytest.raises(SystemExit) as exit:
+        # refused before the checkpoint is read: no work is lost
+        main([f"ckpt={tmp_path / 'missing.ckpt'}", f"out={tmp_path / 'weights.hdf5'}"])
+    assert exit.value.code == (
+        f"error: {tmp_path / existing}: exists; pass overwrite=true to replace the export "
+        "there (weights.hdf5, options.json, vocab.txt)"
+    )
+    assert (tmp_path / existing).read_text() == "keep me\n"
+    assert [p.name for p in tmp_path.iterdir()] == [existing]  # nothing else written
+
+
+def test_overwrite_replaces_the_three_files(checkpoint, tmp_path):
+    from elmo_lm.commands.export import export
+
+    out = tmp_path / "weights.hdf5"
+    for name in ("weights.hdf5", "options.json", "vocab.txt"):
+        (tmp_path / name).write_text("old\n")
+    paths = export(checkpoint, out, overwrite=True)
+    assert json.loads(paths["options"].read_text())["char_cnn"]["n_characters"] == 262
+    assert paths["vocab"].read_text().startswith("<S>\n</S>\n<UNK>\n")
+    assert BiLM.from_pretrained(tmp_path) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "options.json",
+        "vocab.txt",
+        "weights.hdf5",
+    ]  # written atomically: no temporary left

@@ -1,5 +1,5 @@
-"""Reading corpora: files and globs, streaming sentences (empty files, bad bytes, blank lines),
-counting them and their OOV rate."""
+"""Reading corpora: files and globs, streaming sentences (empty files, blank lines), counting
+them and their OOV rate. What counts as text (bad bytes, UTF-16, binary): test_text.py."""
 
 import pytest
 
@@ -34,14 +34,6 @@ def test_empty_file_is_an_error_naming_it(tmp_path):
     empty = write_file(tmp_path / "b.txt", "\n  \n")
     with pytest.raises(CorpusError, match=f"{empty}: holds no sentence"):
         count_corpus(str(tmp_path / "*.txt"))
-
-
-def test_bad_bytes_are_replaced_with_one_warning_naming_file_and_line(tmp_path):
-    path = write_file(tmp_path / "a.txt", b"ok line\nbad \xff byte\nmore \xfe\n")
-    with pytest.warns(UnicodeWarning, match=r"a\.txt:2: bytes that are not UTF-8") as record:
-        sentences = list(read_sentences(path))
-    assert len(record) == 1
-    assert sentences == [["ok", "line"], ["bad", "\ufffd", "byte"], ["more", "\ufffd"]]
 
 
 def test_blank_lines_and_crlf_are_skipped(tmp_path):

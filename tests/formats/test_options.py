@@ -1,10 +1,15 @@
-"""The options of a biLM: the table of the options a run sets (``RUN_OPTIONS``)."""
+"""The options of a biLM: the table of the options a run sets (``RUN_OPTIONS``), and what an
+``options.json`` may hold (the original trainer's keys, each of its type)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
-from elmo_lm.formats.options import RUN_OPTIONS, BiLMOptions, RunOption
+import pytest
+
+from elmo_lm.formats.options import RUN_OPTIONS, BiLMOptions, OptionsError, RunOption
+from tests.helpers import fixtures_dir
 
 
 def test_run_options_are_top_level_options_each_from_one_place():
@@ -25,3 +30,136 @@ def test_the_module_options_are_those_of_earlier_checkpoints_module_arguments():
     }
     assert RunOption("x", config="data.batch_size").module_key is None
     assert RunOption("x", counted="the corpus").module_key is None
+
+
+# What options.json may hold: every key the original trainer writes or reads, with its type.
+
+ORIGINAL_TRAINER_OPTIONS = {  # bin/train_elmo.py's options, with the keys training.py reads
+    "bidirectional": True,
+    "char_cnn": {
+        "activation": "relu",
+        "embedding": {"dim": 16},
+        "filters": [[1, 32], [2, 32], [3, 64], [4, 128], [5, 256], [6, 512], [7, 1024]],
+        "max_characters_per_token": 50,
+        "n_characters": 261,
+        "n_highway": 2,
+    },
+    "dropout": 0.1,
+    "lstm": {
+        "cell_clip": 3,
+        "dim": 4096,
+        "n_layers": 2,
+        "proj_clip": 3,
+        "projection_dim": 512,
+        "use_skip_connections": True,
+    },
+    "all_clip_norm_val": 10.0,
+    "n_epochs": 10,
+    "n_train_tokens": 768648884,
+    "batch_size": 128,
+    "n_tokens_vocab": 793471,
+    "unroll_steps": 20,
+    "n_negative_samples_batch": 8192,
+    "learning_rate": 0.2,
+    "sample_softmax": True,
+    "share_embedding_softmax": False,
+}
+
+
+def _with(path: str, value) -> dict:
+    data = json.loads(json.dumps(ORIGINAL_TRAINER_OPTIONS))
+    *parents, key = path.split(".")
+    where = data
+    for parent in parents:
+        where = where[parent]
+    where[key] = value
+    return data
+
+
+def test_every_key_of_the_original_trainer_is_accepted():
+    options = BiLMOptions.from_dict(ORIGINAL_TRAINER_OPTIONS)
+    assert options.lstm.cell_clip == 3 and options.n_train_tokens == 768648884
+    assert BiLMOptions.from_dict(BiLMOptions().to_dict()) == BiLMOptions()  # what we write
+
+
+def test_the_reference_options_are_accepted():
+    path = fixtures_dir()
+    if path is None:
+        pytest.skip("the reference fixtures are not here (ELMO_FIXTURES)")
+    assert BiLMOptions.from_json(path / "options.json").lstm.projection_dim == 16
+
+
+@pytest.mark.parametrize(
+    ("key", "nearest"),
+    [
+        ("lstm.projecton_dim", "lstm.projection_dim"),
+        ("lstm.cell_clpi", "lstm.cell_clip"),
+        ("dropuot", "dropout"),
+        ("char_cnn.n_higway", "char_cnn.n_highway"),
+        ("char_cnn.embedding.dimm", "char_cnn.embedding.dim"),
+        ("learning_rat", "learning_rate"),
+    ],
+)
+def test_an_unknown_key_is_refused_naming_it_and_the_nearest_known_one(tmp_path, key, nearest):
+    path = tmp_path / "options.json"
+    path.write_text(json.dumps(_with(key, 1)))
+    with pytest.raises(OptionsError) as error:
+        BiLMOptions.from_json(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: unknown key {key}; did you mean {nearest}?"), message
+    assert "\n" not in message
+
+
+def test_an_unknown_key_far_from_any_lists_the_known_ones():
+    with pytest.raises(
+        OptionsError, match=r"unknown key lstm\.zzz; the keys of lstm are cell_clip"
+    ):
+        BiLMOptions.from_dict(_with("lstm.zzz", 1))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("lstm.dim", "256", r"lstm\.dim is \"256\" \(a string\); it must be an integer"),
+        ("lstm.n_layers", 2.0, r"lstm\.n_layers is 2\.0 \(a number\); it must be an integer"),
+        ("lstm.dim", True, r"lstm\.dim is true \(true/false\); it must be an integer"),
+        ("lstm.use_skip_connections", 1, r"is 1 \(an integer\); it must be true or false"),
+        (
+            "lstm.cell_clip",
+            "3",
+            r"lstm\.cell_clip is \"3\" \(a string\); it must be a number or null",
+        ),
+        ("dropout", None, r"dropout is null; it must be a number"),
+        (
+            "char_cnn.activation",
+            1,
+            r"char_cnn\.activation is 1 \(an integer\); it must be a string",
+        ),
+        (
+            "char_cnn.filters",
+            [[1, "32"]],
+            r"char_cnn\.filters is \[\[1, \"32\"\]\] .*\[width, n_filters\]",
+        ),
+        (
+            "char_cnn.embedding",
+            16,
+            r"char_cnn\.embedding is 16 \(an integer\); it must be an object",
+        ),
+        ("lstm", [], r"lstm is \[\] \(a list\); it must be an object"),
+        (
+            "sample_softmax",
+            "yes",
+            r"sample_softmax is \"yes\" \(a string\); it must be true or false",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_key_value_and_type(key, value, message):
+    with pytest.raises(OptionsError, match=message) as error:
+        BiLMOptions.from_dict(_with(key, value), source="options.json")
+    assert str(error.value).startswith("options.json: ") and "\n" not in str(error.value)
+
+
+def test_a_number_field_takes_an_integer_and_a_clip_takes_null():
+    options = BiLMOptions.from_dict(_with("lstm.cell_clip", None) | {"dropout": 0})
+    assert options.lstm.cell_clip is None and options.dropout == 0
+    assert BiLMOptions.from_dict(_with("all_clip_norm_val", 5)).all_clip_norm_val == 5
