@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 os.environ.setdefault("ELMO_LM_ROOT", str(Path(__file__).resolve().parent))
 
 from elmo_lm.training.config import check_overrides  # noqa: E402
+from elmo_lm.training.resume import resume_argv  # noqa: E402
 from elmo_lm.training.run import train, user_errors  # noqa: E402
 
 
@@ -23,4 +24,6 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     with user_errors():
         check_overrides(sys.argv[1:])  # renamed keys are one line, not Hydra's error
+        # ckpt_path=<run dir> continues that run: its overrides, its directory.
+        sys.argv[1:] = resume_argv(sys.argv[1:], Path(__file__).resolve().parent / "conf")
     main()

@@ -97,9 +97,10 @@ def newest_that_loads(candidates: list[Path]) -> tuple[Path | None, list[tuple[P
     return None, skipped
 
 
-RESUME_CHECKPOINTS = ("last.ckpt", "latest-step*.ckpt")
-"""What a run directory offers to resume from: ``last.ckpt`` (written at each validation) and
-the periodic ``latest-step<N>.ckpt`` (every ``callbacks.periodic.every_n_train_steps``)."""
+RESUME_CHECKPOINTS = ("last.ckpt", "latest-step*.ckpt", "stopped-step*.ckpt")
+"""What a run directory offers to resume from: ``last.ckpt`` (written at each validation), the
+periodic ``latest-step<N>.ckpt`` (every ``callbacks.periodic.every_n_train_steps``) and
+``stopped-step<N>.ckpt``, of the step a SIGTERM or Ctrl-C stopped (``training.signals``)."""
 
 
 def _run_checkpoints(run_dir: Path) -> list[Path]:
@@ -227,7 +228,26 @@ def _describe(name: str, settings: dict) -> str:
     return f"{name}({what})"
 
 
+_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
 def _with_dirpath(state: Any, callback: L.Callback) -> Any:
-    if isinstance(state, dict) and "dirpath" in state and getattr(callback, "dirpath", None):
-        state = {**state, "dirpath": callback.dirpath}
+    """``state`` writing into ``callback``'s directory; its checkpoints that lie there under
+    the same name (a run directory moved or copied, then resumed in place) are named there."""
+    dirpath = getattr(callback, "dirpath", None)
+    if not (isinstance(state, dict) and "dirpath" in state and dirpath):
+        return state
+
+    def here(path: Any) -> Any:
+        if not path or Path(str(path)).parent == Path(dirpath):
+            return path
+        moved = Path(dirpath) / Path(str(path)).name
+        return str(moved) if moved.is_file() else path
+
+    state = {**state, "dirpath": dirpath}
+    for key in _PATHS:
+        if key in state:
+            state[key] = here(state[key])
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {here(k): v for k, v in state["best_k_models"].items()}
     return state

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback as HydraCallback
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from elmo_lm.cpu.allocator import keep_freed_memory
@@ -36,6 +38,8 @@ from elmo_lm.training.config import (
     run_options,
 )
 from elmo_lm.training.module import ElmoLM
+from elmo_lm.training.resume import quote
+from elmo_lm.training.signals import StopOnSignal, Stopped
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resume(ckpt_path, checkpoint["hyper_parameters"], options, vocab.tokens)
         module = ElmoLM(**checkpoint["hyper_parameters"])
     else:
-        try:
-            module = instantiate(
-                module_arguments(cfg),
-                options=options.to_dict(),
-                vocab=list(vocab.tokens),
-                _convert_="all",
-            )
-        except InstantiationException as exc:
-            # ElmoLM raises ValueError only for what the config asks (softmax, options).
-            if isinstance(exc.__cause__, ValueError):
-                raise TrainingError(str(exc.__cause__)) from None
-            raise
+        module = build_module(cfg, options, list(vocab.tokens))
         if init_files is not None:
             options_file, weight_file = init_files
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
@@ -112,6 +105,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("no data.valid_files: no validation, checkpoints are not ranked by val/ppl")
     callbacks = [instantiate(c) for c in callback_cfgs]
     callbacks.append(MetricsFile(output_dir / "metrics.json"))
+    callbacks.append(StopOnSignal(output_dir / "checkpoints"))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     checkpoint_io = AtomicCheckpointIO()
     plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), checkpoint_io]
@@ -125,16 +119,44 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("run directory: %s", output_dir)
     # ElmoDataModule continues a restored epoch where it stopped (ElmoDataModule._resume_position).
     warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    # A resumed run writes into its own checkpoints/ (elmo_lm.training.resume).
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty")
     # The streams' length is exact per rank and worker (TrainStream.steps_per_epoch).
     warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined.*")
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except Stopped as stop:
+        _summarize(trainer, output_dir, str(stop))
+        raise
+    except SIGTERMException:  # Lightning's, outside a training step (in validation)
+        _summarize(trainer, output_dir, "stopped by SIGTERM outside a training step: unsaved")
+        raise SystemExit(128 + signal.SIGTERM) from None
 
     metrics = plain_metrics(trainer)
     if trainer.is_global_zero:
         write_text(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        for line in run_summary(trainer, output_dir, metrics):
-            log.info(line)
+    _summarize(trainer, output_dir)
     return metrics
+
+
+def _summarize(trainer: L.Trainer, output_dir: Path, stopped: str | None = None) -> None:
+    if trainer.is_global_zero:
+        for line in run_summary(trainer, output_dir, plain_metrics(trainer), stopped):
+            log.info(line)
+
+
+def build_module(cfg: DictConfig, options: BiLMOptions, tokens: list[str]) -> ElmoLM:
+    """The ``module`` of ``cfg`` over ``tokens``: the config is instantiated as a partial and
+    called with the options and the vocabulary, so that corpus text (``${HOME}``, ``${``, junk)
+    never passes through OmegaConf, which would read it as an interpolation."""
+    try:
+        make = instantiate(module_arguments(cfg), _partial_=True, _convert_="all")
+    except InstantiationException as exc:
+        raise TrainingError(f"module: {exc.__cause__ or exc}") from None
+    try:
+        return make(options=options.to_dict(), vocab=list(tokens))
+    except ValueError as exc:  # ElmoLM's only for what the config asks (softmax, options)
+        raise TrainingError(str(exc)) from None
 
 
 def process_settings() -> None:
@@ -177,9 +199,12 @@ def check_resume(ckpt_path: str, hparams: dict, options: BiLMOptions, tokens: li
         raise TrainingError(f"{ckpt_path}: resumed with other data settings: {'; '.join(differ)}")
 
 
-def run_summary(trainer: L.Trainer, output_dir: Path, metrics: dict[str, float]) -> list[str]:
-    """What a finished run leaves: held-out perplexity, the best checkpoint, how to export it."""
-    lines = [f"run directory: {output_dir}"]
+def run_summary(
+    trainer: L.Trainer, output_dir: Path, metrics: dict[str, float], stopped: str | None = None
+) -> list[str]:
+    """What a finished (or ``stopped``) run leaves: held-out perplexity, the best checkpoint, how
+    to export it, and how to resume it (``elmo_lm.training.resume``)."""
+    lines = [*([stopped] if stopped else []), f"run directory: {output_dir}"]
     best = trainer.checkpoint_callback
     if "val/ppl" in metrics:
         score = getattr(best, "best_model_score", None)
@@ -191,6 +216,7 @@ def run_summary(trainer: L.Trainer, output_dir: Path, metrics: dict[str, float])
         lines.append(
             f"export it: python export.py ckpt={path} out={output_dir / 'export' / 'weights.hdf5'}"
         )
+    lines.append(f"resume it: python train.py ckpt_path={quote(str(output_dir))}")
     return lines
 
 

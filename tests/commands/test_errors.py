@@ -6,6 +6,8 @@ under the usage lines of the commands (their modules' ``USAGE``).
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from elmo_lm.commands import embed, evaluate, export, plot, word2vec
 from elmo_lm.errors import user_errors
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.training.config import check_overrides
+from elmo_lm.training.resume import resume_argv
 from elmo_lm.training.run import train
 from tests.helpers import ROOT
 
@@ -47,6 +50,15 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
     (tmp / "cut" / "options.json").write_text((pair / "options.json").read_text())
     (tmp / "bad.ckpt").write_bytes(b"PK\x03\x04 half a checkpoint")
     (tmp / "bad_options.json").write_text("{not json")
+    given = json.loads((pair / "options.json").read_text())
+    given["lstm"]["projecton_dim"] = given["lstm"].pop("projection_dim")
+    (tmp / "typo_options.json").write_text(json.dumps(given))
+    given = json.loads((pair / "options.json").read_text())
+    given["lstm"]["dim"] = str(given["lstm"]["dim"])
+    (tmp / "string_options.json").write_text(json.dumps(given))
+    (tmp / "corpus.txt.gz").write_bytes(gzip.compress(b"a b c\n" * 100))
+    (tmp / "utf16.txt").write_bytes("a b c\n".encode("utf-16-le") * 100)
+    (tmp / "binary.txt").write_bytes(b"a b c\n" + bytes(range(256)))
     (tmp / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     (tmp / "vocab.txt").write_text("a\nb\n")
     text = tmp / "input.txt"
@@ -98,6 +110,12 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
     with SummaryWriter(str(runs / "tensorboard")) as writer:
         writer.add_scalar("val/ppl", 5.0, 1)
     missing_ckpt = f"ckpt={tmp / 'missing.ckpt'}"
+    resumable = tmp / "run"  # a run directory: what its first run's command line was
+    (resumable / ".hydra").mkdir(parents=True)
+    (resumable / ".hydra" / "overrides.yaml").write_text(f"- data.train_files={text}\n")
+
+    def resume(*argv):
+        return lambda: resume_argv([f"ckpt_path={resumable}", *argv], ROOT / "conf")
 
     return [
         ("train.py", "data.batch_size=0", run_train("data.batch_size=0")),
@@ -130,6 +148,16 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         ),
         (
             "train.py",
+            "data.train_files=<gzip file>",
+            run_train(f"data.train_files={tmp / 'corpus.txt.gz'}"),
+        ),
+        (
+            "train.py",
+            "data.train_files=<UTF-16 without a byte-order mark>",
+            run_train(f"data.train_files={tmp / 'utf16.txt'}"),
+        ),
+        (
+            "train.py",
             "data.vocab_file=<no <S>, </S>, <UNK>>",
             run_train(f"data.vocab_file={tmp / 'vocab.txt'}"),
         ),
@@ -140,6 +168,12 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
             run_train(f"ckpt_path={tmp / 'bad.ckpt'}"),
         ),
         ("train.py", "ckpt_path=last, no earlier run", run_train("ckpt_path=last")),
+        (
+            "train.py",
+            "ckpt_path=<run dir> data.train_files=<another corpus>",
+            resume(f"data.train_files={tmp / 'a_file'}"),
+        ),
+        ("train.py", "ckpt_path=<run dir> model=<another model>", resume("model=small")),
         ("train.py", "init_from=<missing file>", run_train(f"init_from={tmp / 'missing.hdf5'}")),
         ("train.py", "init_from=<not a published name>", run_train("init_from=smal")),
         (
@@ -152,17 +186,26 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
             "paths.runs_dir=<under a file>",
             run_train(f"paths.output_dir={tmp / 'a_file' / 'run'}"),
         ),
-        ("export.py", "ckpt=<missing file>", run_export(missing_ckpt, f"out={tmp / 'w.hdf5'}")),
+        (  # out= in a directory of its own: tmp's vocab.txt would be an earlier export's
+            "export.py",
+            "ckpt=<missing file>",
+            run_export(missing_ckpt, f"out={tmp / 'export' / 'w.hdf5'}"),
+        ),
         (
             "export.py",
             "ckpt=<truncated checkpoint>",
-            run_export(f"ckpt={tmp / 'bad.ckpt'}", f"out={tmp / 'w.hdf5'}"),
+            run_export(f"ckpt={tmp / 'bad.ckpt'}", f"out={tmp / 'export' / 'w.hdf5'}"),
         ),
         ("export.py", "out=<a directory>", run_export(f"ckpt={tmp / 'bad.ckpt'}", f"out={tmp}")),
         (
             "export.py",
             "out=<under a file>",
             run_export(f"ckpt={tmp / 'bad.ckpt'}", f"out={tmp / 'a_file' / 'w.hdf5'}"),
+        ),
+        (
+            "export.py",
+            "out=<an existing file>",
+            run_export(f"ckpt={tmp / 'bad.ckpt'}", f"out={tmp / 'a_file'}"),
         ),
         ("export.py", "an unknown argument", run_export(f"ckpt={tmp / 'bad.ckpt'}", "output=x")),
         ("evaluate.py", "no ckpt=", run_evaluate(f"data={text}")),
@@ -204,6 +247,21 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         ),
         (
             "elmo-embed",
+            "input=<gzip file>",
+            run_embed(f"input={tmp / 'corpus.txt.gz'}", io[1], *model),
+        ),
+        (
+            "elmo-embed",
+            "options=<a misspelt key>",
+            run_embed(*io, f"options={tmp / 'typo_options.json'}", model[1]),
+        ),
+        (
+            "elmo-embed",
+            'options=<"dim": "32">',
+            run_embed(*io, f"options={tmp / 'string_options.json'}", model[1]),
+        ),
+        (
+            "elmo-embed",
             "output=<in a missing directory>",
             run_embed(io[0], f"output={tmp / 'no' / 'out.hdf5'}", *model),
         ),
@@ -242,6 +300,7 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         ("elmo-word2vec", "data=<missing file>", run_word2vec(f"data={tmp / 'missing.txt'}")),
         ("elmo-word2vec", "architecture=glove", run_word2vec("architecture=glove")),
         ("elmo-word2vec", "min_count=<above every count>", run_word2vec("min_count=9")),
+        ("elmo-word2vec", "data=<binary file>", run_word2vec(f"data={tmp / 'binary.txt'}")),
         ("plot.py", "matplotlib not installed", without("matplotlib", run_plot(f"run={runs}"))),
         ("plot.py", "run=<no events under it>", run_plot(f"run={pair}")),
         ("plot.py", "out=<a .jpgx file>", run_plot(f"run={runs}", f"out={tmp / 'c.jpgx'}")),

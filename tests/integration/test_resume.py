@@ -91,7 +91,10 @@ def test_the_progress_bar_of_a_resumed_run_shows_its_epoch_total_and_position(
         limits = ("trainer.max_epochs=-1", f"trainer.max_steps={max_steps}")
     else:
         limits = ("trainer.max_epochs=2",)
-    bar = ("trainer.enable_progress_bar=true", "+callbacks.bar._target_=tests.integration.test_resume.BarWatcher")
+    bar = (
+        "trainer.enable_progress_bar=true",
+        "+callbacks.bar._target_=tests.integration.test_resume.BarWatcher",
+    )
     with pytest.raises(RuntimeError, match="killed"):
         _run(
             train_config,
