@@ -64,8 +64,10 @@ class TrainStream(_CorpusBatches):
 
     Each batch is a dict: ``fwd_chars``/``bwd_chars`` (B, T, C) long char ids of the input tokens,
     ``fwd_targets``/``bwd_targets`` (B, T) long vocabulary ids of the next tokens (unknown ->
-    ``<UNK>``), ``stream_id`` (the data-loader worker id) and ``reset`` (True on the first batch
-    of each epoch). Use with ``DataLoader(batch_size=None)``.
+    ``<UNK>``), ``stream_id`` (the data-loader worker whose sentences the rows carry on: the
+    worker id, but for a resume mid-epoch, see ``resume``) and ``reset`` (True on the first
+    batch of each epoch only, not on the first after a resume). Use with
+    ``DataLoader(batch_size=None)``.
 
     Args:
         files: training corpus (path, glob, or list).
@@ -120,7 +122,9 @@ class TrainStream(_CorpusBatches):
         For a run resumed from a checkpoint saved mid-epoch: the batches already trained on
         are read and dropped (no tensors are built), so no sentence is seen twice or skipped.
         With data-loader workers the count is split as the loader interleaves them (round
-        robin), each worker dropping its own share.
+        robin), each worker dropping its own share; a loader worker then carries on another's
+        sentences, and its batches carry that worker's ``stream_id``, the stream whose LSTM
+        state the checkpoint saved. The first batch after the resume is no ``reset``.
         """
         self.epoch = epoch
         self._skip = max(0, batches_done)
@@ -138,7 +142,6 @@ class TrainStream(_CorpusBatches):
     def __iter__(self) -> Iterator[Batch]:
         epoch, self.epoch = self.epoch, self.epoch + 1
         shard = current_shard(self.rank, self.world_size)
-        stream_id = shard.worker_id
         if self._skip:
             # The loader interleaves its workers round robin from worker 0, and batch j of the
             # epoch belongs to worker j % num_workers' sentences: after k batches, loader worker
@@ -157,8 +160,9 @@ class TrainStream(_CorpusBatches):
         )
         for step, window in enumerate(itertools.islice(windows, n_steps)):
             if step >= skip:
-                # The LSTM state is not in checkpoints: a resumed stream starts from zeros.
-                yield window_batch(window, chars, stream_id, reset=step == skip)
+                # A resumed stream carries on the state its checkpoint saved for it (the module
+                # starts it from zeros where the checkpoint has none).
+                yield window_batch(window, chars, shard.worker_id, reset=step == 0)
 
     def _endless(self, files: list[str], shard: Shard, epoch: int) -> Iterator[list[str]]:
         for n_pass in itertools.count():

@@ -2,7 +2,9 @@
 
 Training batches come from ``ElmoDataModule`` (see docs/CONTRACTS.md): the LSTM state is carried
 from one window of a stream to the next (``stream_id``), cut at each window, and zeroed when a
-batch says ``reset``. The loss is the mean of the forward and backward LMs' losses; as in the
+batch says ``reset`` (an epoch's first) or the stream has none (a resume from a checkpoint
+without it). Checkpoints hold every rank's carried states, so a resumed run goes on exactly as
+the uninterrupted one. The loss is the mean of the forward and backward LMs' losses; as in the
 original (``opt.compute_gradients(loss * unroll_steps)``), the gradient is that of ``loss *
 unroll_steps``, so Adagrad's learning rate and the global-norm clip mean what they meant there.
 One softmax (weights and biases) is shared by both directions; each draws its own negatives.
@@ -44,6 +46,9 @@ from elmo_lm.training.perplexity import perplexities
 log = logging.getLogger(__name__)
 
 SOFTMAX_MODES = ("auto", "sampled", "full")
+# The checkpoint's carried training LSTM states: {"world_size": W, "ranks": {rank: {stream_id:
+# (h, c)}}}, CPU tensors (layers, 2, B, dim).
+TRAIN_STATES_KEY = "elmo_lm_train_states"
 
 
 def resolve_softmax(mode: str, vocab_size: int, n_negative_samples: int) -> bool:
@@ -142,6 +147,7 @@ class ElmoLM(L.LightningModule):
             n for n, _ in self.named_parameters() if n.startswith("softmax.")
         ]
         self._train_states: dict[int, object] = {}  # stream_id -> LSTM state
+        self._restored_states: dict | None = None  # a checkpoint's, until on_train_start
         self._val_states: dict[int, object] = {}  # stream_id -> LSTM state of held-out streams
         self._val_sums = torch.zeros(
             4, dtype=torch.float64
@@ -191,6 +197,40 @@ class ElmoLM(L.LightningModule):
             hp.update({f"options/{k}": v for k, v in _flatten(self.hparams["options"]).items()})
             self.logger.log_hyperparams(hp)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The carried training states, so that a resumed run goes on exactly where this one is.
+        # Lightning writes rank 0's checkpoint only (this hook runs on every rank), so all
+        # ranks' states are gathered into it.
+        mine = {
+            s: tuple(t.cpu() for t in st) for s, st in self._train_states.items() if st is not None
+        }
+        ranks = [mine]
+        if self._distributed():
+            ranks = [None] * dist.get_world_size()
+            dist.all_gather_object(ranks, mine)
+        checkpoint[TRAIN_STATES_KEY] = {"world_size": len(ranks), "ranks": dict(enumerate(ranks))}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Taken up in on_train_start, where the rank and the device are known. A checkpoint
+        # saved before the states were resumes from zero states (empty).
+        self._restored_states = checkpoint.get(TRAIN_STATES_KEY, {})
+
+    def on_train_start(self) -> None:
+        saved, self._restored_states = self._restored_states, None
+        if saved is None:  # not resumed: keep what this module carries
+            return
+        states = {}
+        if saved and saved["world_size"] == self.trainer.world_size:
+            mine = saved["ranks"].get(self.global_rank, {})
+            states = {s: tuple(t.to(self.device) for t in st) for s, st in mine.items()}
+        elif saved:
+            log.info(
+                "the checkpoint's LSTM states are of %d ranks, not %d: resuming from zero states",
+                saved["world_size"],
+                self.trainer.world_size,
+            )
+        self._train_states = states
+
     def lm_losses(self, batch: dict, state=None):
         """Summed losses and target counts of both directions over one batch.
 
@@ -228,6 +268,8 @@ class ElmoLM(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         stream = int(batch["stream_id"])
         state = None if batch["reset"] else self._train_states.get(stream)
+        if state is not None and state[0].shape[2] != batch["fwd_targets"].shape[0]:
+            state = None  # restored from a run of another batch size
         if state is not None and self.hparams["reset_state_prob"] > 0:
             state = reset_rows(state, self.hparams["reset_state_prob"])
         nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)

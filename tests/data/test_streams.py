@@ -1,6 +1,7 @@
 """Training streams (packing, windows, backward order, OOV, steps per rank), held-out streams and
 validation batches."""
 
+import copy
 import itertools
 import socket
 from collections import Counter
@@ -352,3 +353,34 @@ def test_training_and_held_out_streams_pack_alike(corpus):
             assert h[key].dtype == t[key].dtype and h[key].shape == t[key].shape
             assert torch.equal(h[key][:, :width], t[key][:, :width]), (k, key)
         assert (h["fwd_targets"][:, width:] == -1).all() and (h["fwd_chars"][:, width:] == 0).all()
+
+
+@pytest.mark.parametrize("num_workers", [1, 2, 3])
+def test_a_resumed_stream_goes_on_with_the_stream_ids_and_without_a_reset(
+    corpus, monkeypatch, num_workers
+):
+    """Resumed after k batches, the loader's batches are the uninterrupted run's from k on,
+    each with the ``stream_id`` of the stream it continues, and a ``reset`` only where a worker's
+    stream starts: the module carries on the state the checkpoint saved for each stream."""
+    vocab = Vocabulary.build(corpus)
+    n = vocab.stats.n_tokens_with_boundaries
+
+    def loader(ds):  # the DataLoader's round robin over its workers' copies, from worker 0
+        per_worker = []
+        for worker in range(num_workers):
+            as_worker(monkeypatch, worker, num_workers)
+            per_worker.append(list(iter(copy.deepcopy(ds))))
+        merged = itertools.zip_longest(*per_worker)
+        return [b for batches in merged for b in batches if b is not None]
+
+    whole = loader(TrainStream(corpus, vocab, n, batch_size=2, unroll_steps=2))
+    assert [b["stream_id"] for b in whole] == [j % num_workers for j in range(len(whole))]
+    assert [b["reset"] for b in whole] == [j < num_workers for j in range(len(whole))]
+    for k in (1, 4, 5):
+        ds = TrainStream(corpus, vocab, n, batch_size=2, unroll_steps=2)
+        ds.resume(0, k)
+        resumed = loader(ds)
+        assert len(resumed) == len(whole) - k
+        for a, b in zip(resumed, whole[k:], strict=True):
+            assert a["stream_id"] == b["stream_id"] and a["reset"] is b["reset"]
+            assert torch.equal(a["fwd_targets"], b["fwd_targets"])
