@@ -3,7 +3,8 @@
 Every error class of the package (``TrainingError``, ``OptionsError``, ``WeightsFileError``,
 ``ElmoError``, ...) derives from ``UserError``; its message is one line that names the file,
 key or value and says what to fix. Entry points wrap their work in ``user_errors()``, which
-prints ``error: <message>`` on stderr and exits with status 1 (docs/ERRORS.md lists them).
+prints ``error: <message>`` on stderr and exits with status 1 (docs/ERRORS.md lists them);
+under DDP only rank 0 prints it, as every rank meets the same mistake.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
+import os
 import sys
+import time
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -47,15 +50,49 @@ def os_error_message(exc: OSError) -> str:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turns a ``UserError``, or an ``OSError`` on a named file (full disk, read-only
-    directory), into ``error: <message>`` on stderr and exit status 1."""
+    directory), into ``error: <message>`` on stderr and exit status 1; a process of rank > 0
+    (DDP's other ranks) exits with status 1 without a word, leaving the line to rank 0."""
     try:
         yield
     except UserError as exc:
-        sys.exit("error: " + _one_line(str(exc)))
+        _exit(str(exc))
     except OSError as exc:
         if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EROFS):
             raise
-        sys.exit("error: " + _one_line(os_error_message(exc)))
+        _exit(os_error_message(exc))
+
+
+def _exit(message: str) -> None:
+    if global_rank() == 0:
+        sys.exit("error: " + _one_line(message))
+    if _distributed() is not None and _distributed().is_initialized():
+        # Lightning's launcher kills rank 0 (SIGKILL) once a child has failed: give rank 0,
+        # meeting the same mistake, the time to print it first.
+        time.sleep(2)
+    sys.exit(1)
+
+
+def _distributed() -> ModuleType | None:
+    """``torch.distributed`` where torch is imported already (never imported for this)."""
+    dist = getattr(sys.modules.get("torch"), "distributed", None)
+    return dist if dist is not None and dist.is_available() else None
+
+
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+"""What launchers (torchrun, Lightning's DDP launcher, SLURM) tell a process of its rank."""
+
+
+def global_rank() -> int:
+    """This process's rank among the processes of a run: ``torch.distributed``'s once it is
+    initialised, else nonzero where a launcher's variable says so, else 0."""
+    dist = _distributed()
+    if dist is not None and dist.is_initialized():
+        return dist.get_rank()
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "0")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 0
 
 
 def _one_line(message: str) -> str:

@@ -174,8 +174,10 @@ class TrainStream(_CorpusBatches):
             if n == 0:
                 raise CorpusError(
                     f"{self.files[0]}{' ...' if len(self.files) > 1 else ''}: fewer sentences "
-                    f"than the {shard.count} shards (ranks x data-loader workers); "
-                    "use fewer num_workers or a larger corpus"
+                    f"than the {shard.count} shards ({shard.count // shard.num_workers} ranks x "
+                    f"{shard.num_workers} data-loader workers), each of which reads its own; use "
+                    f"fewer trainer.devices{' or data.num_workers' if shard.num_workers > 1 else ''}"
+                    ", or a larger corpus"
                 )
 
 

@@ -9,10 +9,17 @@ as ``elmo_lm.formats.options.RUN_OPTIONS`` says.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
+import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from elmo_lm.errors import TrainingError
 from elmo_lm.formats.options import (
@@ -103,9 +110,117 @@ def check_overrides(argv: list[str]) -> None:
         TrainingError: e.g. ``model.lstm_dim: renamed model.lstm.dim ...``.
     """
     for arg in argv:
-        key = arg.partition("=")[0].lstrip("+~")
+        key = override_key(arg)
         if key in RENAMED:
             raise TrainingError(renamed_message(key))
+
+
+GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic"
+
+
+def check_composes(argv: list[str], config_dir: Path) -> None:
+    """Composes ``conf/train.yaml`` with the overrides ``argv`` as ``hydra.main`` will, so that
+    Hydra's own errors (a misspelt key, a missing group option, bad syntax) are one line that
+    says what to fix. Hydra's flags (``--multirun``...) and ``HYDRA_FULL_ERROR=1`` leave the
+    command line to Hydra, with its full output.
+
+    Raises:
+        TrainingError: e.g. ``trainer.max_epoch=1: no key trainer.max_epoch in the config; did
+            you mean trainer.max_epochs? (+trainer.max_epoch=1 to add one)``.
+    """
+    if any(a.startswith("-") for a in argv) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    try:
+        _compose(config_dir, argv)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise TrainingError(composition_message(exc, argv, config_dir)) from None
+
+
+def composition_message(exc: Exception, argv: list[str], config_dir: Path) -> str:
+    """The one line of a Hydra composition error: the override, what is wrong and the fix."""
+    text = str(exc).strip()
+    first = text.split("\n")[0]
+    if isinstance(exc, OverrideParseException):
+        why = exc.message.split("\n")[0]
+        return (
+            f"{exc.override}: not an override ({why}); quote a value that holds brackets, "
+            f"commas or spaces: key='...' ({GRAMMAR})"
+        )
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
+        group, _, name = exc.missing_cfg_file.rpartition("/")
+        options = exc.options or sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+        given = _override_of(argv, group) or f"{group}={name}"
+        if not group or not (config_dir / group).is_dir():
+            groups = ", ".join(_groups(config_dir))
+            return f"{given}: no config group {group or name} in conf/; one of {groups}"
+        return f"{given}: no conf/{group}/{name}.yaml; use one of {', '.join(options)}"
+    found = re.match(r"Could not (override|delete from config\.) '?([^' ]+)'", first)
+    if found:
+        key = found.group(2) if found.group(1) == "override" else re.findall(r"'([^']+)'", first)[0]
+        given = _override_of(argv, key) or key
+        near = _nearest(key, [a for a in argv if override_key(a) != key], config_dir)
+        hint = f"did you mean {near}? " if near else ""
+        add = f" (+{given.lstrip('+~')} to add one)" if "=" in given else " (nothing to delete)"
+        return f"{given}: no key {key} in the config; {hint}".rstrip("; ") + add
+    found = re.match(r"Could not append to config\. An item is already at '([^']+)'", first)
+    if found:
+        key = found.group(1)
+        given = _override_of(argv, key) or key
+        bare = given.lstrip("+")
+        return (
+            f"{given}: {key} is already in the config; pass {bare} to change it "
+            f"(++{bare} to set it either way)"
+        )
+    found = re.match(r"Ambiguous value for argument '([^']+)'", first)
+    if found:
+        key, _, value = found.group(1).partition("=")
+        return (
+            f"{found.group(1)}: a comma makes a sweep; pass {key}=[{value}] for a list, "
+            f"{key}='{value}' for a string, or add --multirun to sweep"
+        )
+    return f"{' '.join(argv)}: {first}"
+
+
+def _compose(config_dir: Path, overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+
+
+def override_key(override: str) -> str:
+    """The key a command-line override sets (``+a.b=1``, ``~a.b``: ``a.b``)."""
+    return override.partition("=")[0].lstrip("+~")
+
+
+def _override_of(argv: list[str], key: str) -> str | None:
+    given = [a for a in argv if override_key(a) == key]
+    return given[-1] if given else None
+
+
+def _groups(config_dir: Path) -> list[str]:
+    return sorted(p.name for p in Path(config_dir).iterdir() if p.is_dir())
+
+
+def _nearest(key: str, others: list[str], config_dir: Path) -> str | None:
+    """The key of the config composed from ``others`` (else the defaults) nearest to ``key``."""
+    for overrides in (others, []):
+        try:
+            cfg = _compose(config_dir, overrides)
+            break
+        except (HydraException, OmegaConfBaseException):
+            continue
+    else:
+        return None
+    keys: list[str] = []
+
+    def visit(prefix: str, node) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                visit(f"{prefix}{k}.", v)
+        keys.append(prefix.rstrip("."))
+
+    visit("", OmegaConf.to_container(cfg, resolve=False))
+    near = difflib.get_close_matches(key, [k for k in keys if k], n=1, cutoff=0.75)
+    return near[0] if near else None
 
 
 def check_renamed(cfg: DictConfig) -> None:

@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 
 from elmo_lm.errors import TrainingError
 from elmo_lm.training.checkpointing import resolve_ckpt_path
+from elmo_lm.training.config import override_key
 
 RUN_OVERRIDES = Path(".hydra") / "overrides.yaml"
 """What Hydra records of a run's command line, in its directory."""
@@ -53,11 +54,15 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
     ):
         return argv
     config_dir = Path(config_dir).resolve()
-    new = [a for a in argv if _key(a) != "ckpt_path"]
+    new = [a for a in argv if override_key(a) != "ckpt_path"]
     run_dir = _run_dir(given, new, config_dir)
     if run_dir is None or not (run_dir / RUN_OVERRIDES).is_file():
         return argv
-    saved = [a for a in _saved_overrides(run_dir) if _key(a) not in ("ckpt_path", "allow_changes")]
+    saved = [
+        a
+        for a in _saved_overrides(run_dir)
+        if override_key(a) not in ("ckpt_path", "allow_changes")
+    ]
     vocab = run_dir / "vocab.txt"
     before = merge(saved, [f"data.vocab_file={quote(str(vocab))}"] if vocab.is_file() else [])
     after = merge(before, new)
@@ -76,7 +81,9 @@ def resume_argv(argv: list[str], config_dir: Path) -> list[str]:
 def _run_dir(given: str, overrides: list[str], config_dir: Path) -> Path | None:
     """The run directory of ``ckpt_path=given``: itself, a ``.ckpt``'s run, or ``last``'s."""
     if given == "last":
-        cfg = _compose(config_dir, [a for a in overrides if not _key(a).startswith("hydra.")])
+        cfg = _compose(
+            config_dir, [a for a in overrides if not override_key(a).startswith("hydra.")]
+        )
         runs_dir = Path(OmegaConf.select(cfg, "paths.runs_dir"))
         found = resolve_ckpt_path("last", runs_dir, runs_dir / "<none>", cfg.get("name"))
         return Path(found).parent.parent
@@ -104,7 +111,7 @@ def _check_unchanged(
     for key in sorted(was.keys() | now.keys()):
         if was.get(key) == now.get(key):
             continue
-        given = [a for a in new if key == _key(a) or key.startswith(_key(a) + ".")]
+        given = [a for a in new if key == override_key(a) or key.startswith(override_key(a) + ".")]
         part = "model" if key.startswith("model") else "data"
         raise TrainingError(
             f"{what}: {given[0] if given else key} changes the run's {part} ({key}: "
@@ -156,9 +163,9 @@ def _compose(config_dir: Path | None, overrides: list[str]):
 def merge(first: list[str], then: list[str]) -> list[str]:
     """Hydra overrides ``first`` then ``then``, one per key: a key of ``then`` replaces the one of
     ``first`` in its place (``++key=`` where either added the key)."""
-    out = {_key(a): a for a in first}
+    out = {override_key(a): a for a in first}
     for a in then:
-        key = _key(a)
+        key = override_key(a)
         old = out.get(key)
         if old is not None and old.startswith("+") != a.startswith("+") and not a.startswith("~"):
             a = "++" + a.lstrip("+")
@@ -166,12 +173,8 @@ def merge(first: list[str], then: list[str]) -> list[str]:
     return list(out.values())
 
 
-def _key(override: str) -> str:
-    return override.partition("=")[0].lstrip("+~")
-
-
 def _find(argv: list[str], key: str) -> str | None:
-    values = [a.partition("=")[2] for a in argv if _key(a) == key and "=" in a]
+    values = [a.partition("=")[2] for a in argv if override_key(a) == key and "=" in a]
     return values[-1].strip("'\"") if values else None
 
 

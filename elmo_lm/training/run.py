@@ -110,6 +110,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpoint_io = AtomicCheckpointIO()
     plugins = [*(instantiate(cfg.trainer.get("plugins")) or []), checkpoint_io]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=plugins)
+    # Before DDP starts its ranks: every rank would meet it, one in its data stream.
+    check_shards(datamodule, trainer.world_size, trainer.num_nodes)
     # A resumed run's callbacks keep the checkpoint's callback states, also after their settings
     # changed (callbacks.keep_callback_states).
     checkpoint_io.trainer = trainer
@@ -157,6 +159,36 @@ def build_module(cfg: DictConfig, options: BiLMOptions, tokens: list[str]) -> El
         return make(options=options.to_dict(), vocab=list(tokens))
     except ValueError as exc:  # ElmoLM's only for what the config asks (softmax, options)
         raise TrainingError(str(exc)) from None
+
+
+def check_shards(datamodule, world_size: int, num_nodes: int = 1) -> None:
+    """Every data-loader worker of every rank reads its own share of the training sentences
+    (``elmo_lm.data.sharding``): refuses a corpus of fewer sentences than shares, naming the
+    setting to lower.
+
+    Raises:
+        TrainingError: e.g. ``train.txt: 2 sentences for 3 ranks ...; use trainer.devices=2``.
+    """
+    n = datamodule.train_stats.n_sentences
+    workers = max(1, datamodule.num_workers)
+    if n >= world_size * workers:
+        return
+    files = datamodule.train_files
+    where = files if isinstance(files, str) else files[0] + (" ..." if len(files) > 1 else "")
+    ranks = f"{world_size} rank{'s' if world_size > 1 else ''}"
+    if num_nodes > 1:
+        ranks += f" (trainer.devices={world_size // num_nodes} x trainer.num_nodes={num_nodes})"
+    if workers == 1:
+        shares, fix = ranks, f"trainer.devices={n // num_nodes} or fewer"
+    elif world_size == 1:
+        shares, fix = f"{workers} data-loader workers", f"data.num_workers={n} or fewer"
+    else:
+        shares = f"{world_size * workers} shares ({ranks} x {workers} data-loader workers)"
+        fix = f"fewer trainer.devices or data.num_workers (ranks x workers <= {n})"
+    fix = f"{fix}, or a larger corpus" if n // num_nodes else "a larger corpus"
+    raise TrainingError(
+        f"{where}: {n} training sentences for {shares}, each of which reads its own; use {fix}"
+    )
 
 
 def process_settings() -> None:

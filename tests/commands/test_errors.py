@@ -21,7 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 from elmo_lm.commands import embed, evaluate, export, plot, word2vec
 from elmo_lm.errors import user_errors
 from elmo_lm.model.bilm import BiLM
-from elmo_lm.training.config import check_overrides
+from elmo_lm.training.config import check_composes, check_overrides
 from elmo_lm.training.resume import resume_argv
 from elmo_lm.training.run import train
 from tests.helpers import ROOT
@@ -61,6 +61,7 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
     (tmp / "binary.txt").write_bytes(b"a b c\n" + bytes(range(256)))
     (tmp / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     (tmp / "vocab.txt").write_text("a\nb\n")
+    (tmp / "two.txt").write_text("a b c\nc b a\n")
     text = tmp / "input.txt"
     text.write_text("a b c\n")
     io = [f"input={text}", f"output={tmp / 'out.hdf5'}"]
@@ -71,6 +72,9 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
 
     def run_train(*overrides):
         return lambda: train(train_config(tmp, *overrides))
+
+    def composes(*overrides):
+        return lambda: check_composes(list(overrides), ROOT / "conf")
 
     def run_embed(*argv):
         return lambda: embed.main([*argv, "progress=false"])
@@ -129,6 +133,12 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         ),
         ("train.py", "model.lstm_dim=2048", lambda: check_overrides(["model.lstm_dim=2048"])),
         ("train.py", "+model.lstm.dimm=64", run_train("+model.lstm.dimm=64")),
+        ("train.py", "trainer.max_epoch=1", composes("trainer.max_epoch=1")),
+        ("train.py", "model=nope", composes("model=nope")),
+        ("train.py", "+model.lstm=3", composes("+model.lstm=3")),
+        ("train.py", "~model.nothing", composes("~model.nothing")),
+        ("train.py", "trainer.max_epochs=[1", composes("trainer.max_epochs=[1")),
+        ("train.py", "model=tiny,mini (without --multirun)", composes("model=tiny,mini")),
         ("train.py", "data.vocab_max_size=2", run_train("data.vocab_max_size=2")),
         ("train.py", "module.lr=0", run_train("module.lr=0")),
         ("train.py", "module.clip_norm=-1", run_train("module.clip_norm=-1")),
@@ -160,6 +170,18 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
             "train.py",
             "data.vocab_file=<no <S>, </S>, <UNK>>",
             run_train(f"data.vocab_file={tmp / 'vocab.txt'}"),
+        ),
+        (
+            "train.py",
+            "trainer.devices=3 with a two-sentence corpus",
+            run_train(f"data.train_files={tmp / 'two.txt'}", "trainer.devices=3"),
+        ),
+        (
+            "train.py",
+            "trainer.devices=2 data.num_workers=2 with a two-sentence corpus",
+            run_train(
+                f"data.train_files={tmp / 'two.txt'}", "trainer.devices=2", "data.num_workers=2"
+            ),
         ),
         ("train.py", "ckpt_path=<missing file>", run_train(f"ckpt_path={tmp / 'missing.ckpt'}")),
         (
