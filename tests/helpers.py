@@ -105,3 +105,25 @@ def compose_train_config(tmp_path: Path, *overrides: str, name: str = "run", mod
                 *overrides,
             ],
         )
+
+
+def run_train_py(*argv: str, env: dict[str, str | None] | None = None):
+    """``python train.py *argv`` in the repository, one thread, its output captured; ``env``
+    sets (or, with None, removes) variables of the child's environment."""
+    import subprocess
+    import sys
+
+    child = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key, value in (env or {}).items():
+        if value is None:
+            child.pop(key, None)
+        else:
+            child[key] = value
+    return subprocess.run(
+        [sys.executable, "train.py", *argv],
+        cwd=ROOT,
+        env=child,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

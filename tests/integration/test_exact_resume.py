@@ -8,13 +8,7 @@ import pytest
 import torch
 
 from elmo_lm.training.module import TRAIN_STATES_KEY
-from elmo_lm.training.run import train
-
-RECORDER = "+callbacks.recorder._target_=tests.integration.test_resume.Recorder"
-
-
-def _run(train_config, tmp_path, name, *overrides):
-    train(train_config(tmp_path, "trainer.max_epochs=1", RECORDER, *overrides, name=name))
+from tests.integration.test_resume import kill_at_7, run_recorded
 
 
 def _final(run):
@@ -23,31 +17,18 @@ def _final(run):
     return last["state_dict"], json.loads((run / "metrics.json").read_text())["val/ppl"]
 
 
-def _kill_at_7(train_config, tmp_path, *overrides):
-    with pytest.raises(RuntimeError, match="killed"):
-        _run(
-            train_config,
-            tmp_path,
-            "killed",
-            *overrides,
-            "+callbacks.recorder.kill_at=7",
-            "callbacks.periodic.every_n_train_steps=7",
-        )
-    return tmp_path / "runs" / "killed"
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_resumed_run_ends_exactly_as_the_uninterrupted_one(train_config, tmp_path, workers):
     # Exactly, not approximately: on CPU the same ops on the same values in the same order give
     # the same bits, so any difference is a state or a random draw that the resume lost.
     loader = f"data.num_workers={workers}"
-    _run(train_config, tmp_path, "whole", loader)
-    run = _kill_at_7(train_config, tmp_path, loader)
+    run_recorded(train_config, tmp_path, "whole", loader)
+    run = kill_at_7(train_config, tmp_path, loader)
     (saved,) = run.glob("checkpoints/latest-step7.ckpt")
     states = torch.load(saved, weights_only=True)[TRAIN_STATES_KEY]
     assert states["world_size"] == 1
     assert sorted(states["ranks"][0]) == list(range(max(1, workers)))  # one per worker stream
-    _run(train_config, tmp_path, "resumed", loader, f"ckpt_path={run}")
+    run_recorded(train_config, tmp_path, "resumed", loader, f"ckpt_path={run}")
 
     weights, ppl = _final(tmp_path / "runs" / "resumed")
     whole_weights, whole_ppl = _final(tmp_path / "runs" / "whole")
@@ -59,13 +40,13 @@ def test_a_resumed_run_ends_exactly_as_the_uninterrupted_one(train_config, tmp_p
 
 def test_a_checkpoint_without_the_states_resumes_from_zero_states(train_config, tmp_path):
     """As checkpoints saved before the states were: the run goes on, from zero states."""
-    _run(train_config, tmp_path, "whole")
-    run = _kill_at_7(train_config, tmp_path)
+    run_recorded(train_config, tmp_path, "whole")
+    run = kill_at_7(train_config, tmp_path)
     path = run / "checkpoints" / "latest-step7.ckpt"
     checkpoint = torch.load(path, weights_only=True)
     del checkpoint[TRAIN_STATES_KEY]
     torch.save(checkpoint, path)
-    _run(train_config, tmp_path, "resumed", f"ckpt_path={run}")
+    run_recorded(train_config, tmp_path, "resumed", f"ckpt_path={run}")
 
     weights, ppl = _final(tmp_path / "runs" / "resumed")
     whole_weights, whole_ppl = _final(tmp_path / "runs" / "whole")

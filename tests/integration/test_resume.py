@@ -39,7 +39,7 @@ class BarWatcher(Callback):
         BarWatcher.n_batches = trainer.num_training_batches
 
 
-def _run(train_config, tmp_path, name, *overrides):
+def run_recorded(train_config, tmp_path, name, *overrides):
     Recorder.batches = []
     BarWatcher.seen = []
     train(
@@ -54,15 +54,30 @@ def _run(train_config, tmp_path, name, *overrides):
     return Recorder.batches
 
 
+def kill_at_7(train_config, tmp_path, *overrides):
+    """Trains run ``killed`` with a checkpoint every 7 steps and kills it at step 7 (the
+    Recorder raises); returns its run directory."""
+    with pytest.raises(RuntimeError, match="killed"):
+        run_recorded(
+            train_config,
+            tmp_path,
+            "killed",
+            *overrides,
+            "+callbacks.recorder.kill_at=7",
+            "callbacks.periodic.every_n_train_steps=7",
+        )
+    return tmp_path / "runs" / "killed"
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_killed_run_resumes_mid_epoch_without_repeating_or_skipping_data(
     train_config, tmp_path, workers
 ):
     loader = f"data.num_workers={workers}"
-    whole = _run(train_config, tmp_path, "whole", loader)
+    whole = run_recorded(train_config, tmp_path, "whole", loader)
     assert len(whole) > 10
     with pytest.raises(RuntimeError, match="killed"):
-        _run(
+        run_recorded(
             train_config,
             tmp_path,
             "killed",
@@ -75,7 +90,7 @@ def test_killed_run_resumes_mid_epoch_without_repeating_or_skipping_data(
     assert not (run / "checkpoints" / "last.ckpt").exists()  # killed before any validation
     saved = list((run / "checkpoints").glob("latest-step*.ckpt"))
     assert [torch.load(p, weights_only=True)["global_step"] for p in saved] == [7]
-    after = _run(train_config, tmp_path, "resumed", loader, f"ckpt_path={run}")
+    after = run_recorded(train_config, tmp_path, "resumed", loader, f"ckpt_path={run}")
     assert len(before) == 7 and len(before) + len(after) == len(whole)
     for a, b in zip(before + after, whole):
         assert torch.equal(a, b)
@@ -95,23 +110,14 @@ def test_the_progress_bar_of_a_resumed_run_shows_its_epoch_total_and_position(
         "trainer.enable_progress_bar=true",
         "+callbacks.bar._target_=tests.integration.test_resume.BarWatcher",
     )
-    with pytest.raises(RuntimeError, match="killed"):
-        _run(
-            train_config,
-            tmp_path,
-            "killed",
-            *limits,
-            *bar,
-            "+callbacks.recorder.kill_at=7",
-            "callbacks.periodic.every_n_train_steps=7",
-        )
+    kill_at_7(train_config, tmp_path, *limits, *bar)
     n_batches = BarWatcher.n_batches
     assert n_batches > 12
     total = n_batches if max_steps < 0 else max_steps
     assert BarWatcher.seen[0] == ("Epoch 0: ", 0, total, 0)
     killed = tmp_path / "runs" / "killed"
     capsys.readouterr()
-    _run(train_config, tmp_path, "resumed", *limits, *bar, f"ckpt_path={killed}")
+    run_recorded(train_config, tmp_path, "resumed", *limits, *bar, f"ckpt_path={killed}")
     # Not even while the next epoch's bar is reset: rates such as "-3.2e+05it/s".
     assert not re.findall(r"-[0-9.e+]+it/s", capsys.readouterr().out)
     # Lightning's own bar shows ("Training", 0, None, 0): no epoch, no total, no position.

@@ -10,13 +10,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from tests.helpers import FIXTURES, ROOT, quick_overrides
+from tests.helpers import FIXTURES, ROOT, quick_overrides, run_train_py
 
 KILL_AT = "ELMO_TEST_KILL_AT"
 
@@ -31,18 +30,7 @@ class KillAt(L.Callback):
 
 
 def _train(*argv: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop(KILL_AT, None)
-    if kill_at is not None:
-        env[KILL_AT] = str(kill_at)
-    return subprocess.run(
-        [sys.executable, "train.py", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_train_py(*argv, env={KILL_AT: None if kill_at is None else str(kill_at)})
 
 
 def _first_run(tmp_path: Path, run: Path, *extra: str, kill_at: int | None = None):

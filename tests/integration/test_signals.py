@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 
 import lightning as L
 import pytest
 import torch
 
-from tests.helpers import ROOT, quick_overrides
+from tests.helpers import quick_overrides, run_train_py
 
 SEND = "ELMO_TEST_SIGNAL_AT"
 
@@ -31,18 +30,7 @@ class SendSignal(L.Callback):
 
 
 def _train(*argv: str, send: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop(SEND, None)
-    if send:
-        env[SEND] = send
-    return subprocess.run(
-        [sys.executable, "train.py", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_train_py(*argv, env={SEND: send or None})
 
 
 @pytest.mark.parametrize(("name", "status"), [("SIGTERM", 143), ("SIGINT", 130)])
