@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from elmo_lm.cpu import path
 from elmo_lm.cpu.allocator import keep_freed_memory
 from elmo_lm.errors import OutputError, TrainingError, os_reason, user_errors
 from elmo_lm.formats.atomic import check_writable_dir, write_text
@@ -55,6 +56,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """
     current_targets(cfg)
     check_config(cfg)
+    check_path_setting()
     quiet_libraries()
     process_settings()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -189,6 +191,19 @@ def check_shards(datamodule, world_size: int, num_nodes: int = 1) -> None:
     raise TrainingError(
         f"{where}: {n} training sentences for {shares}, each of which reads its own; use {fix}"
     )
+
+
+def check_path_setting() -> None:
+    """``ELMO_LM_PATH`` names a path (``elmo_lm.cpu.path``): one line before any work, not a
+    ``ValueError`` from the first forward pass.
+
+    Raises:
+        TrainingError: e.g. ``ELMO_LM_PATH='gpu' is not a path; use one of auto, ...``.
+    """
+    try:
+        path.chosen()
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def process_settings() -> None:

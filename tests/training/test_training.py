@@ -251,3 +251,14 @@ def test_a_resume_with_other_data_settings_is_one_line():
         "a vocabulary of 5 tokens (the checkpoint's: 4; pass data.vocab_file=<the run's "
         "vocab.txt>)"
     )
+
+
+def test_an_unknown_elmo_lm_path_is_one_line_before_any_work(train_config, tmp_path, monkeypatch):
+    from elmo_lm.cpu import path
+    from elmo_lm.errors import TrainingError
+
+    monkeypatch.setenv("ELMO_LM_PATH", "gpu")
+    monkeypatch.setattr(path, "_environment", [])  # read the environment again
+    with pytest.raises(TrainingError, match=r"^ELMO_LM_PATH='gpu' is not a path; use one of auto,"):
+        train(train_config(tmp_path))
+    assert not (tmp_path / "runs" / "run" / "vocab.txt").exists()
