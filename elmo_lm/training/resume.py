@@ -21,10 +21,11 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from elmo_lm.errors import TrainingError
 from elmo_lm.training.checkpointing import resolve_ckpt_path
-from elmo_lm.training.config import override_key
+from elmo_lm.training.config import composition_message, override_key
 
 RUN_OVERRIDES = Path(".hydra") / "overrides.yaml"
 """What Hydra records of a run's command line, in its directory."""
@@ -106,8 +107,7 @@ def _check_unchanged(
 ) -> None:
     """Refuses ``new`` where the data or model composed from ``after`` differ from ``before``'s,
     naming the override (``model=small``) or else the key that changed."""
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        was, now = (_guarded(_compose(None, o)) for o in (before, after))
+    was, now = (_guarded(_compose(config_dir, o)) for o in (before, after))
     for key in sorted(was.keys() | now.keys()):
         if was.get(key) == now.get(key):
             continue
@@ -149,15 +149,14 @@ def _guarded(cfg) -> dict[str, object]:
     return flat
 
 
-def _compose(config_dir: Path | None, overrides: list[str]):
+def _compose(config_dir: Path, overrides: list[str]):
+    """The run's config composed again; a Hydra error is ``check_composes``'s one line."""
     try:
-        if config_dir is None:
-            return compose(config_name="train", overrides=overrides)
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             return compose(config_name="train", overrides=overrides)
-    except HydraException as exc:
-        first = str(exc).strip().split("\n")[0]
-        raise TrainingError(f"resuming with {' '.join(overrides)}: {first}") from None
+    except (HydraException, OmegaConfBaseException) as exc:
+        why = composition_message(exc, overrides, config_dir)
+        raise TrainingError(f"resuming with {' '.join(overrides)}: {why}") from None
 
 
 def merge(first: list[str], then: list[str]) -> list[str]:
