@@ -114,3 +114,15 @@ def may_read_on_host(t: torch.Tensor) -> bool:
     is one stream of kernels. ``ELMO_LM_PATH=accelerator`` runs that code on the CPU.
     """
     return for_tensor(t) != "accelerator"
+
+
+def allow_tf32(device: torch.device | str) -> None:
+    """On a GPU, lets float32 products run in TF32 (``torch.set_float32_matmul_precision
+    ("high")``): 8x the matmul throughput of strict float32 on Ampere and later, with float32's
+    range and a 10-bit mantissa, which the LM's training does not feel. Called wherever the
+    model runs on a GPU (training, embedding, the benchmarks); ``ELMO_LM_TF32=0`` keeps
+    strict float32. Nothing on other devices."""
+    if torch.device(device).type != "cuda" or os.environ.get("ELMO_LM_TF32", "1") == "0":
+        return
+    if torch.get_float32_matmul_precision() == "highest":
+        torch.set_float32_matmul_precision("high")

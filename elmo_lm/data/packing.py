@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 
 from elmo_lm.data.vocabulary import Vocabulary
-from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
+from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, PADDING_CHAR, token_to_char_ids
 
 Batch = dict[str, torch.Tensor | int | bool]
 
@@ -83,15 +83,80 @@ def _take(row: list, n: int, pad) -> list:
     return window
 
 
-def window_batch(windows: Windows, chars: CharIdCache, stream_id: int, reset: bool) -> Batch:
+def window_batch(
+    windows: Windows, chars: CharIdCache, stream_id: int, reset: bool, distinct: bool = False
+) -> Batch:
     """The tensors of one window: ``fwd_chars``/``bwd_chars`` (B, T, C) long char ids of the
     inputs, ``fwd_targets``/``bwd_targets`` (B, T) long target ids, and ``stream_id``, ``reset``
-    as given."""
+    as given; with ``distinct``, also ``tokens`` and ``token_index`` (``distinct_tokens``)."""
+    inputs = [row for x, _ in windows.values() for row in x]  # both directions in one lookup
+    rows = chars.rows(inputs).view(len(windows), -1, len(inputs[0]))  # (2, B, T)
     batch: Batch = {}
-    for d, (x, y) in windows.items():
-        batch[f"{d}_chars"] = chars(x)  # (B, T, C)
+    for i, (d, (_, y)) in enumerate(windows.items()):
+        batch[f"{d}_chars"] = chars.table[rows[i]].long()  # (B, T, C)
         batch[f"{d}_targets"] = long_tensor(y)  # (B, T)
+    if distinct:
+        batch.update(distinct_tokens(rows, chars.table))
     return {**batch, "stream_id": stream_id, "reset": reset}
+
+
+# Capacities of ``distinct_tokens``: its shapes are drawn from these, so that a run sees a
+# handful of them and the compiled graphs (and CUDA graphs) of a step are reused.
+TOKEN_STEPS = (4, 5, 6, 7)
+"""K_cap is ``m * 2**k`` (m in ``TOKEN_STEPS``, at least 16): each step at most 25% above the
+one below, multiples of 8 from 32 on. The distinct tokens of a batch of real text vary by a few
+percent from batch to batch (B = 32, T = 20 of the sample corpus: 217 to 274 of 1280), so a run
+takes two or three values; the zero rows add at most a quarter to the char CNN's work."""
+CHAR_CAPS = (8, 12, 16, 24, 32, 50)
+"""C_cap, in characters with the begin and end markers: the longest of a batch's tokens rounded
+up to one of these (and at most ``max_characters_per_token``). The longest token of a batch of
+thousands moves little (the sample corpus: 10 to 12), but a long word now and then reaches the
+cut at 50; coarse steps keep the values few, and the windows past it (the char CNN's
+convolutions, a minor share of its work at the published shapes, where the highways dominate)
+cost at most 1.6 times the windows needed."""
+
+
+def distinct_tokens(rows: torch.Tensor, table: torch.Tensor) -> Batch:
+    """The distinct tokens of a window's inputs, both directions, at capacities of a fixed ladder.
+
+    Args:
+        rows: (2, B, T) long rows of ``table`` (``CharIdCache.rows``: one per token string).
+        table: (entries, max_chars) the cache's char ids.
+
+    Returns:
+        ``tokens`` (K_cap, C_cap) long: the K distinct tokens' char ids cut to C_cap characters,
+        rows K.. zero; K_cap is K rounded up by ``TOKEN_STEPS`` (at most 2 * B * T), C_cap the
+        longest of them rounded up to ``CHAR_CAPS``, so the columns cut hold padding only.
+        ``token_index`` (2, B, T) long: ``tokens[token_index]``, padded back to max_chars with
+        padding characters, is ``fwd_chars``/``bwd_chars`` (all-zero rows stay zero rows).
+    """
+    unique, inverse = torch.unique(rows, return_inverse=True)  # (K,), (2, B, T)
+    chars = table[unique].long()  # (K, max_chars)
+    used = int(((chars != PADDING_CHAR + 1) & (chars != 0)).sum(1).max()) if len(chars) else 0
+    c_cap = round_up(used, char_caps(table.shape[1]))
+    k_cap = min(round_up(len(unique), token_caps(rows.numel())), rows.numel())
+    tokens = torch.zeros(k_cap, c_cap, dtype=torch.long)
+    tokens[: len(unique)] = chars[:, :c_cap]
+    return {"tokens": tokens, "token_index": inverse}
+
+
+def token_caps(n_positions: int) -> list[int]:
+    """The K_cap ladder up to ``n_positions`` (2 * B * T, the most tokens a batch can hold)."""
+    caps, scale = [], 4
+    while not caps or caps[-1] < n_positions:
+        caps += [m * scale for m in TOKEN_STEPS]
+        scale *= 2
+    return [c for c in caps if 16 <= c < n_positions] + [n_positions]
+
+
+def char_caps(max_chars: int) -> list[int]:
+    """The C_cap ladder for ids ``max_chars`` wide."""
+    return sorted({min(c, max_chars) for c in CHAR_CAPS} | {max_chars})
+
+
+def round_up(n: int, ladder: list[int]) -> int:
+    """The least step of ``ladder`` (ascending, its last one the largest value) at least ``n``."""
+    return next((c for c in ladder if c >= n), ladder[-1])
 
 
 def long_tensor(rows: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -120,6 +185,16 @@ class CharIdCache:
 
     def __call__(self, tokens: Sequence[Sequence[str]]) -> torch.Tensor:
         """(B, T, C) long ids of equally long rows of tokens; the token ``""`` is padding."""
+        rows = self.rows(tokens)  # first: it may grow or clear the table
+        return self._table[rows].long()
+
+    @property
+    def table(self) -> torch.Tensor:
+        """(entries, C) int16 char ids, row 0 all zeros; valid for the last ``rows`` call."""
+        return self._table
+
+    def rows(self, tokens: Sequence[Sequence[str]]) -> torch.Tensor:
+        """(B, T) long rows of ``table`` of equally long rows of tokens, one row per string."""
         if len(self._index) + sum(map(len, tokens)) > self.max_entries:
             self._clear()  # bounds memory on corpora with an unbounded number of distinct tokens
         index = self._index
@@ -131,4 +206,4 @@ class CharIdCache:
             chars = [token_to_char_ids(t, self.max_chars) for t in new]
             self._table[first : first + len(new)] = torch.tensor(chars, dtype=torch.int16)
             index.update(zip(new, range(first, first + len(new))))
-        return self._table[long_tensor([[index[t] for t in row] for row in tokens])].long()
+        return long_tensor([[index[t] for t in row] for row in tokens])

@@ -64,7 +64,9 @@ class TrainStream(_CorpusBatches):
 
     Each batch is a dict: ``fwd_chars``/``bwd_chars`` (B, T, C) long char ids of the input tokens,
     ``fwd_targets``/``bwd_targets`` (B, T) long vocabulary ids of the next tokens (unknown ->
-    ``<UNK>``), ``stream_id`` (the data-loader worker whose sentences the rows carry on: the
+    ``<UNK>``), ``tokens``/``token_index`` (the distinct input tokens of both directions and
+    where they go, at capacities of a fixed ladder: ``elmo_lm.data.packing.distinct_tokens``),
+    ``stream_id`` (the data-loader worker whose sentences the rows carry on: the
     worker id, but for a resume mid-epoch, see ``resume``) and ``reset`` (True on the first
     batch of each epoch only, not on the first after a resume). Use with
     ``DataLoader(batch_size=None)``.
@@ -162,7 +164,7 @@ class TrainStream(_CorpusBatches):
             if step >= skip:
                 # A resumed stream carries on the state its checkpoint saved for it (the module
                 # starts it from zeros where the checkpoint has none).
-                yield window_batch(window, chars, shard.worker_id, reset=step == 0)
+                yield window_batch(window, chars, shard.worker_id, reset=step == 0, distinct=True)
 
     def _endless(self, files: list[str], shard: Shard, epoch: int) -> Iterator[list[str]]:
         for n_pass in itertools.count():
@@ -361,4 +363,4 @@ class HeldOutStreams(_CorpusBatches):
         chars = CharIdCache(self.max_characters_per_token)
         windows = packed_windows(self.vocab, max(1, len(streams)), self.unroll_steps, next_sentence)
         for step, window in enumerate(itertools.islice(windows, self.n_batches)):
-            yield window_batch(window, chars, worker_id, reset=step == 0)
+            yield window_batch(window, chars, worker_id, reset=step == 0, distinct=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from elmo_lm.cpu.path import may_read_on_host
+from elmo_lm.cpu.path import allow_tf32, may_read_on_host
 from elmo_lm.formats.atomic import atomic_path
 from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
 from elmo_lm.formats.options import BiLMOptions
@@ -231,6 +231,7 @@ class BiLM(nn.Module):
             the token embedding twice, layer l the forward and backward LSTM layer l.
             ``"mask"``: (batch, time) bool.
         """
+        allow_tf32(char_ids.device)
         mask = (char_ids > 0).any(-1)  # (B, T)
         lengths = mask.sum(1)
         batch, time, _ = char_ids.shape
@@ -254,7 +255,12 @@ class BiLM(nn.Module):
         return {"layers": layers, "mask": mask}
 
     def lm_forward(
-        self, fwd_chars: torch.Tensor, bwd_chars: torch.Tensor, state: LstmState | None = None
+        self,
+        fwd_chars: torch.Tensor,
+        bwd_chars: torch.Tensor,
+        state: LstmState | None = None,
+        tokens: torch.Tensor | None = None,
+        token_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
         """The training path over continuous token streams.
 
@@ -262,12 +268,22 @@ class BiLM(nn.Module):
             fwd_chars: (batch, time, max_chars) forward-stream input tokens.
             bwd_chars: (batch, time, max_chars) backward-stream input tokens (reversed text).
             state: the state the previous window ended with, or None for zeros.
+            tokens, token_index: the loader's distinct tokens of both streams, (K_cap, C_cap)
+                char ids, and (2, batch, time) indices into them (``elmo_lm.data.packing``).
+                Where no host read is allowed (an accelerator) only these go through the
+                char CNN, windows up to ``C_cap``; the CPU paths find the distinct tokens
+                themselves and ignore them.
 
         Returns:
             Top-layer outputs (batch, time, P) of the forward and the backward LM (with dropout
             in training mode), and the state at the end of the window.
         """
-        emb = self.embed_tokens(torch.stack([fwd_chars, bwd_chars]))  # (2, B, T, P)
+        if tokens is not None and token_index is not None and not may_read_on_host(tokens):
+            # index_select, whose backward is one index_add
+            emb = torch.index_select(self.char_cnn(tokens), 0, token_index.reshape(-1))
+            emb = emb.view(*token_index.shape, -1)  # (2, B, T, P)
+        else:
+            emb = self.embed_tokens(torch.stack([fwd_chars, bwd_chars]))  # (2, B, T, P)
         outputs, new_state = self.lstm(emb, state)
         top = outputs[-1]
         if self.training and self.options.dropout > 0:

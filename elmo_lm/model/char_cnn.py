@@ -86,18 +86,51 @@ class CharCNN(nn.Module):
             self.proj_weight = nn.Parameter(torch.randn(n_filters, proj) * n_filters**-0.5)
             self.proj_bias = nn.Parameter(torch.zeros(proj))
         self.output_dim = proj
+        # (starts, F) True where a window start is past the filter's last VALID start, built
+        # once so that a forward only slices it (no host-to-device copy); None: never needed.
+        last = [self.max_chars - width for width, _ in self.filters]  # last start per filter
+        n_starts = self.max_chars - self.min_width + 1
+        mask = None
+        if n_starts - 1 > min(last):
+            limits = torch.cat(
+                [torch.full((num,), lim) for (_, num), lim in zip(self.filters, last)]
+            )
+            mask = torch.arange(n_starts)[:, None] > limits[None, :]
+        self.register_buffer("_past_end_mask", mask, persistent=False)
+        # Where each entry of the stacked filters (_stacked_filters) comes from in the filters
+        # flattened one after another and a zero after them: one gather makes the stack.
+        rows, offset, column = self.max_width * self.char_dim, 0, 0
+        stacked = torch.full((rows, n_filters), -1, dtype=torch.long)
+        for width, num in self.filters:
+            taps = width * self.char_dim
+            stacked[:taps, column : column + num] = offset + torch.arange(taps * num).view(
+                taps, num
+            )
+            offset, column = offset + taps * num, column + num
+        stacked[stacked < 0] = offset  # the zero
+        self.register_buffer("_filter_index", stacked.view(-1), persistent=False)
+        self.register_buffer("_zero", torch.zeros(1), persistent=False)
+        self._min_last_start = min(last)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """(..., max_chars) long -> (..., projection_dim). All-zero rows give unspecified vectors."""
+        """(..., C) long -> (..., projection_dim). All-zero rows give unspecified vectors.
+
+        ``C`` is at most ``max_characters_per_token``; with fewer columns the missing ones are
+        padding characters (the loader's ``tokens``, cut at its ``C_cap``): the result is that of
+        the full-width ids.
+        """
         lead = char_ids.shape[:-1]
         ids = char_ids.reshape(-1, char_ids.shape[-1])
-        if ids.shape[-1] != self.max_chars:
+        if not 1 <= ids.shape[-1] <= self.max_chars:
             raise ValueError(
-                f"char ids have {ids.shape[-1]} characters per token, the model expects {self.max_chars}"
+                f"char ids have {ids.shape[-1]} characters per token, the model expects at most "
+                f"{self.max_chars}"
             )
         shared: dict[str, torch.Tensor] = {}  # the stacked filters, shared by the groups
-        if not may_read_on_host(ids):  # an accelerator: every window of every token, fixed shapes
-            return self._finish(self._convolve(ids, self.max_chars, shared)).reshape(*lead, -1)
+        if not may_read_on_host(ids):
+            # An accelerator: every token given, windows up to its width (a Python int: the
+            # shape), so that shapes follow only the shapes of the input.
+            return self._finish(self._convolve(ids, ids.shape[-1], shared)).reshape(*lead, -1)
         # Characters of each token that are not padding: begin marker, bytes, end marker.
         n_chars = ((ids != PAD_ID) & (ids != 0)).sum(1)
         # Tokens in groups of similar length, so that each group's windows stop at its longest.
@@ -165,20 +198,18 @@ class CharCNN(nn.Module):
         """All filters as one (max_width * char_dim, n_filters) weight and (n_filters,) bias;
         rows past a filter's own taps are zero."""
         rows = self.max_width * self.char_dim
-        weight = torch.cat(
-            [nn.functional.pad(w, (0, 0, 0, rows - w.shape[0])) for w in self.conv_weights],
-            dim=1,
+        flat = torch.cat(
+            [*(w.reshape(-1) for w in self.conv_weights), self._zero.to(self.conv_weights[0].dtype)]
         )
+        weight = flat.index_select(0, self._filter_index).view(rows, -1)
         return weight, torch.cat(list(self.conv_biases))
 
     def _past_end(self, n_starts: int) -> torch.Tensor | None:
-        """(n_starts, F) True where a window start is past the filter's last VALID start."""
-        last = [self.max_chars - width for width, _ in self.filters]  # last start per filter
-        if n_starts - 1 <= min(last):
+        """(n_starts, F) True where a window start is past the filter's last VALID start: a
+        slice of the mask built at init, on the module's device."""
+        if n_starts - 1 <= self._min_last_start:
             return None
-        starts = torch.arange(n_starts)[:, None]
-        limits = torch.cat([torch.full((num,), lim) for (_, num), lim in zip(self.filters, last)])
-        return (starts > limits[None, :]).to(self.char_embed.weight.device)
+        return self._past_end_mask[:n_starts]
 
 
 class _MaxOverStarts(torch.autograd.Function):

@@ -7,6 +7,7 @@ from torch import nn
 
 from elmo_lm.cpu import kernels, matmul
 from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.model import cell
 
 # (h, c): h (n_layers, 2, batch, projection_dim), c (n_layers, 2, batch, dim); direction 0 is
 # forward, 1 backward.
@@ -52,6 +53,11 @@ class ElmoLstm(nn.Module):
         self.proj_clip = lstm.proj_clip
         self.use_skip_connections = lstm.use_skip_connections
         self.dropout_p = options.dropout  # the rate; dropout() below is the function
+        # Under bfloat16 autocast (or with bfloat16 inputs), on the torch and accelerator paths
+        # (NativeLayer keeps float32): the recurrent and projection products in bfloat16, the
+        # cell state and gate arithmetic in float32. False: the whole recurrence in float32.
+        # Set it after construction.
+        self.bf16_recurrence = False
         p, h = self.proj_dim, self.dim
         # Per layer, the weights file's layout with a leading direction axis.
         self.weights = nn.ParameterList()  # (2, P + P, 4H)   W_0
@@ -151,36 +157,58 @@ class ElmoLstm(nn.Module):
             z_fwd, z_bwd = (matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(2))
         else:  # small: one batched product for both directions
             z_fwd, z_bwd = torch.baddbmm(bias, x, w_in)
-        return LstmSteps.apply(z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, *clips)
+        low = torch.bfloat16 if self._bf16_products(x) else None
+        return LstmSteps.apply(z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, *clips, low)
+
+    def _bf16_products(self, x: torch.Tensor) -> bool:
+        """Whether ``LstmSteps`` runs its products in bfloat16 (``bf16_recurrence``)."""
+        if not self.bf16_recurrence:
+            return False
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            return torch.get_autocast_dtype(device) == torch.bfloat16
+        return x.dtype == torch.bfloat16
 
 
 class LstmSteps(torch.autograd.Function):
     """The recurrent steps of one layer (both directions), with a hand-written backward.
 
-    Forward keeps each step's gate activations; backward runs the steps in reverse and then
-    computes the recurrent and projection weight gradients as one matmul over all steps, instead
-    of one small matmul per step.
+    A step is four operations each way, whatever the shape: forward the recurrent product
+    (with the input contributions added), the fused cell (``cell.lstm_cell``), the projection
+    and its clip; backward the clip's mask, the projection's gradient product, the fused cell
+    gradient (``cell.lstm_cell_backward``) and the recurrent gradient product. On a GPU each is
+    a kernel launch. Everything that does not depend on the gradient arriving from later steps
+    is worked out before the loop, and each pass writes its steps' results into lists, joined
+    once after it (no writes into views: ``torch.compile`` traces the steps as they are).
+    Backward then computes the recurrent and projection weight gradients as one matmul over all
+    steps, instead of one small matmul per step.
 
     These are torch operations, for GPUs, ``torch.compile``, the torch and accelerator paths
     (``ELMO_LM_PATH``) and where ``kernels.c`` cannot be built; on the native path
     ``NativeLayer`` does the same work in C.
 
     Under autocast (mixed precision) the steps run in float32: the recurrence and its clipping
-    stay exact, only the large input matmul before them runs in low precision.
+    stay exact, only the large input matmul before them runs in low precision. With ``low``
+    (``ElmoLstm.bf16_recurrence``) the recurrent and projection products, and the outputs, are
+    of that dtype instead, while the cell state and the gate arithmetic stay float32.
 
     Inputs: z_fwd and z_bwd (N, 4H), each direction's time-major packed input contributions
-    (bias and forget bias in); h (2, B, P) and c (2, B, H) initial states of the rows sorted by length; w_rec (2, P, 4H);
-    proj (2, H, P), or None for no projection (and no proj_clip); batch_sizes, the running rows
-    per step. Returns the packed outputs (2, N, P) and each row's final h and c.
+    (bias and forget bias in); h (2, B, P) and c (2, B, H) initial states of the rows sorted by
+    length; w_rec (2, P, 4H); proj (2, H, P), or None for no projection (and no proj_clip);
+    batch_sizes, the running rows per step; the clips; low, the products' dtype or None.
+    Returns the packed outputs (2, N, P) and each row's final h and c.
     """
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
-    def forward(ctx, z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip):
+    def forward(ctx, z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip, low=None):
         ctx.batch_sizes, ctx.clips = batch_sizes, (cell_clip, proj_clip)
-        z_in = torch.stack([z_fwd, z_bwd])
-        dim = c.shape[-1]
+        h_dtype = h.dtype
+        z_in = torch.stack([z_fwd, z_bwd])  # (2, N, 4H)
+        if low is not None:  # the products in low precision, the cell in float32
+            z_in, h, w_rec, c = z_in.to(low), h.to(low), w_rec.to(low), c.float()
+            proj = None if proj is None else proj.to(low)
         h0, c0 = h, c
         acts, cells, tanh_cells, pre_proj, outs, done_h, done_c = [], [], [], [], [], [], []
         start = 0
@@ -191,86 +219,75 @@ class LstmSteps(torch.autograd.Function):
                 h, c = h[:, :n], c[:, :n]
             a = matmul.bmm(h, w_rec, z_in[:, start : start + n])  # (2, n, 4H): i, j, f, o
             start += n
-            a[..., :dim].sigmoid_()
-            a[..., dim : 2 * dim].tanh_()
-            a[..., 2 * dim :].sigmoid_()
-            c = torch.addcmul(a[..., 2 * dim : 3 * dim] * c, a[..., :dim], a[..., dim : 2 * dim])
-            if cell_clip is not None:
-                c.clamp_(-cell_clip, cell_clip)
-            tanh_c = torch.tanh(c)
-            m = a[..., 3 * dim :] * tanh_c  # (2, n, H)
+            gates, c, tanh_c, m = cell.lstm_cell(a, c, cell_clip)  # (2, n, 4H), (2, n, H) x 3
             h = m
             if proj is not None:
                 h = matmul.bmm(m, proj)  # (2, n, P)
                 if proj_clip is not None:
-                    h.clamp_(-proj_clip, proj_clip)
-            acts.append(a)
+                    h = h.clamp(-proj_clip, proj_clip)
+            acts.append(gates)
             cells.append(c)
             tanh_cells.append(tanh_c)
             pre_proj.append(m)
             outs.append(h)
         # Rows ended in order of decreasing index: put them back in row order.
-        h_final = torch.cat([h, *reversed(done_h)], dim=1)
-        c_final = torch.cat([c, *reversed(done_c)], dim=1)
-        out = torch.cat(outs, dim=1)
-        ctx.acts, ctx.cells, ctx.tanh_cells, ctx.pre_proj = acts, cells, tanh_cells, pre_proj
-        ctx.save_for_backward(h0, c0, w_rec, proj, out)
+        if done_h:
+            h, c = (
+                torch.cat([h, *reversed(done_h)], dim=1),
+                torch.cat([c, *reversed(done_c)], dim=1),
+            )
+        h_final, c_final = h.to(h_dtype), c
+        out = torch.cat(outs, dim=1)  # (2, N, P)
+        # (2, N, 4H) the gates after their activations; (2, N, H) c, tanh(c) and m
+        saved = [torch.cat(steps, dim=1) for steps in (acts, cells, tanh_cells)]
+        saved.append(None if proj is None else torch.cat(pre_proj, dim=1))
+        ctx.save_for_backward(h0, c0, w_rec, proj, out, *saved)
         return out, h_final, c_final
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, d_out, d_h_final, d_c_final):
-        h0, c0, w_rec, proj, out = ctx.saved_tensors
+        h0, c0, w_rec, proj, out, acts, cells, tanh_c, pre_proj = ctx.saved_tensors
         cell_clip, proj_clip = ctx.clips
         sizes = ctx.batch_sizes
-        dim = c0.shape[-1]
         starts = _step_starts(sizes)
-        # Every factor that does not depend on the gradient arriving from later steps, for all
-        # steps at once (2, N, .): the loop below is then a few operations per step.
-        acts = torch.cat(ctx.acts, dim=1)  # (2, N, 4H): i, j, f, o after their activations
-        cells = torch.cat(ctx.cells, dim=1)  # (2, N, H)
-        tanh_c = torch.cat(ctx.tanh_cells, dim=1)  # (2, N, H)
-        c_prev = torch.cat(
-            [c0[:, : sizes[0]]] + [ctx.cells[t - 1][:, : sizes[t]] for t in range(1, len(sizes))],
-            dim=1,
-        )  # (2, N, H): the cell before each step
-        i, g, f, o = acts.split(dim, dim=-1)
-        # d z = [dc, dc, dc, dm] * gates: the gate pre-activations' gradients
-        gates = torch.cat(
-            [g * i * (1 - i), i * (1 - g * g), c_prev * f * (1 - f), tanh_c * o * (1 - o)], dim=-1
-        )
-        dm_to_dc = o * (1 - tanh_c * tanh_c)  # (2, N, H)
-        cell_keep = None if cell_clip is None else (cells.abs() < cell_clip).to(cells.dtype)
-        proj_keep = None
+        low = out.dtype  # the products' dtype
+        d_out = d_out.to(low)  # (2, N, P)
+        proj_keep = None  # (2, N, P): where the projection's clip lets the gradient through
         if proj is not None and proj_clip is not None:
-            proj_keep = (out.abs() < proj_clip).to(out.dtype)  # (2, N, P)
-        d_h = d_h_final.clone()  # (2, B, P): gradient reaching each row's h from later steps
-        d_c = d_c_final.clone()  # (2, B, H)
-        d_z_in = torch.empty_like(acts)  # (2, N, 4H)
-        d_h_proj = torch.empty_like(out) if proj is not None else None  # (2, N, P)
+            proj_keep = (out.abs() < proj_clip).to(low)
+            d_out = d_out * proj_keep
+        d_h = d_h_final.to(low)  # (2, B, P): gradient reaching each row's h from later steps
+        d_c = d_c_final.to(cells.dtype)  # (2, B, H)
         w_rec_t = w_rec.transpose(1, 2)
         proj_t = None if proj is None else proj.transpose(1, 2)
+        d_zs, d_hs = [], []  # per step, last first: (2, n, 4H) and (2, n, P)
         for t in range(len(sizes) - 1, -1, -1):
             n, s = sizes[t], starts[t]
             step = slice(s, s + n)
             if proj is None:
-                dm = dh = d_out[:, step] + d_h[:, :n]  # (2, n, H)
+                dm = d_out[:, step] + d_h[:, :n]  # (2, n, H)
             else:
-                dh = torch.add(d_out[:, step], d_h[:, :n], out=d_h_proj[:, step])
-                if proj_keep is not None:
-                    dh.mul_(proj_keep[:, step])
+                if proj_keep is None:
+                    dh = d_out[:, step] + d_h[:, :n]
+                else:
+                    dh = torch.addcmul(d_out[:, step], d_h[:, :n], proj_keep[:, step])
+                d_hs.append(dh)  # (2, n, P)
                 dm = matmul.bmm(dh, proj_t)  # (2, n, H)
-            dc = torch.addcmul(d_c[:, :n], dm, dm_to_dc[:, step])
-            if cell_keep is not None:
-                dc.mul_(cell_keep[:, step])
-            dz = d_z_in[:, step]
-            torch.mul(torch.cat([dc, dc, dc, dm], dim=-1), gates[:, step], out=dz)
-            d_h[:, :n] = matmul.bmm(dz, w_rec_t)
-            d_c[:, :n] = dc * f[:, step]
-        pre_proj = None if proj is None else torch.cat(ctx.pre_proj, dim=1)  # (2, N, H)
+            c_prev = c0[:, :n] if t == 0 else cells[:, starts[t - 1] : starts[t - 1] + n]
+            dz, dc = cell.lstm_cell_backward(
+                dm, d_c[:, :n], acts[:, step], cells[:, step], tanh_c[:, step], c_prev, cell_clip
+            )
+            d_zs.append(dz)  # (2, n, 4H)
+            d_h_rec = matmul.bmm(dz, w_rec_t)  # (2, n, P)
+            if n < d_h.shape[1]:  # rows past n end before step t: theirs wait for their steps
+                d_h_rec, dc = torch.cat([d_h_rec, d_h[:, n:]], 1), torch.cat([dc, d_c[:, n:]], 1)
+            d_h, d_c = d_h_rec, dc
+        d_z_in = torch.cat(d_zs[::-1], dim=1)  # (2, N, 4H)
+        d_h_proj = None if proj is None else torch.cat(d_hs[::-1], dim=1)  # (2, N, P)
         d_w_rec, d_proj = _weight_grads(h0, out, sizes, d_z_in, pre_proj, d_h_proj)
-        return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None
+        return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None, None
 
 
 def _runs_native(x: torch.Tensor) -> bool:

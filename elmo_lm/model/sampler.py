@@ -46,7 +46,7 @@ def draws_needed(num_sampled: int, range_max: int, sigmas: float = 8.0) -> int:
     chance far below 1e-12 of falling short: the expected number of distinct ids in ``m`` draws,
     ``sum(1 - (1 - p) ** m)``, less ``sigmas`` standard deviations, reaches ``num_sampled``.
     """
-    p = log_uniform_probs(torch.arange(range_max), range_max)
+    p = log_uniform_probs(torch.arange(range_max, device="cpu"), range_max)  # on the host
     log_miss = torch.log1p(-p)
 
     def short(m: int) -> bool:
@@ -90,6 +90,7 @@ def log_uniform_candidates(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     read_on: bool = True,
+    num_draws: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draws ``num_sampled`` distinct ids log-uniformly from ``[0, range_max)``, as TF's
     ``log_uniform_candidate_sampler(unique=True)``: a stream of draws is read until that many
@@ -99,7 +100,8 @@ def log_uniform_candidates(
     which holds enough distinct ids but with a chance far below 1e-12. On the CPU, where a check
     costs nothing, a pass that falls short reads more of the stream; on an accelerator the check
     is an asynchronous assertion, so that the step needs no host synchronisation
-    (``read_on=False`` skips the CPU check too, as a test of that path).
+    (``read_on=False`` skips the CPU check too, as a test of that path). ``num_draws``: the
+    ``draws_needed`` of these sizes, worked out beforehand (a compiled step does not call it).
 
     Returns:
         The ids (num_sampled,) long on ``device``, in order of first draw, and ``num_tries``, a
@@ -108,7 +110,7 @@ def log_uniform_candidates(
     if not 0 < num_sampled < range_max:
         raise ValueError(f"num_sampled={num_sampled} must lie in (0, range_max={range_max})")
     device = torch.device(device or "cpu")
-    m = draws_needed(num_sampled, range_max)
+    m = num_draws or draws_needed(num_sampled, range_max)
     log_range = math.log1p(range_max)
 
     def draw(n: int) -> torch.Tensor:

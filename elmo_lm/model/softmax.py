@@ -22,7 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from elmo_lm.cpu import kernels, matmul
-from elmo_lm.model.sampler import expected_counts, log_uniform_candidates, log_uniform_probs
+from elmo_lm.cpu.path import may_read_on_host
+from elmo_lm.model.sampler import (
+    draws_needed,
+    expected_counts,
+    log_uniform_candidates,
+    log_uniform_probs,
+)
 
 
 @torch.compiler.disable
@@ -37,9 +43,32 @@ def sparse_rows(
     return F.embedding(ids, weight, sparse=True), F.embedding(ids, bias, sparse=True).squeeze(1)
 
 
+class _BufferedRows(torch.autograd.Function):
+    """The rows and biases of ``ids`` (K,) -> (K, P), (K,), whose gradient goes to ``sink``
+    (K, P + 1), weight columns then the bias, one entry per id: a dense buffer of a fixed
+    shape, where ``sparse_rows`` makes a sparse tensor (which torch.compile cannot trace and a
+    CUDA graph cannot hold). The weights get no gradient from here: ``Softmax.row_gradient``
+    hands the sink's to the optimizer."""
+
+    @staticmethod
+    def forward(ctx, ids, weight, bias, sink):
+        return weight.index_select(0, ids), bias.index_select(0, ids).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, d_rows, d_bias):
+        return None, None, None, torch.cat([d_rows, d_bias[:, None].to(d_rows.dtype)], 1)
+
+
 # Columns past the sampled classes: the target's logit, then -inf columns up to a multiple of 128
 # (aligned rows, and product shapes oneDNN reuses; matmul.SHAPE_STEP).
 COLUMN_STEP = 128
+
+
+def _extra_columns(n_sampled: int) -> int:
+    """The columns after ``n_sampled``: up to a multiple of ``COLUMN_STEP``, at least two (the
+    target's, and a -inf one where a row without an accidental hit puts its -inf)."""
+    extra = COLUMN_STEP - n_sampled % COLUMN_STEP
+    return extra + COLUMN_STEP if extra < 2 else extra
 
 
 def _softmax_rows(logits: torch.Tensor) -> torch.Tensor:
@@ -69,17 +98,15 @@ class _SampledNLL(torch.autograd.Function):
     @staticmethod
     def forward(ctx, true_logits, inputs, sampled_w, sampled_b, hit_cols):
         s = sampled_w.shape[0]
-        extra = COLUMN_STEP - s % COLUMN_STEP  # >= 1: the target's column, then -inf ones
+        extra = _extra_columns(s)  # >= 2: the target's column, then -inf ones
         weight = torch.cat([sampled_w, sampled_w.new_zeros(extra, sampled_w.shape[1])])
         bias = torch.cat(
             [sampled_b, sampled_b.new_zeros(1), sampled_b.new_full((extra - 1,), -math.inf)]
         )
         logits = matmul.addmm(bias, inputs, weight.t()).float()  # (N, S + extra)
         logits[:, s] = true_logits.float()
-        if hit_cols is not None:  # (N,) the target's column among the sampled, or -1
-            cols = hit_cols.clamp(min=0)[:, None]  # a row without a hit rewrites its column 0
-            kept = logits.gather(1, cols)
-            logits.scatter_(1, cols, torch.where(hit_cols[:, None] >= 0, -math.inf, kept))
+        if hit_cols is not None:  # (N,) the target's column among the sampled, or s + 1
+            logits.scatter_(1, hit_cols[:, None], -math.inf)  # column s + 1 is -inf already
         probs = _softmax_rows(logits)
         del logits
         p_true = probs[:, s].clamp(min=torch.finfo(torch.float32).tiny)
@@ -144,12 +171,14 @@ def sampled_softmax_nll(
         sampled_b = sampled_b - log_sampled_expected
     hit_cols = None
     if remove_accidental_hits:
-        # Each target's column among the sampled (-1: not sampled), read from a table over the
-        # class ids: one fill of 4 bytes per class, cheaper than a sort of the sampled ids even
-        # at 800,000 classes (docs/PERFORMANCE.md).
-        column = torch.full((weight.shape[0],), -1, dtype=torch.int32, device=targets.device)
-        column[sampled] = torch.arange(len(sampled), dtype=torch.int32, device=targets.device)
-        hit_cols = column[targets].long()  # (N,)
+        # Each target's column among the sampled, or the first -inf column past them (s + 1)
+        # where it was not sampled, read from a table over the class ids: one fill of 8 bytes
+        # per class, cheaper than a sort of the sampled ids even at 800,000 classes
+        # (docs/PERFORMANCE.md), and the scatter of -inf needs nothing else.
+        s = len(sampled)
+        column = torch.full((weight.shape[0],), s + 1, dtype=torch.long, device=targets.device)
+        column[sampled] = torch.arange(s, device=targets.device)
+        hit_cols = column[targets]  # (N,)
     return _SampledNLL.apply(true_logits, inputs, sampled_w, sampled_b, hit_cols)
 
 
@@ -181,6 +210,17 @@ def full_softmax_nll(
     )
 
 
+def logit_budget(like: torch.Tensor) -> int:
+    """Logits of one chunk of the full softmax without autograd: on a GPU, as many as a
+    sixteenth of its free memory holds (each logit is read a few times: the product, the
+    log-softmax, the pick), up to 2**28, so that the softmax matrix is read once per several
+    hundred rows, not once per few; on the CPU 2**24 (64 MB), which stays near its caches."""
+    if like.device.type != "cuda":
+        return 2**24
+    free, _ = torch.cuda.mem_get_info(like.device)
+    return int(max(2**22, min(2**28, free // (16 * like.element_size()))))
+
+
 class Softmax(nn.Module):
     """The softmax of one LM direction over a vocabulary, separate from the input embeddings.
 
@@ -206,6 +246,43 @@ class Softmax(nn.Module):
         # The original trainer's initialisation: N(0, 1 / sqrt(P)) weights, zero biases.
         self.weight = nn.Parameter(torch.randn(n_classes, dim) * dim**-0.5)  # (V, P)
         self.bias = nn.Parameter(torch.zeros(n_classes, 1))  # (V, 1)
+        # Worked out on the host here, once: a step only reads the number.
+        self.num_draws = draws_needed(n_negative_samples, n_classes) if sampled else 0
+        # Fixed-shape row buffers of the accelerator's step (use_row_buffers): the ids looked
+        # up, and a leaf whose gradient receives their rows' gradients.
+        self.row_ids: torch.Tensor | None = None
+        self.row_grads: torch.Tensor | None = None
+
+    def row_count(self, n_targets: int) -> int:
+        """Rows a training step of ``forward_pair`` looks up: each direction's targets and
+        negatives."""
+        return 2 * (n_targets + self.n_negative_samples)
+
+    def use_row_buffers(self, n_targets: int, like: torch.Tensor) -> None:
+        """Makes the sampled softmax's gradient of the next ``forward_pair`` (``n_targets`` per
+        direction) one dense buffer of a fixed shape instead of a sparse tensor: ``row_ids``
+        (K,) and ``row_grads.grad`` (K, P + 1), read by ``row_gradient`` after the backward.
+        The buffers stay from step to step (a CUDA graph needs their addresses to stay); their
+        gradient is cleared here."""
+        k, width = self.row_count(n_targets), self.weight.shape[1] + 1
+        if (
+            self.row_grads is None
+            or self.row_grads.shape != (k, width)
+            or (self.row_grads.device != like.device)
+        ):
+            self.row_ids = torch.zeros(k, dtype=torch.long, device=like.device)
+            self.row_grads = torch.zeros(
+                k, width, dtype=self.weight.dtype, device=like.device, requires_grad=True
+            )
+        self.row_grads.grad = None
+
+    def row_gradient(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """After a backward through the row buffers: the ids (K,) and their gradient rows
+        (K, P + 1), weight columns then bias, one entry per looked-up id (repeats not summed);
+        None when the step did not use them."""
+        if self.row_grads is None or self.row_grads.grad is None:
+            return None
+        return self.row_ids, self.row_grads.grad
 
     def forward(
         self, inputs: torch.Tensor, targets: torch.Tensor
@@ -234,8 +311,12 @@ class Softmax(nn.Module):
                 return nll, count
             nll = self.sampled_nll(x, t.clamp(min=0))  # (N,)
             return (nll * keep.reshape(-1).to(nll.dtype)).sum(), count
+        if not may_read_on_host(inputs):  # every position, those without a target zeroed
+            x, t = inputs.reshape(-1, inputs.shape[-1]), targets.reshape(-1)
+            nll = full_softmax_nll(x, t.clamp(min=0), self.weight, self.bias, logit_budget(x))
+            return (nll * keep.reshape(-1).to(nll.dtype)).sum(), count
         x, t = inputs[keep], targets[keep]  # (N, P), (N,)
-        return full_softmax_nll(x, t, self.weight, self.bias).sum(), count
+        return full_softmax_nll(x, t, self.weight, self.bias, logit_budget(x)).sum(), count
 
     def forward_pair(
         self,
@@ -260,7 +341,12 @@ class Softmax(nn.Module):
             pieces.append((x, t, keep, *self.draw_negatives(t, x.dtype)))
         ids = torch.cat([i for _, t, _, sampled, _ in pieces for i in (t, sampled)])
         sizes = [len(t) + len(sampled) for _, t, _, sampled, _ in pieces]
-        rows, biases = sparse_rows(ids, self.weight, self.bias)
+        sink = self.row_grads
+        if sink is not None and sink.grad is None and sink.shape[0] == ids.shape[0]:
+            self.row_ids.copy_(ids)  # in place: the buffer keeps its address
+            rows, biases = _BufferedRows.apply(ids, self.weight, self.bias, sink)
+        else:
+            rows, biases = sparse_rows(ids, self.weight, self.bias)
         out = []
         for (x, t, keep, sampled, log_q), r, b in zip(
             pieces, rows.split(sizes), biases.split(sizes)
@@ -275,7 +361,10 @@ class Softmax(nn.Module):
         """Freshly drawn negatives (S,) and the log expected counts of ``targets`` (N,) and of
         the negatives (S,), in ``dtype``."""
         sampled, num_tries = log_uniform_candidates(
-            self.n_negative_samples, self.n_classes, device=targets.device
+            self.n_negative_samples,
+            self.n_classes,
+            device=targets.device,
+            num_draws=self.num_draws or None,
         )
         ids = torch.cat([targets, sampled])  # one pass of the elementwise work for both
         probs = log_uniform_probs(ids, self.n_classes)

@@ -78,7 +78,24 @@ def _without_flops(summary_data: list[tuple[str, list[str]]]) -> list[tuple[str,
 class ProgressBar(TQDMProgressBar):
     """Lightning's bar, which after a resume also shows the epoch, its total and the batches it
     had done: Lightning does not call ``on_train_epoch_start`` for the epoch a checkpoint was
-    saved in, where its bar sets them."""
+    saved in, where its bar sets them.
+
+    It shows the module's ``progress_metrics`` (train/ppl, tokens/s), read as numbers on the
+    steps that logged them (``logged_this_step``) and kept for the steps between. They are not
+    logged with ``prog_bar=True``: Lightning would read every such metric as a number at every
+    step's end, and on a GPU each read waits for the device to finish the step.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._shown: dict[str, float] = {}
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        keys = getattr(pl_module, "progress_metrics", ())
+        if trainer.training and getattr(pl_module, "logged_this_step", True):
+            found = trainer.callback_metrics
+            self._shown.update({k: float(found[k]) for k in keys if k in found})
+        return {**super().get_metrics(trainer, pl_module), **self._shown}
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         # Before Lightning's reset redraws the bar: a rate counted from 0, not from a resume.

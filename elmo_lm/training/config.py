@@ -305,6 +305,11 @@ _POSITIVE_NUMBERS = ("module.lr", "module.clip_norm", "trainer.val_check_interva
 _NON_NEGATIVE_NUMBERS = ("module.initial_accumulator_value",)
 
 
+COMPILE_MODES = ("none", "default", "reduce-overhead")
+"""``compile=``: a training window's loss eager, compiled whole, or compiled and captured as
+CUDA graphs (``ElmoLM.set_compile``)."""
+
+
 def check_config(cfg: DictConfig) -> None:
     """Refuses impossible settings before anything is read or built, naming the key.
 
@@ -359,3 +364,11 @@ def check_config(cfg: DictConfig) -> None:
     v = value("trainer.limit_val_batches")
     if v is not None and not (is_number(v) and v >= 0):
         refuse("trainer.limit_val_batches", "null, 0 (no validation), a fraction or a number")
+    if str(value("trainer.precision")) in ("bf16-true", "16-true"):
+        raise TrainingError(
+            f"trainer.precision={value('trainer.precision')} would keep the weights and "
+            "Adagrad's sums of squares in 16 bits, where small updates vanish; use "
+            "trainer.precision=bf16-mixed (float32 weights, bf16 products)"
+        )
+    if value("compile") is not None and value("compile") not in COMPILE_MODES:
+        refuse("compile", "one of " + ", ".join(COMPILE_MODES))

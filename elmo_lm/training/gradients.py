@@ -68,7 +68,13 @@ def padded_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     (n,) row ids and (n, *row) sums for its n entries, the distinct rows first (increasing),
     then slots of zeros (row 0). Summing or index-adding them gives the coalesced gradient's
     result exactly, and the shapes do not depend on the data (an accelerator's step)."""
-    entries, values = grad._indices()[0], grad._values()
+    return padded_entries(grad._indices()[0], grad._values())
+
+
+def padded_entries(
+    entries: torch.Tensor, values: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``padded_rows`` of the entries (n,) and their rows (n, *row): one stable sort."""
     entries, order = entries.sort(stable=True)
     first = torch.ones_like(entries, dtype=torch.bool)
     first[1:] = entries[1:] != entries[:-1]
@@ -76,6 +82,96 @@ def padded_rows(grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rows = torch.zeros_like(entries).scatter_(0, slot, entries)
     sums = torch.zeros_like(values).index_add_(0, slot, values[order])
     return rows, sums
+
+
+def set_row_gradients(
+    weight: torch.nn.Parameter, bias: torch.nn.Parameter, ids: torch.Tensor, grads: torch.Tensor
+) -> None:
+    """The softmax's gradients from its row buffers (``Softmax.row_gradient``): the entries
+    ``ids`` (K,) with rows ``grads`` (K, P + 1), weight columns then the bias, summed per row
+    by one sort for both (``padded_entries``: fixed shapes, no host read) into sparse
+    gradients of K entries, the distinct rows then zero rows at row 0. They are marked
+    coalesced, which is what their readers need: ``clip_grad_norm`` and ``RowAdagrad`` read
+    them as they are (a zero row changes neither a norm nor an update), with no sort again."""
+    rows, sums = padded_entries(ids, grads)
+    p = weight.shape[1]
+    weight.grad = torch.sparse_coo_tensor(
+        rows[None], sums[:, :p].to(weight.dtype), weight.shape, is_coalesced=True
+    )
+    bias.grad = torch.sparse_coo_tensor(
+        rows[None], sums[:, p:].to(bias.dtype), bias.shape, is_coalesced=True
+    )
+
+
+class PackedRowGather:
+    """The DDP average of the softmax's row buffers: each rank's ids and gradient rows packed
+    as one buffer [id | weight row | bias] (K, P + 2), the same size on every rank (equal
+    batches look up equally many rows), gathered by one ``all_gather_into_tensor``. ``start``
+    is called by a hook as soon as the gradient exists (the softmax's is the first of the
+    backward), so the collective runs while the rest of the backward does; ``finish`` waits.
+    Where the backend lacks the collective, the list form over the same packed buffer."""
+
+    def __init__(self):
+        self._pending: tuple | None = None
+
+    def start(self, ids: torch.Tensor, grads: torch.Tensor, n_classes: int) -> None:
+        # The ids ride in the rows' dtype, exact to 2**24 classes in float32; else float64.
+        exact = grads.dtype == torch.float32 and n_classes <= 2**24
+        dtype = grads.dtype if exact else torch.float64
+        packed = torch.cat([ids.to(dtype)[:, None], grads.to(dtype)], 1)
+        world = dist.get_world_size()
+        out = packed.new_empty(world * packed.shape[0], packed.shape[1])
+        try:
+            work = dist.all_gather_into_tensor(out, packed, async_op=True)
+        except (RuntimeError, NotImplementedError, AttributeError):
+            parts = list(out.chunk(world))
+            work = dist.all_gather(parts, packed, async_op=True)
+        self._pending = (work, out, grads.dtype, world)
+
+    def finish(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Every rank's ids (W K,) and their rows averaged over the ranks (W K, P + 1)."""
+        if self._pending is None:
+            return None
+        work, out, dtype, world = self._pending
+        self._pending = None
+        work.wait()
+        return out[:, 0].long(), (out[:, 1:] / world).to(dtype)
+
+
+class RowBufferGradients:
+    """The sampled softmax's gradient on an accelerator: fixed-shape row buffers
+    (``Softmax.use_row_buffers``) made sparse gradients by ``set_row_gradients``, under DDP
+    averaged by a ``PackedRowGather`` that a hook starts as soon as their gradient exists."""
+
+    def __init__(self, softmax):
+        self.softmax = softmax
+        self._gather: PackedRowGather | None = None
+        self._hooked: torch.Tensor | None = None  # the buffer the gather's hook is on
+
+    def prepare(self, n_targets: int, like: torch.Tensor, distributed: bool) -> None:
+        """Before the step's forward: the buffers for ``n_targets`` per direction."""
+        softmax = self.softmax
+        softmax.use_row_buffers(n_targets, like)
+        sink = softmax.row_grads
+        if distributed and self._hooked is not sink:
+            self._gather = gather = PackedRowGather()
+
+            def start(buffer: torch.Tensor) -> None:
+                gather.start(softmax.row_ids, buffer.grad, softmax.n_classes)
+
+            sink.register_post_accumulate_grad_hook(start)
+            self._hooked = sink
+
+    def finish(self, distributed: bool) -> bool:
+        """After the backward: the softmax's gradients set (averaged over the ranks); False
+        when the step did not use the buffers."""
+        rows = self.softmax.row_gradient()
+        if rows is None:
+            return False
+        if distributed:
+            rows = self._gather.finish()
+        set_row_gradients(self.softmax.weight, self.softmax.bias, *rows)
+        return True
 
 
 def _coalesce_rows(grad: torch.Tensor, plan=None) -> tuple[torch.Tensor, object]:

@@ -34,18 +34,23 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from elmo_lm.cpu.path import allow_tf32, may_read_on_host
 from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.formats.checkpoint import load_checkpoint
 from elmo_lm.formats.options import BiLMOptions
 from elmo_lm.model.bilm import BiLM, bilm_state_detach
 from elmo_lm.model.softmax import Softmax
-from elmo_lm.training.gradients import all_reduce_mean_grads, clip_grad_norm
+from elmo_lm.training.config import COMPILE_MODES
+from elmo_lm.training.gradients import RowBufferGradients, all_reduce_mean_grads, clip_grad_norm
 from elmo_lm.training.optim import RowAdagrad
 from elmo_lm.training.perplexity import perplexities
+from elmo_lm.training.randomness import reset_rows, seed_generators, step_seed
 
 log = logging.getLogger(__name__)
 
 SOFTMAX_MODES = ("auto", "sampled", "full")
+# The batch's tensors a training window's loss reads (the rest are host values).
+_WINDOW_KEYS = ("fwd_chars", "bwd_chars", "fwd_targets", "bwd_targets", "tokens", "token_index")
 # The checkpoint's carried training LSTM states: {"world_size": W, "ranks": {rank: {stream_id:
 # (h, c)}}}, CPU tensors (layers, 2, B, dim).
 TRAIN_STATES_KEY = "elmo_lm_train_states"
@@ -154,6 +159,27 @@ class ElmoLM(L.LightningModule):
         )  # nll fwd, count fwd, nll bwd, count bwd
         self._step_ends: deque[float] = deque(maxlen=21)  # perf_counter at the last steps' ends
         self._log_step = True  # whether this training step's metrics are logged
+        self.compile_mode = "none"  # a run setting (set_compile), not a hyperparameter
+        self._compiled = None  # the compiled window loss, made at the first step
+        self._rows = RowBufferGradients(self.softmax)  # an accelerator's softmax gradient
+
+    def set_compile(self, mode: str) -> None:
+        """How a training window's loss (forward and loss; AOTAutograd compiles the backward
+        with it) runs: ``none`` eager, ``default`` ``torch.compile(fullgraph=True)``,
+        ``reduce-overhead`` the same captured as CUDA graphs. A run setting (``compile=``),
+        not stored in checkpoints."""
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile={mode!r}: use one of {', '.join(COMPILE_MODES)}")
+        self.compile_mode, self._compiled = mode, None
+
+    progress_metrics = ("train/ppl", "train/sampled_ppl", "train/tokens_per_s")
+    """What the run's progress bar shows of the training metrics (``callbacks.ProgressBar``)."""
+
+    @property
+    def logged_this_step(self) -> bool:
+        """Whether this training step's metrics reached the logger (the progress bar reads
+        them on those steps only: reading a device value waits for the device)."""
+        return self._log_step
 
     @classmethod
     def from_checkpoint(
@@ -186,6 +212,7 @@ class ElmoLM(L.LightningModule):
         )
 
     def on_fit_start(self) -> None:
+        allow_tf32(self.device)
         if self._distributed():
             # Not synchronised by DDP at wrap time: start every rank from rank 0's softmax.
             for p in self.softmax_parameters():
@@ -238,7 +265,10 @@ class ElmoLM(L.LightningModule):
             ``(nll_fwd, n_fwd, nll_bwd, n_bwd, new_state)``; the losses are sampled when training
             with the sampled softmax, exact otherwise.
         """
-        fwd, bwd, new_state = self.bilm.lm_forward(batch["fwd_chars"], batch["bwd_chars"], state)
+        distinct = batch.get("tokens"), batch.get("token_index")  # training batches (packing.py)
+        fwd, bwd, new_state = self.bilm.lm_forward(
+            batch["fwd_chars"], batch["bwd_chars"], state, *distinct
+        )
         # fwd, bwd: (B, T, P); each direction draws its own negatives
         nll_fwd, n_fwd, nll_bwd, n_bwd = self.softmax.forward_pair(
             fwd, batch["fwd_targets"], bwd, batch["bwd_targets"]
@@ -272,20 +302,46 @@ class ElmoLM(L.LightningModule):
             state = None  # restored from a run of another batch size
         if state is not None and self.hparams["reset_state_prob"] > 0:
             state = reset_rows(state, self.hparams["reset_state_prob"])
-        nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(batch, state)
-        self._train_states[stream] = bilm_state_detach(new_state)
-        loss = lm_loss(nll_fwd, n_fwd, nll_bwd, n_bwd)
+        targets = batch["fwd_targets"]
+        if self.sampled and not may_read_on_host(targets):  # an accelerator's fixed shapes
+            self._rows.prepare(targets.numel(), targets, self._distributed())
+        window = {k: batch[k] for k in _WINDOW_KEYS if k in batch}
+        if self.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        loss, new_state = self._window_loss_fn(targets)(window, state)
+        new_state = bilm_state_detach(new_state)
+        if self.compile_mode == "reduce-overhead":  # a CUDA graph's outputs are its to rewrite
+            new_state, loss = tuple(t.clone() for t in new_state), loss.clone()
+        self._train_states[stream] = new_state
         if self._log_step:
             name = "train/sampled_ppl" if self.sampled else "train/ppl"
             self.log("train/loss", loss.detach(), on_step=True)
-            self.log(name, torch.exp(loss.detach()), on_step=True, prog_bar=True)
+            self.log(name, torch.exp(loss.detach()), on_step=True)
         # The original's gradient: that of loss * unroll_steps (bilm/training.py).
-        return loss * batch["fwd_targets"].shape[1]
+        return loss * targets.shape[1]
+
+    def window_loss(self, window: dict, state=None):
+        """A training window's ``lm_loss`` and the LSTM state it ends in: what ``compile=``
+        compiles, one graph (``torch._dynamo.explain`` finds no break)."""
+        nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(window, state)
+        return lm_loss(nll_fwd, n_fwd, nll_bwd, n_bwd), new_state
+
+    def _window_loss_fn(self, like: torch.Tensor):
+        """``window_loss``, compiled as ``compile_mode`` says: whole on an accelerator (one
+        graph, no break); on the CPU's paths, whose shapes follow the data (host reads), in
+        the pieces between them."""
+        if self.compile_mode == "none":
+            return self.window_loss
+        if self._compiled is None:
+            mode = None if self.compile_mode == "default" else self.compile_mode
+            whole = not may_read_on_host(like)
+            self._compiled = torch.compile(self.window_loss, fullgraph=whole, mode=mode)
+        return self._compiled
 
     def on_after_backward(self) -> None:
         # Before the precision plugin unscales and looks for inf/NaN: every rank then holds the
         # same softmax gradients (and DDP's averaged dense ones), so all decide alike.
-        if self._distributed():
+        if not self._rows.finish(self._distributed()) and self._distributed():
             all_reduce_mean_grads(self.softmax_parameters())
 
     def configure_gradient_clipping(
@@ -308,8 +364,10 @@ class ElmoLM(L.LightningModule):
                 batch["fwd_targets"].numel() * self.trainer.world_size * (len(self._step_ends) - 1)
             )
             rate = tokens / (self._step_ends[-1] - self._step_ends[0])
-            self.log("train/tokens_per_s", rate, on_step=True, prog_bar=True)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True)
+            # Host values as host tensors: Lightning would copy a float to the device.
+            self.log("train/tokens_per_s", torch.tensor(rate), on_step=True)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log("train/lr", torch.tensor(float(lr)), on_step=True)
 
     def on_train_epoch_start(self) -> None:
         self._step_ends.clear()
@@ -358,35 +416,6 @@ def lm_loss(
     forward and the backward LM's mean losses, from their summed losses and target counts (a
     direction without targets adds 0)."""
     return 0.5 * (nll_fwd / n_fwd.clamp(min=1) + nll_bwd / n_bwd.clamp(min=1))
-
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """The seed of one rank's random draws at one training step.
-
-    The CPU generator (mt19937) keeps only a seed's low 32 bits, so those differ for every
-    (rank, step) of a run: steps count up by one, and ranks (and seeds) sit odd multiples of
-    the golden ratio apart in 32 bits, far from any step count.
-    """
-    return (seed * 0x85EBCA6B + rank * 0x9E3779B9 + step) % 2**32
-
-
-def seed_generators(seed: int, device: torch.device) -> None:
-    """Seeds the CPU generator and, on a GPU, that of this rank's device: the generators a
-    step draws from. (``torch.manual_seed`` seeds every device of every backend, paid every
-    step for nothing; bench/bench_speed.py times steps, figures in docs/PERFORMANCE.md.)"""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed(seed)
-    elif device.type != "cpu":
-        torch.manual_seed(seed)
-
-
-def reset_rows(state, prob: float):
-    """``state`` with each row (batch entry) zeroed with chance ``prob``, in every layer and
-    direction alike; state tensors are (layers, 2, B, dim)."""
-    h, c = state
-    keep = (torch.rand(h.shape[2], device=h.device) >= prob).to(h.dtype)  # (B,)
-    return h * keep[:, None], c * keep[:, None].to(c.dtype)
 
 
 def _as_dicts_and_lists(value):

@@ -84,6 +84,8 @@ class RowAdagrad(torch.optim.Adagrad):
             rows, values = grad._indices()[0], grad._values()  # distinct rows, (K, *row)
             if kernels.adagrad_rows_(rows, values, sums, param, clr, group["eps"]):
                 return  # one C pass over the rows (kernels.c), rounded as below
+        elif param.grad.is_coalesced():  # set_row_gradients' padded rows, summed already
+            rows, values = param.grad._indices()[0], param.grad._values()
         else:  # distinct rows, then zero rows: index_add_ of their zero updates changes nothing
             # (not for the C update, which needs distinct rows: it updates them on threads)
             rows, values = padded_rows(param.grad)

@@ -89,6 +89,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             options_file, weight_file = init_files
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
             log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
+    module.set_compile(cfg.get("compile") or "none")
+    module.bilm.lstm.bf16_recurrence = bool(cfg.get("bf16_recurrence", False))
     callback_cfgs = [c for c in (cfg.get("callbacks") or {}).values() if c]
     for flag, kind in (
         ("enable_model_summary", "ModelSummary"),
@@ -218,7 +220,7 @@ def process_settings() -> None:
     keep_freed_memory()
     torch.sparse.check_sparse_tensor_invariants.disable()
     if torch.cuda.is_available():
-        torch.set_float32_matmul_precision("high")
+        path.allow_tf32("cuda")
 
 
 _DATA_OPTIONS = [o for o in RUN_OPTIONS if (o.config or "").startswith("data.")]

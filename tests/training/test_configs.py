@@ -276,3 +276,23 @@ def test_an_old_flat_model_file_is_one_line(tmp_path):
     cfg = compose_train([f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=old"], tmp_path)
     with pytest.raises(TrainingError, match="model.lstm_dim: renamed model.lstm.dim"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "trainer.precision=bf16-true",
+            "trainer.precision=bf16-true .* use trainer.precision=bf16-mixed",
+        ),
+        ("trainer.precision=16-true", "Adagrad's sums of squares in 16 bits"),
+        (
+            "compile=max-autotune",
+            "compile=max-autotune: must be one of none, default, reduce-overhead",
+        ),
+    ],
+)
+def test_a_precision_or_compile_mode_that_cannot_train_is_one_line(tmp_path, override, message):
+    cfg = compose_train([override], tmp_path)
+    with pytest.raises(TrainingError, match=message):
+        check_config(cfg)

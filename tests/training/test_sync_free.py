@@ -15,10 +15,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from elmo_lm.cpu import native, path
-from elmo_lm.model import lstm, sampler
-from elmo_lm.training import optim
+from elmo_lm.model import lstm, sampler, softmax
+from elmo_lm.training import gradients, optim
 from elmo_lm.training.gradients import clip_grad_norm, padded_rows
-from elmo_lm.training.module import ElmoLM, lm_loss
+from elmo_lm.training.module import ElmoLM
 from tests.cpu.calls import spy_kernels
 
 VOCAB = ["<S>", "</S>", "<UNK>"] + [f"w{i}" for i in range(60)]
@@ -70,12 +70,13 @@ def _step(tiny_options, record: Record | None):
     opt = module.configure_optimizers()
     if record is not None:
         record.step_counters = {s["step"].data_ptr() for s in opt.state.values()}
-    batch = _batch()
+    batch = {**_batch(), "stream_id": 0, "reset": True}
+    module._log_step = False  # no Trainer to log to (test_lightning_step logs)
     torch.manual_seed(5)
     with record or torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
-        nll_fwd, n_fwd, nll_bwd, n_bwd, _ = module.lm_losses(batch)
-        loss = lm_loss(nll_fwd, n_fwd, nll_bwd, n_bwd) * 5  # the gradient of loss * unroll_steps
+        loss = module.training_step(batch, 0)  # the gradient of loss * unroll_steps
         loss.backward()
+        module.on_after_backward()
         clip_grad_norm(module.parameters(), 1e-3)  # small: the clip scales
         opt.step()
     return loss.detach(), {n: p.detach().clone() for n, p in module.named_parameters()}
@@ -102,6 +103,9 @@ def test_a_training_step_reads_nothing_on_the_host(tiny_options, monkeypatch, cp
     _spy(monkeypatch, lstm.LstmSteps, "apply", steps, lambda *a: "torch")
     _spy(monkeypatch, sampler, "first_distinct", torch_distinct)
     _spy(monkeypatch, optim, "adagrad", adagrad, lambda *a, **k: (k["fused"], k["foreach"]))
+    sparse_lookups, row_buffers = [], []  # the softmax's gradient: fixed-shape row buffers
+    _spy(monkeypatch, softmax, "sparse_rows", sparse_lookups)
+    _spy(monkeypatch, gradients, "set_row_gradients", row_buffers)
     monkeypatch.setattr(native, "kernels", lambda: pytest.fail("the C library was asked for"))
     record = Record()
     with path.use("accelerator"):
@@ -114,6 +118,7 @@ def test_a_training_step_reads_nothing_on_the_host(tiny_options, monkeypatch, cp
     assert any("aten._softmax" in op for op in record.ops)
     assert len(torch_distinct) == 2  # one draw of negatives per direction
     assert adagrad == [(False, True)]
+    assert not sparse_lookups and len(row_buffers) == 1
     assert not any("mkldnn" in op or "_fused_adagrad" in op for op in record.ops)
     torch.testing.assert_close(loss, cpu_loss, atol=1e-5, rtol=1e-5)
     for name, value in params.items():

@@ -189,9 +189,9 @@ def test_state_is_carried_per_stream_and_reset(tiny_options, tmp_path):
     seen, ends = [], []
     original = module.bilm.lm_forward
 
-    def recording(fwd, bwd, state=None):
+    def recording(fwd, bwd, state=None, *tokens, **batch_tokens):
         seen.append(state)
-        out = original(fwd, bwd, state)
+        out = original(fwd, bwd, state, *tokens, **batch_tokens)
         ends.append(out[2])
         return out
 
