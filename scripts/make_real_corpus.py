@@ -4,23 +4,35 @@ Each fortune (the text between lines holding only ``%``) loses its indented attr
 (``-- Author``) and its overstriking, and is dropped when it looks like ASCII art, code or a table
 rather than prose: under 70% letters, over 10% code characters, or over 30% of its lines under
 half letters. The files ``ascii-art`` and ``translate-me`` (Latin) are skipped whole; ``art`` is
-prose about art and stays. The rest is split into sentences, tokenized in the Penn Treebank /
-1B-word style (punctuation split from words, ``don't`` -> ``do n't``, case kept), deduplicated
-(exact token sequence; sentences of fewer than two words or over 120 tokens are dropped),
-shuffled with a seed and split by sentence into train/valid/test: one sentence per line, tokens
-separated by single spaces. The same seed gives the same files.
+prose about art and stays. The rest is a preset of ``elmo-prepare`` (``elmo_lm.data.prepare``,
+docs/PREPARE.md): each fortune is a paragraph of running text, split into sentences by the
+project's one splitter, tokenized as the published models were (Moses, English, NFC: ``don't``
+-> ``don 't``, case kept), deduplicated (sentences of fewer than two words or over 120 tokens
+are dropped), shuffled with a seed and split into train/valid/test, with ``vocab.txt``,
+``corpus.json`` and the report. ``train.txt`` is a hard link to ``train/part-00000.txt`` (the
+benchmarks read it). The same seed gives the same files.
 
 Usage: python scripts/make_real_corpus.py [--out data/fortunes] [--seed 0]
        [--valid-frac 0.05] [--test-frac 0.05] [--fortunes-dir /usr/share/games/fortunes]
+       [--workers 0]
 """
 
 from __future__ import annotations
 
 import argparse
-import random
+import os
 import re
 import sys
+from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
+
+from elmo_lm.console import format_table
+from elmo_lm.data import prepare_read
+from elmo_lm.data.prepare import prepare_corpus
+from elmo_lm.data.prepare_report import report_rows
+from elmo_lm.errors import user_errors
+from elmo_lm.formats.tokenize import PUBLISHED, make_tokenizer
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 # Files that are not English prose: pictures, and Latin for translation ("art" is prose).
@@ -30,22 +42,11 @@ MAX_SYMBOL_RATIO = 0.1  # code characters / non-space characters (IRC logs ~0.05
 CODE_CHARS = set("{}[]()<>;=*/\\|_#$^~+@")
 MAX_ODD_LINES = 0.3  # fraction of a fortune's lines with letter ratio < 0.5 before it is art
 MAX_SENTENCE_TOKENS = 120  # longer "sentences" are unpunctuated verse or lists
+MIN_WORDS = 2  # sentences with fewer tokens holding a letter or digit are dropped ("--", "1.")
 
-# Words whose final period belongs to them (and after which no sentence ends).
-ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "st", "jr", "sr", "prof", "rev", "gen", "col", "capt", "lt", "sgt",
-    "gov", "sen", "rep", "hon", "mt", "ft", "vs", "etc", "inc", "ltd", "co", "corp", "vol",
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-}  # fmt: skip
 UNICODE_PUNCT = str.maketrans(
     {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2014": " -- "}
 )
-_CLITICS = {"'s", "'m", "'d", "'re", "'ve", "'ll"}
-EMOTICON = re.compile(r"(?<!\S)[:;]-?[()DPp](?!\S)")
-
-# A sentence ends at . ! ? (and any closing quotes/brackets after it) before a capital or an
-# opening quote (split_sentences skips "Mr. Smith", initials "J. Smith" and "e.g. Foo").
-_SENTENCE_END = re.compile(r"""[.!?]+["')\]]*(?=\s+["'(\[`]*[A-Z0-9"'`])""")
 
 
 def read_fortunes(path: Path) -> list[str]:
@@ -86,74 +87,24 @@ def fortune_prose(fortune: str) -> str | None:
     return " ".join(text.translate(UNICODE_PUNCT).split())
 
 
-def _keeps_period(word: str) -> bool:
-    """Whether ``word.`` is an abbreviation: listed, an initial (``J.``) or dotted (``U.S.``)."""
-    return word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isupper()) or "." in word
-
-
 def split_sentences(text: str) -> list[str]:
-    """Splits prose at . ! ? followed by a space and a capital, digit or opening quote.
-
-    No split after an abbreviation (``Mr.``, ``etc.``), a single-letter initial (``J.``) or a
-    dotted abbreviation (``e.g.``, ``U.S.``).
-    """
-    sentences, start = [], 0
-    for m in _SENTENCE_END.finditer(text):
-        before = text[start : m.start()].split()
-        word = before[-1].lstrip("\"'(`[") if before else ""
-        if m.group().startswith(".") and _keeps_period(word):
-            continue
-        sentences.append(text[start : m.end()].strip())
-        start = m.end()
-    sentences.append(text[start:].strip())
-    return [s for s in sentences if s]
+    """The project's one sentence splitter (``elmo_lm.data.prepare_read.split_sentences``)."""
+    return prepare_read.split_sentences(text)
 
 
 def tokenize(text: str) -> list[str]:
-    """Penn Treebank style tokens of one sentence.
-
-    Splits ``, . ! ? ; : " ( ) [ ] { } < > $ % & @ #``, ``...``, ``--`` and quotes from words,
-    and the clitics ``n't 's 'm 'd 're 've 'll``; keeps ``1,000``, ``7:30``, ``3.14``,
-    abbreviations (``Mr.``, ``U.S.``) and emoticons (``:-)``) whole. Case is kept.
-
-    Examples:
-        >>> tokenize('"I don\\'t know," he said.')
-        ['"', 'I', 'do', "n't", 'know', ',', '"', 'he', 'said', '.']
-    """
-    text = text.translate(UNICODE_PUNCT).replace("``", '"').replace("''", '"')
-    emoticons = EMOTICON.findall(text)
-    text = EMOTICON.sub(" \x00 ", text)  # placeholder, so ":-)" is not split below
-    text = re.sub(r"\.\.\.+", " ... ", text)
-    text = re.sub(r"--+", " -- ", text)
-    text = re.sub(r'([;@#$%&?!"()\[\]{}<>`])', r" \1 ", text)
-    text = re.sub(r"([,:])(?!\d)", r" \1 ", text)  # a comma/colon between digits stays
-    text = re.sub(r"(?<!\d)([,:])", r" \1 ", text)
-    text = re.sub(r"(?i)([a-z])(n't)\b", r"\1 \2", text)
-    text = re.sub(r"(?i)([a-z])('s|'m|'d|'re|'ve|'ll)\b", r"\1 \2", text)
-    tokens = []
-    for tok in text.split():
-        if tok == "\x00":
-            tokens.append(emoticons.pop(0))
-            continue
-        trail = []
-        while len(tok) > 1:
-            if tok[-1] == "'" and tok.lower() not in _CLITICS:
-                trail.insert(0, "'")  # a closing quote, or the possessive of "dogs'"
-            elif tok[-1] == "." and not tok.endswith("...") and not _keeps_period(tok[:-1]):
-                trail.insert(0, ".")
-            else:
-                break
-            tok = tok[:-1]
-        lead = []
-        while len(tok) > 1 and tok[0] == "'" and tok.lower() not in _CLITICS:
-            lead.append("'")  # an opening single quote
-            tok = tok[1:]
-        tokens += lead + [tok] + trail
-    return tokens
+    """The project's one tokenizer as the published models were trained (``PUBLISHED``: Moses,
+    English, NFC; ``don't`` -> ``don 't``)."""
+    return _tokenizer()(text)
 
 
-def corpus_sentences(fortunes_dir: Path = FORTUNES_DIR) -> list[list[str]]:
-    """Tokenized, deduplicated prose sentences of every fortune file, in file order."""
+@cache
+def _tokenizer():
+    return make_tokenizer(PUBLISHED)
+
+
+def fortune_files(fortunes_dir: Path = FORTUNES_DIR) -> list[Path]:
+    """The prose fortune files of ``fortunes_dir`` (not the ``.dat`` indexes, not ``SKIP_FILES``)."""
     files = sorted(
         p
         for p in fortunes_dir.glob("*")
@@ -163,36 +114,33 @@ def corpus_sentences(fortunes_dir: Path = FORTUNES_DIR) -> list[list[str]]:
         sys.exit(
             f"error: no fortune files in {fortunes_dir}; install them with `apt-get install fortunes`"
         )
-    seen, sentences = set(), []
-    for path in files:
+    return files
+
+
+def fortune_paragraphs(fortunes_dir: Path = FORTUNES_DIR) -> Iterator[str]:
+    """Each prose fortune as one paragraph of running text, in file order."""
+    for path in fortune_files(fortunes_dir):
         for fortune in read_fortunes(path):
             prose = fortune_prose(fortune)
-            if prose is None:
+            if prose is not None:
+                yield prose
+
+
+def corpus_sentences(fortunes_dir: Path = FORTUNES_DIR) -> list[list[str]]:
+    """Tokenized, deduplicated prose sentences of every fortune file, in file order (the
+    sentences ``main`` hands to ``elmo-prepare``, before its shuffle)."""
+    seen, sentences = set(), []
+    for prose in fortune_paragraphs(fortunes_dir):
+        for sentence in split_sentences(prose):
+            tokens = tokenize(sentence)
+            key = " ".join(tokens)
+            # Keep sentences with words in them, not "--" or a lone number.
+            n_words = sum(any(c.isalnum() for c in t) for t in tokens)
+            if key in seen or n_words < MIN_WORDS or len(tokens) > MAX_SENTENCE_TOKENS:
                 continue
-            for sentence in split_sentences(prose):
-                tokens = tokenize(sentence)
-                key = " ".join(tokens)
-                # Keep sentences with words in them, not "--" or a lone number.
-                n_words = sum(any(c.isalpha() for c in t) for t in tokens)
-                if key in seen or n_words < 2 or len(tokens) > MAX_SENTENCE_TOKENS:
-                    continue
-                seen.add(key)
-                sentences.append(tokens)
+            seen.add(key)
+            sentences.append(tokens)
     return sentences
-
-
-def split_corpus(
-    sentences: list[list[str]], seed: int = 0, valid_frac: float = 0.05, test_frac: float = 0.05
-) -> dict[str, list[list[str]]]:
-    """Shuffles the sentences with ``seed`` and splits them into train/valid/test by count."""
-    order = list(sentences)
-    random.Random(seed).shuffle(order)
-    n_valid, n_test = round(len(order) * valid_frac), round(len(order) * test_frac)
-    return {
-        "train": order[n_valid + n_test :],
-        "valid": order[:n_valid],
-        "test": order[n_valid : n_valid + n_test],
-    }
 
 
 def main() -> None:
@@ -202,20 +150,31 @@ def main() -> None:
     parser.add_argument("--valid-frac", type=float, default=0.05)
     parser.add_argument("--test-frac", type=float, default=0.05)
     parser.add_argument("--fortunes-dir", type=Path, default=FORTUNES_DIR)
+    parser.add_argument("--workers", type=int, default=0, help="0: every core")
     args = parser.parse_args()
-    if not (0 <= args.valid_frac and 0 <= args.test_frac and args.valid_frac + args.test_frac < 1):
-        sys.exit("error: --valid-frac and --test-frac must be >= 0 and sum to less than 1")
-
-    splits = split_corpus(
-        corpus_sentences(args.fortunes_dir), args.seed, args.valid_frac, args.test_frac
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, sentences in splits.items():
-        path = args.out / f"{name}.txt"
-        path.write_text("".join(" ".join(s) + "\n" for s in sentences), encoding="utf-8")
-        n_tokens = sum(len(s) for s in sentences)
-        n_types = len({t for s in sentences for t in s})
-        print(f"{path}: {len(sentences)} sentences, {n_tokens} tokens, {n_types} distinct tokens")
+    if not (0 <= args.valid_frac < 1 and 0 <= args.test_frac < 1):
+        sys.exit("error: --valid-frac and --test-frac must be >= 0 and below 1")
+    fortune_files(args.fortunes_dir)  # exits with the fix when there are none
+    with user_errors():
+        corpus = prepare_corpus(
+            fortune_paragraphs(args.fortunes_dir),
+            args.out,
+            PUBLISHED,
+            format="documents",
+            valid=args.valid_frac,
+            test=args.test_frac,
+            shards=1,
+            seed=args.seed,
+            workers=args.workers or None,
+            n_buckets=4,
+            overwrite=True,
+            min_words=MIN_WORDS,
+            max_tokens=MAX_SENTENCE_TOKENS,
+            sources=[str(p) for p in fortune_files(args.fortunes_dir)],
+        )
+    # train.txt beside valid.txt and test.txt, as the benchmarks read it (the same file)
+    os.link(args.out / corpus["train_files"][0], args.out / "train.txt")
+    print(format_table(report_rows(corpus["report"])))
 
 
 if __name__ == "__main__":

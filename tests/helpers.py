@@ -4,6 +4,7 @@ corpora and training configs. Test files import them from here (``from tests.hel
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.formats.tokenize import TokenizerSpec
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.training.config import model_options
 
@@ -127,3 +130,47 @@ def run_train_py(*argv: str, env: dict[str, str | None] | None = None):
         text=True,
         timeout=300,
     )
+
+
+PREPARED_VOCAB = ["<S>", "</S>", "<UNK>", *reversed(WORDS)]  # not the order a built one would have
+PREPARED_TOKENIZER = TokenizerSpec("moses", "en", "NFC")
+
+
+def write_prepared(root: Path, spec=PREPARED_TOKENIZER, **changes) -> Path:
+    """A corpus directory as prepare.py writes it: train/part-*.txt, valid.txt, vocab.txt,
+    tokenizer.json and corpus.json (``changes`` replace its keys; None removes one)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train").mkdir(exist_ok=True)
+    write_cyclic_corpus(root / "train" / "part-000.txt", 120)
+    write_cyclic_corpus(root / "train" / "part-001.txt", 80, offset=1)
+    write_cyclic_corpus(root / "valid.txt", 20, offset=3)
+    Vocabulary(PREPARED_VOCAB).save(root / "vocab.txt")
+    corpus = {
+        "train_files": ["train/part-000.txt", "train/part-001.txt"],
+        "valid_files": ["valid.txt"],
+        "test_files": [],
+        "vocab_file": "vocab.txt",
+        "counts_file": None,
+        "tokenizer": spec.to_dict() if spec else None,
+        "report": {"sentences": 200},
+    }
+    for key, value in changes.items():
+        if value is None:
+            corpus.pop(key, None)
+        else:
+            corpus[key] = value
+    if spec is not None:
+        spec.save(root / "tokenizer.json")
+    (root / "corpus.json").write_text(json.dumps(corpus), encoding="utf-8")
+    return root
+
+
+def one_line_error(kind: type[Exception], call) -> str:
+    """The message of the ``kind`` error ``call()`` raises, checked to be one line."""
+    import pytest
+
+    with pytest.raises(kind) as exc:
+        call()
+    message = str(exc.value)
+    assert "\n" not in message
+    return message

@@ -9,7 +9,12 @@ Output layout (``dump_bilm_embeddings`` / ``allennlp elmo``): one dataset per in
 holding JSON that maps each sentence's text (the stripped line) to its dataset name.
 
 Choices where the original tools differ or are silent:
-    * Lines are split on whitespace; nothing else is tokenized.
+    * Lines are cut into tokens as ``tokenize=`` says (``Elmo.embed_texts``): ``auto`` (the
+      default) as the model's training text was (its ``tokenizer.json``, Moses for the published
+      models; on whitespace for a model that recorded none), ``none`` on whitespace (the text is
+      tokenized already), ``moses``. The command says in one line which it used; the file's
+      ``tokenizer`` attribute records it (JSON), and where the lines were cut other than on
+      whitespace a ``tokens`` dataset holds each line's tokens, space-separated.
     * A blank line keeps its place: its dataset has 0 tokens, e.g. (3, 0, 1024), so dataset
       ``str(i)`` is always line i. Blank lines are left out of ``sentence_to_index``.
     * A line longer than ``max_tokens`` is cut into pieces of ``max_tokens`` tokens, embedded
@@ -36,7 +41,13 @@ from elmo_lm.commands.args import REQUIRED, parse_args
 from elmo_lm.commands.devices import parse_device
 from elmo_lm.console import progress_bar
 from elmo_lm.data.text import text_lines
-from elmo_lm.embedding.elmo import Elmo, ElmoError
+from elmo_lm.embedding.elmo import (
+    Elmo,
+    ElmoError,
+    choose_tokenizer,
+    describe_tokenizer,
+    text_tokenizer,
+)
 from elmo_lm.embedding.token_cache import TokenCache, TokenCacheError
 from elmo_lm.embedding.word_vectors import WordVectors
 from elmo_lm.errors import user_errors
@@ -48,7 +59,7 @@ FILE_MODES = ("all", "top", "average", "concat")
 USAGE = (
     "elmo-embed input=SENTENCES.txt output=OUT.hdf5 "
     "(model=small|medium|original|original-5.5b|DIR | options=OPTIONS.json weights=WEIGHTS.hdf5 "
-    "| ckpt=CKPT) [mode=all|top|average|concat] "
+    "| ckpt=CKPT) [mode=all|top|average|concat] [tokenize=auto|none|moses] "
     "[batch_size=64] [max_tokens=512] [vocab=VOCAB.txt [token_cache=CACHE.hdf5]] "
     "[word_vectors=FILE] [stateful=false] [warm_start=true] [device=auto] [progress=true]"
 )
@@ -60,6 +71,7 @@ DEFAULTS = {
     "weights": None,
     "ckpt": None,  # or a checkpoint written by train.py
     "mode": "all",
+    "tokenize": "auto",  # auto: the model's tokenizer; none: split on whitespace; moses
     "batch_size": 64,  # sentences per biLM call
     "max_tokens": 512,  # longer lines are embedded in pieces of this many tokens
     "vocab": None,
@@ -100,6 +112,7 @@ def embed_file(
     batch_size: int = 64,
     max_tokens: int = 512,
     progress: bool | None = None,
+    tokenize: str = "auto",
 ) -> int:
     """Embeds every line of ``input_file`` into ``output_file`` (layout in the module docstring).
 
@@ -110,14 +123,19 @@ def embed_file(
             ``16 * batch_size`` lines (a stateful biLM keeps the file's order).
         max_tokens: longer lines are cut into pieces of this many tokens.
         progress: show a progress bar on stderr; ``None``: when stderr is a terminal.
+        tokenize: how lines are cut into tokens (``elmo.TOKENIZE``; ``choose_tokenizer``):
+            ``auto`` as the model's training text, ``none`` on whitespace, ``moses``.
 
     Returns:
         The number of lines written.
     """
     check_mode_and_sizes(mode, batch_size, max_tokens)
+    spec, _ = choose_tokenizer(tokenize, elmo.tokenizer)
+    cut = text_tokenizer(spec)
     lines = read_lines(input_file)
     output = check_output_file(output_file, "output")
     sentence_to_index: dict[str, str] = {}
+    tokens: list[str] = []  # each line's tokens, where not cut on whitespace
     chunk = 16 * batch_size
     with atomic_path(output) as tmp:
         with (
@@ -126,16 +144,20 @@ def embed_file(
         ):
             for start in range(0, len(lines), chunk):
                 texts = lines[start : start + chunk]
-                vectors = _embed_lines(
-                    elmo, [t.split() for t in texts], mode, batch_size, max_tokens
-                )
+                sentences = [cut(t) for t in texts]
+                vectors = _embed_lines(elmo, sentences, mode, batch_size, max_tokens)
                 for i, (text, array) in enumerate(zip(texts, vectors, strict=True), start=start):
                     f.create_dataset(str(i), data=array)
                     if text:
                         sentence_to_index.setdefault(text, str(i))
+                if spec.name != "whitespace":
+                    tokens.extend(" ".join(s) for s in sentences)
                 bar.update(len(texts))
             index = f.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index)
+            f.attrs["tokenizer"] = json.dumps(spec.to_dict())
+            if tokens:
+                f.create_dataset("tokens", data=tokens, dtype=h5py.string_dtype())
     return len(lines)
 
 
@@ -238,10 +260,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     with user_errors():
         args = parse_args(argv, DEFAULTS, USAGE)
         input_file, output_file = args.pop("input"), args.pop("output")
-        run = {key: args.pop(key) for key in ("mode", "batch_size", "max_tokens", "progress")}
+        keys = ("mode", "batch_size", "max_tokens", "progress", "tokenize")
+        run = {key: args.pop(key) for key in keys}
         # mistakes in the command line before the model is read
         check_output_file(output_file, "output")
         check_mode_and_sizes(run["mode"], run["batch_size"], run["max_tokens"])
-        n = embed_file(load_elmo(**args, progress=run["progress"]), input_file, output_file, **run)
+        choose_tokenizer(run["tokenize"], None)
+        elmo = load_elmo(**args, progress=run["progress"])
+        spec, why = choose_tokenizer(run["tokenize"], elmo.tokenizer)
+        print(f"tokenize={run['tokenize']}: {describe_tokenizer(spec)} ({why})", file=sys.stderr)
+        n = embed_file(elmo, input_file, output_file, **run)
     if run["progress"]:
         print(f"wrote {n} sentences to {output_file}", file=sys.stderr)

@@ -1,29 +1,44 @@
 """Held-out perplexity of a trained checkpoint: ``python evaluate.py ckpt=PATH.ckpt
-data=FILE_OR_GLOB`` prints forward, backward and mean perplexity as JSON (``USAGE``)."""
+data=FILE_OR_GLOB`` prints forward, backward and mean perplexity as JSON (``USAGE``).
+
+The held-out text is taken as tokenized (``tokenize=none``); raw text is cut first as
+``tokenize=`` says: ``auto``, the tokenizer the checkpoint recorded (its corpus's), or
+``moses`` (``elmo_lm.embedding.elmo.choose_tokenizer``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 
 from elmo_lm.commands.args import REQUIRED, parse_args
 from elmo_lm.commands.devices import parse_device
-from elmo_lm.data.corpus import OOV_WARNING, Files, count_corpus
+from elmo_lm.data.corpus import OOV_WARNING, CorpusError, Files, corpus_files, count_corpus
 from elmo_lm.data.streams import HeldOutStreams, ValidationSentences
+from elmo_lm.data.text import text_lines
+from elmo_lm.embedding.elmo import choose_tokenizer, describe_tokenizer, text_tokenizer
 from elmo_lm.errors import user_errors
+from elmo_lm.formats.tokenize import TokenizerSpec
 from elmo_lm.training.module import ElmoLM
 from elmo_lm.training.perplexity import perplexities
 
 log = logging.getLogger(__name__)
 
-USAGE = "python evaluate.py ckpt=PATH.ckpt data=FILE_OR_GLOB [batch_size=64] [device=auto]"
+USAGE = (
+    "python evaluate.py ckpt=PATH.ckpt data=FILE_OR_GLOB [tokenize=none|auto|moses] "
+    "[batch_size=64] [device=auto]"
+)
 DEFAULTS = {
     "ckpt": REQUIRED,  # a checkpoint written by train.py
     "data": REQUIRED,  # sentence-per-line text: a path, a glob or [a,b]
+    "tokenize": "none",  # none: tokenized already; auto: as the checkpoint's corpus; moses
     "batch_size": 64,  # streams scored side by side
     "device": "auto",  # auto, cpu, cuda, cuda:N or mps (elmo_lm.commands.devices)
 }
@@ -36,6 +51,7 @@ def evaluate(
     max_sentence_tokens: int = 400,
     device: str = "auto",
     unroll_steps: int = 20,
+    tokenize: str = "none",
 ) -> dict[str, float]:
     """Held-out perplexity of a checkpoint on a sentence-per-line file, with the full softmax.
 
@@ -43,6 +59,9 @@ def evaluate(
     ``batch_size`` streams, the LSTM state carried from one sentence to the next (every token
     scored). ``ppl_zero_state`` scores each sentence on its own from a zero state, as stateless
     embeddings start (sentences longer than ``max_sentence_tokens`` words in pieces).
+    ``tokenize`` other than ``none`` cuts raw text first: ``auto`` as the checkpoint's corpus
+    was cut (its recorded tokenizer; on whitespace, said in the log, where it recorded none),
+    ``moses``.
 
     Returns:
         ``ppl_fwd``, ``ppl_bwd``, ``ppl`` (exp of the mean of both directions' losses), the same
@@ -55,7 +74,44 @@ def evaluate(
         CheckpointError: ``ckpt`` is missing or cannot be read.
     """
     device = parse_device(device)
+    choose_tokenizer(tokenize, None)  # an unknown value before the checkpoint is read
     module = ElmoLM.from_checkpoint(ckpt, map_location=device).eval()
+    with tokenized(data, tokenize, module.hparams.get("tokenizer")) as text:
+        return _evaluate(module, text, data, batch_size, max_sentence_tokens, device, unroll_steps)
+
+
+@contextlib.contextmanager
+def tokenized(data: Files, tokenize: str, recorded: dict | None) -> Iterator[Files]:
+    """``data`` as it is (``tokenize=none``), else its lines cut into tokens as ``tokenize``
+    says (``choose_tokenizer``, for a model that recorded ``recorded``), one sentence a line,
+    in a temporary file removed afterwards; says on stderr, in one line, which tokenizer."""
+    if tokenize in ("none", "whitespace"):
+        yield data
+        return
+    spec, why = choose_tokenizer(tokenize, TokenizerSpec.from_dict(recorded) if recorded else None)
+    print(f"tokenize={tokenize}: {describe_tokenizer(spec)} ({why})", file=sys.stderr)
+    cut = text_tokenizer(spec)
+    with tempfile.TemporaryDirectory(prefix="elmo-evaluate-") as tmp:
+        path = Path(tmp) / "tokenized.txt"
+        with open(path, "w", encoding="utf-8") as out:
+            for file in corpus_files(data):
+                for line in text_lines(file, CorpusError):
+                    tokens = cut(line)
+                    if tokens:
+                        out.write(" ".join(tokens) + "\n")
+        yield str(path)
+
+
+def _evaluate(
+    module: ElmoLM,
+    data: Files,
+    given: Files,
+    batch_size: int,
+    max_sentence_tokens: int,
+    device,
+    unroll_steps: int,
+) -> dict[str, float]:
+    """``evaluate`` on the tokenized text ``data``; ``given`` is the data as the user named it."""
     max_chars = module.options.char_cnn.max_characters_per_token
     streams = HeldOutStreams(
         data, module.vocab, batch_size, unroll_steps, max_chars, rank=0, world_size=1
@@ -84,7 +140,7 @@ def evaluate(
             "%.0f%% of the words of %s are not in the model's vocabulary: they are all scored as "
             "<UNK>, so the perplexity flatters the model",
             100 * oov,
-            data,
+            given,
         )
     return {**perplexities(carried), **zero_ppl, "tokens": float(carried[1]), "oov_rate": oov}
 

@@ -1,6 +1,7 @@
 """A trained checkpoint as the original tools' files: ``python export.py ckpt=PATH.ckpt
-out=weights.hdf5`` writes the weights, with ``options.json`` and ``vocab.txt`` beside them
-(``USAGE``)."""
+out=weights.hdf5`` writes the weights, with ``options.json``, ``vocab.txt``, the tokenizer the
+checkpoint records (``tokenizer.json``) and, with ``card=true``, a model card (``README.md``)
+beside them (``USAGE``)."""
 
 from __future__ import annotations
 
@@ -9,33 +10,44 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from elmo_lm.commands.args import REQUIRED, parse_args
+from elmo_lm.commands.card import CARD_FILE, model_card
 from elmo_lm.errors import OutputError, os_reason, user_errors
-from elmo_lm.formats.atomic import check_output_file
+from elmo_lm.formats.atomic import check_output_file, write_text
+from elmo_lm.formats.checkpoint import CheckpointError, load_checkpoint
+from elmo_lm.formats.tokenize import TOKENIZER_FILE, TokenizerSpec
 from elmo_lm.training.module import ElmoLM
 
-USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5 [overwrite=false]"
+USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5 [card=false] [overwrite=false]"
 DEFAULTS = {
     "ckpt": REQUIRED,  # a checkpoint written by train.py
-    "out": "weights.hdf5",  # the weights; options.json and vocab.txt go beside them
+    "out": "weights.hdf5",  # the weights; options.json, vocab.txt, tokenizer.json go beside them
+    "card": False,  # true: a model card (README.md) beside them too, for the Hugging Face Hub
     "overwrite": False,  # true: replace an earlier export there
 }
 
 
 def export(
-    ckpt: str | os.PathLike, out: str | os.PathLike = "weights.hdf5", overwrite: bool = False
+    ckpt: str | os.PathLike,
+    out: str | os.PathLike = "weights.hdf5",
+    overwrite: bool = False,
+    card: bool = False,
 ) -> dict[str, Path]:
     """Writes a checkpoint's biLM as the original tools' files.
 
-    ``out`` gets the weights; ``options.json`` (``n_characters`` 262) and ``vocab.txt`` (the
-    softmax vocabulary, one token per line) go beside it. Each is written under a temporary
+    ``out`` gets the weights; ``options.json`` (``n_characters`` 262, the original's keys only)
+    and ``vocab.txt`` (the softmax vocabulary, one token per line) go beside it, and
+    ``tokenizer.json`` where the checkpoint records its tokenizer (an earlier export's is
+    removed, under ``overwrite``, where it records none). Each is written under a temporary
     name and renamed when complete.
 
     Args:
         overwrite: replace those files where they exist (else refused, before the checkpoint
             is read).
+        card: write a model card (``README.md``, ``elmo_lm.commands.card``) beside them too.
 
     Returns:
-        The paths written: ``weights``, ``options``, ``vocab``.
+        The paths written: ``weights``, ``options``, ``vocab``, then ``tokenizer`` and
+        ``card`` where written.
 
     Raises:
         OutputError: a file exists without ``overwrite``, or a path cannot take a file.
@@ -46,18 +58,36 @@ def export(
         "options": weights.with_name("options.json"),
         "vocab": weights.with_name("vocab.txt"),
     }
-    for path in paths.values():
+    tokenizer = weights.with_name(TOKENIZER_FILE)
+    readme = weights.with_name(CARD_FILE) if card else None
+    ours = [*paths.values(), *([tokenizer] if tokenizer.exists() else []), *filter(None, [readme])]
+    for path in ours:
         if path.is_dir():
             raise OutputError(f"{path}: is a directory; export needs it free for a file")
         if path.exists() and not overwrite:
             raise OutputError(
                 f"{path}: exists; pass overwrite=true to replace the export there "
-                f"({weights.name}, options.json, vocab.txt)"
+                f"({', '.join(p.name for p in ours)})"
             )
-    module = ElmoLM.from_checkpoint(ckpt)
+    checkpoint = load_checkpoint(ckpt)
+    module = ElmoLM(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    spec = module.hparams.get("tokenizer")
+    try:
+        spec = TokenizerSpec.from_dict(spec, source=f"{ckpt}: tokenizer") if spec else None
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
     try:
         module.bilm.to_hdf5(paths["options"], paths["weights"])
         module.vocab.save(paths["vocab"])
+        if spec is not None:
+            spec.save(tokenizer)
+            paths["tokenizer"] = tokenizer
+        elif tokenizer.is_file():  # an earlier export's, not this model's
+            tokenizer.unlink()
+        if readme is not None:
+            write_text(readme, model_card(module, checkpoint, ckpt, paths))
+            paths["card"] = readme
     except OSError as exc:
         raise OutputError(
             f"{exc.filename or weights}: cannot write the export: {os_reason(exc)}"
@@ -76,3 +106,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f'load it: Elmo.from_pretrained("{model}"), elmo-embed model={model} ..., '
         f"python train.py init_from={model} ..."
     )
+    if "card" in paths:
+        print(
+            f"share it: hf upload <you>/<name> {model} . "
+            '(then Elmo.from_pretrained("hf://<you>/<name>"))'
+        )

@@ -1,8 +1,9 @@
 """Static word vectors of your own corpus, to concatenate with ELMo's: word2vec (skip-gram or
 CBOW, Mikolov et al. 2013) trained with gensim (``pip install -e ".[word2vec]"``).
 
-``elmo-word2vec data=FILE_OR_GLOB out=vectors.txt [key=value ...]`` (or ``python word2vec.py``)
-reads the corpus as ``train.py`` does (``elmo_lm.data.corpus``: a path, a glob or a list of them,
+``elmo-word2vec data=FILE_OR_GLOB out=vectors.txt [key=value ...]`` (or ``python word2vec.py``;
+``corpus=DIR`` instead of ``data=``: the training files of a prepared corpus, as
+``train.py data.corpus=DIR`` reads them) reads the corpus as ``train.py`` does (``elmo_lm.data.corpus``: a path, a glob or a list of them,
 sorted, streamed, whitespace tokens, blank lines skipped, text as ``elmo_lm.data.text`` reads it),
 once to count the words and once per epoch, and writes the word2vec text format (``binary=true``: the
 binary one) that ``WordVectors.from_word2vec``, ``Elmo(word_vectors=...)`` and ``elmo-embed
@@ -19,19 +20,20 @@ from pathlib import Path
 
 from elmo_lm.commands.args import REQUIRED, parse_args
 from elmo_lm.console import progress_bar
-from elmo_lm.data.corpus import Files, corpus_files, iter_sentences
+from elmo_lm.data.corpus import Files, PreparedCorpus, corpus_files, iter_sentences
 from elmo_lm.errors import UserError, require, user_errors
 from elmo_lm.formats.atomic import atomic_path, check_output_file
 
 ARCHITECTURES = {"skipgram": 1, "cbow": 0}  # gensim's sg=
 
 USAGE = (
-    "elmo-word2vec data=FILE_OR_GLOB out=VECTORS.txt [architecture=skipgram|cbow] [dim=100] "
+    "elmo-word2vec (data=FILE_OR_GLOB | corpus=DIR) out=VECTORS.txt [architecture=skipgram|cbow] [dim=100] "
     "[window=5] [min_count=5] [negative=5] [epochs=5] [workers=3] [seed=0] [binary=false] "
     "[progress=true]"
 )
 DEFAULTS = {
-    "data": REQUIRED,  # the corpus, as data.train_files: a path, a glob or [a,b]
+    "data": None,  # the corpus, as data.train_files: a path, a glob or [a,b]
+    "corpus": None,  # or a prepared corpus directory (prepare.py): its train_files
     "out": REQUIRED,  # the word2vec file written
     "architecture": "skipgram",
     "dim": 100,
@@ -87,7 +89,7 @@ def check_architecture_and_sizes(architecture: str, **sizes: int) -> None:
 
 
 def train_word2vec(
-    data: Files,
+    data: Files | None,
     out: str | os.PathLike,
     architecture: str = "skipgram",
     dim: int = 100,
@@ -99,11 +101,13 @@ def train_word2vec(
     seed: int = 0,
     binary: bool = False,
     progress: bool | None = None,
+    corpus: str | os.PathLike | None = None,
 ) -> Word2VecResult:
     """Trains word2vec on a sentence-per-line corpus and writes the vectors to ``out``.
 
     Args:
-        data: the corpus: a path, a glob, or a list of them (as ``data.train_files``).
+        data: the corpus: a path, a glob, or a list of them (as ``data.train_files``); None
+            with ``corpus``.
         out: the word2vec file written (text, or binary with ``binary``); rows by frequency.
         architecture: ``skipgram`` (predict the context from the word; better for rare words)
             or ``cbow`` (predict the word from its context; faster).
@@ -116,6 +120,8 @@ def train_word2vec(
         seed: seeds the initial vectors and the sampling.
         progress: a progress bar over the sentences of all epochs, on stderr; ``None``: when
             stderr is a terminal.
+        corpus: instead of ``data``, a prepared corpus directory: its ``train_files``
+            (``PreparedCorpus``), the sentences ``train.py data.corpus=`` trains on.
 
     Raises:
         MissingExtraError: gensim is not installed.
@@ -124,6 +130,13 @@ def train_word2vec(
         Word2VecError: a bad setting, or no word occurs ``min_count`` times.
         OutputError: ``out`` cannot be written (checked before training).
     """
+    if (data is None) == (corpus is None):
+        raise Word2VecError(
+            "give the corpus one way: data=FILE_OR_GLOB (tokenized text) or corpus=DIR (a "
+            "directory written by prepare.py)"
+        )
+    if corpus is not None:
+        data = PreparedCorpus.load(corpus, what="corpus").train_files
     check_architecture_and_sizes(
         architecture,
         dim=dim,

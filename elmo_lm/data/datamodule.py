@@ -9,11 +9,24 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from elmo_lm.data.corpus import OOV_WARNING, CorpusStats, Files, count_corpus
+from elmo_lm.data.corpus import (
+    OOV_WARNING,
+    PREPARE,
+    UNTOKENIZED_SAMPLE_LINES,
+    UNTOKENIZED_SHARE,
+    CorpusError,
+    CorpusStats,
+    Files,
+    PreparedCorpus,
+    count_corpus,
+    untokenized_share,
+)
 from elmo_lm.data.sharding import resolve_rank, steps_per_epoch
 from elmo_lm.data.streams import HeldOutStreams, TrainStream
 from elmo_lm.data.vocabulary import Vocabulary
+from elmo_lm.errors import global_rank
 from elmo_lm.formats.characters import MAX_CHARACTERS_PER_TOKEN
+from elmo_lm.formats.tokenize import TokenizerSpec
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +41,11 @@ class ElmoDataModule(L.LightningDataModule):
     it with ``use_distributed_sampler=False``.
 
     Args:
-        train_files: training corpus: a path, a glob, or a list of them.
-        valid_files: held-out corpus in the same format; None for no validation.
-        vocab_file: a vocabulary file to use; None builds one from ``train_files``.
+        train_files: training corpus: a path, a glob, or a list of them (None: ``corpus``'s).
+        valid_files: held-out corpus in the same format; None for no validation (or
+            ``corpus``'s).
+        vocab_file: a vocabulary file to use; None builds one from ``train_files`` (or takes
+            ``corpus``'s, where it has one).
         vocab_min_count: when building, keep tokens seen at least this often.
         vocab_max_size: when building, keep at most this many tokens (specials included).
         batch_size: rows per training batch, per rank (the original's 128 per GPU).
@@ -44,11 +59,14 @@ class ElmoDataModule(L.LightningDataModule):
         shuffle_files: shuffle the order of the training files every epoch.
         shuffle_buffer: sentences held to shuffle the training order every epoch (0: none).
         seed: seeds the file order and the sentence shuffling.
+        corpus: a prepared corpus directory (``prepare.py``, ``PreparedCorpus``): the files
+            and vocabulary above that are None come from its ``corpus.json``, and
+            ``.tokenizer`` is its tokenizer (None without a corpus, or where it records none).
     """
 
     def __init__(
         self,
-        train_files: Files,
+        train_files: Files | None = None,
         valid_files: Files | None = None,
         vocab_file: str | None = None,
         vocab_min_count: int = 1,
@@ -61,8 +79,34 @@ class ElmoDataModule(L.LightningDataModule):
         shuffle_files: bool = True,
         shuffle_buffer: int = 100_000,
         seed: int = 0,
+        corpus: str | os.PathLike | None = None,
     ):
         super().__init__()
+        self.corpus = PreparedCorpus.load(corpus) if corpus is not None else None
+        self.tokenizer: TokenizerSpec | None = self.corpus.tokenizer if self.corpus else None
+        if self.corpus is not None:
+            given = {
+                k: v
+                for k, v in (("train_files", train_files), ("valid_files", valid_files))
+                if v is not None
+            }
+            if vocab_file is not None:
+                given["vocab_file"] = vocab_file
+            if given:
+                log.info(
+                    "data.corpus=%s: %s given with it, used instead of its corpus.json's",
+                    corpus,
+                    ", ".join(f"data.{k}={_plain(v)}" for k, v in given.items()),
+                )
+            train_files = train_files if train_files is not None else self.corpus.train_files
+            if valid_files is None and self.corpus.valid_files:
+                valid_files = self.corpus.valid_files
+            vocab_file = vocab_file if vocab_file is not None else self.corpus.vocab_file
+        if train_files is None:
+            raise CorpusError(
+                "no training corpus: pass data.train_files=<files> or data.corpus=<the "
+                f"directory of {PREPARE.format(dir='<dir>')}>"
+            )
         # Hydra hands lists over as ListConfig: keep plain values.
         self.train_files = _plain(train_files)
         self.valid_files = _plain(valid_files) if valid_files is not None else None
@@ -98,6 +142,27 @@ class ElmoDataModule(L.LightningDataModule):
                     100 * (1 - self.train_stats.oov_rate),
                 )
         self.vocab = vocab
+        if global_rank() == 0:
+            self._warn_if_untokenized()
+
+    def _warn_if_untokenized(self) -> None:
+        """Warns when the start of the training corpus looks like raw text (``UNTOKENIZED_SHARE``):
+        ``world.`` and ``world`` would train as two words, and the model's text would be cut
+        differently from what is given to it later."""
+        share = untokenized_share(self.train_files)
+        if share <= UNTOKENIZED_SHARE:
+            return
+        files = self.train_files
+        first = files if isinstance(files, str) else files[0]
+        log.warning(
+            "%s looks untokenized: %.1f%% of the tokens of its first sentences (up to %d) have "
+            "punctuation attached (like 'world.' or 'Hello,'), which trains as other words than "
+            "'world' and 'Hello'. Tokenize it first: %s, then train with data.corpus=<dir>",
+            first,
+            100 * share,
+            UNTOKENIZED_SAMPLE_LINES,
+            PREPARE.format(dir="<dir>").replace("<file>", str(first)),
+        )
 
     @property
     def n_train_tokens(self) -> int:

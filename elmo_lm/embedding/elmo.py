@@ -1,14 +1,20 @@
 """Contextual word vectors from a trained biLM, for use in other models.
 
-Two ways in: ``Elmo.embed_sentences`` turns tokenized sentences into numpy arrays (no
-gradients, batched by length), and ``Elmo.forward`` is an ``nn.Module`` call whose learned
-``ScalarMix`` weights a downstream model trains while the biLM stays frozen.
+Three ways in: ``Elmo.embed_sentences`` turns tokenized sentences into numpy arrays (no
+gradients, batched by length), ``Elmo.embed_texts`` does the same for raw strings, cut into
+tokens as the model's training text was (``Elmo.tokenizer``, ``choose_tokenizer``), and
+``Elmo.forward`` is an ``nn.Module`` call whose learned ``ScalarMix`` weights a downstream model
+trains while the biLM stays frozen.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,6 +26,9 @@ from elmo_lm.errors import UserError
 from elmo_lm.formats.characters import batch_to_ids
 from elmo_lm.formats.checkpoint import bilm_weights, load_checkpoint
 from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.formats.pretrained import PUBLISHED as PUBLISHED_MODELS
+from elmo_lm.formats.pretrained import resolve
+from elmo_lm.formats.tokenize import PUBLISHED, TOKENIZER_FILE, TokenizerSpec, make_tokenizer
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.model.scalar_mix import ScalarMix
 
@@ -29,9 +38,84 @@ MODES = ("all", "concat", "top", "average", "mix")
 ``top``: the top LSTM layer (n, D); ``average``: the mean of the layers (n, D);
 ``mix``: the first ``ScalarMix`` (n, D)."""
 
+TOKENIZE = ("auto", "none", "whitespace", "moses")
+"""How ``embed_texts`` (and ``elmo-embed tokenize=``) cut raw text: ``auto`` as the model's
+training text was cut (``Elmo.tokenizer``; whitespace where the model recorded none),
+``none``/``whitespace`` on whitespace only (the text is tokenized already), ``moses`` Moses'
+tokenizer (the published models')."""
+
+AS_GIVEN = TokenizerSpec("whitespace", normalize=None)
+"""Text that is tokenized already: split on whitespace, every character kept as it is."""
+
+log = logging.getLogger(__name__)
+
 
 class ElmoError(UserError):
     """A model file or an input that cannot be embedded."""
+
+
+class EmbeddedText(NamedTuple):
+    """One text of ``embed_texts``: its tokens and their vectors (the mode's array, the token
+    axis of length ``len(tokens)`` second to last, as ``embed_sentences`` gives it)."""
+
+    tokens: list[str]
+    vectors: np.ndarray
+
+
+def recorded_tokenizer(options_file: str | os.PathLike) -> TokenizerSpec | None:
+    """The tokenizer a model's files say its training text was cut with: the ``tokenizer.json``
+    beside its options file, else Moses (``PUBLISHED``) for a published model's options file
+    (``elmo_<id>_options.json``), else None.
+
+    Raises:
+        ElmoError: a ``tokenizer.json`` that cannot be read.
+    """
+    path = Path(options_file)
+    beside = path.with_name(TOKENIZER_FILE)
+    if beside.is_file():
+        try:
+            return TokenizerSpec.load(beside)
+        except ValueError as exc:
+            raise ElmoError(f"{exc}; remove it, or write it again with export.py") from None
+    if path.name in {f"elmo_{model_id}_options.json" for model_id in PUBLISHED_MODELS.values()}:
+        return PUBLISHED
+    return None
+
+
+def choose_tokenizer(
+    tokenize: str | TokenizerSpec, recorded: TokenizerSpec | None
+) -> tuple[TokenizerSpec, str]:
+    """The tokenizer ``tokenize`` (one of ``TOKENIZE``, or a spec) names for a model that
+    recorded ``recorded``, and why, in words (``the model's``, ``tokenize=moses``, ...).
+
+    Raises:
+        ElmoError: an unknown ``tokenize``.
+    """
+    if isinstance(tokenize, TokenizerSpec):
+        return tokenize, "given"
+    if tokenize == "auto":
+        if recorded is not None:
+            return recorded, "the model's tokenizer"
+        return AS_GIVEN, "the model recorded no tokenizer, so the text is taken as tokenized"
+    if tokenize in ("none", "whitespace"):
+        return AS_GIVEN, f"tokenize={tokenize}"
+    if tokenize == "moses":
+        same = recorded is not None and recorded.name == "moses"
+        return (recorded if same else TokenizerSpec("moses")), "tokenize=moses"
+    raise ElmoError(f"tokenize={tokenize!r}: use one of {', '.join(TOKENIZE)}")
+
+
+def describe_tokenizer(spec: TokenizerSpec) -> str:
+    """``moses (en, NFC)``, ``whitespace (NFC)``, ``whitespace``: for one-line reports."""
+    details = [spec.lang] if spec.name == "moses" else []
+    details += [spec.normalize] if spec.normalize else []
+    return spec.name + (f" ({', '.join(details)})" if details else "")
+
+
+@functools.lru_cache(maxsize=8)
+def text_tokenizer(spec: TokenizerSpec) -> Callable[[str], list[str]]:
+    """``make_tokenizer(spec)``, made once per spec (Moses' takes a while to build)."""
+    return make_tokenizer(spec)
 
 
 class Elmo(nn.Module):
@@ -50,6 +134,9 @@ class Elmo(nn.Module):
             eval mode (no LSTM dropout) whatever ``train()`` says.
         word_vectors: static vectors concatenated after the ELMo vector of each token.
         token_cache: precomputed token embeddings; cached tokens skip the character CNN.
+        tokenizer: the tokenizer the biLM's training text was cut with (``embed_texts`` cuts
+            raw text alike); None: not recorded. ``from_files``, ``from_pretrained`` and
+            ``from_checkpoint`` set it from the model (``recorded_tokenizer``).
     """
 
     def __init__(
@@ -62,9 +149,12 @@ class Elmo(nn.Module):
         requires_grad: bool = False,
         word_vectors: WordVectors | None = None,
         token_cache: TokenCache | None = None,
+        tokenizer: TokenizerSpec | None = None,
     ) -> None:
         super().__init__()
         self.bilm = bilm
+        self.tokenizer = tokenizer
+        self._said_whitespace = False  # embed_texts's line about a model without a tokenizer
         self.requires_grad = requires_grad
         for p in self.bilm.parameters():
             p.requires_grad_(requires_grad)
@@ -98,6 +188,7 @@ class Elmo(nn.Module):
         as good as the rest (docs/EMBEDDINGS.md).
         """
         bilm = BiLM.from_hdf5(options_file, weight_file, stateful=stateful, warm_start=warm_start)
+        kwargs.setdefault("tokenizer", recorded_tokenizer(options_file))
         return cls(bilm, **kwargs)
 
     @classmethod
@@ -114,10 +205,8 @@ class Elmo(nn.Module):
         URLs, as ``BiLM.from_pretrained``: ``Elmo.from_pretrained("small")`` downloads the
         published small model once into the cache (docs/EMBEDDINGS.md).
         """
-        bilm = BiLM.from_pretrained(
-            model, weights, stateful=stateful, warm_start=warm_start, progress=progress
-        )
-        return cls(bilm, **kwargs)
+        options_file, weight_file = resolve(model, weights, progress=progress)
+        return cls.from_files(options_file, weight_file, stateful, warm_start, **kwargs)
 
     @classmethod
     def from_checkpoint(
@@ -139,6 +228,13 @@ class Elmo(nn.Module):
             bilm.load_state_dict(bilm_weights(checkpoint))
         except RuntimeError:
             raise ElmoError(f"{path}: its bilm.* weights do not match its options") from None
+        recorded = checkpoint["hyper_parameters"].get("tokenizer")  # older checkpoints: none
+        if recorded is not None:
+            try:
+                recorded = TokenizerSpec.from_dict(dict(recorded), source=f"{path}: tokenizer")
+            except ValueError as exc:
+                raise ElmoError(str(exc)) from None
+        kwargs.setdefault("tokenizer", recorded)
         return cls(bilm, **kwargs)
 
     @property
@@ -259,6 +355,53 @@ class Elmo(nn.Module):
     def embed_sentence(self, tokens: Sequence[str], mode: str = "average") -> np.ndarray:
         """``embed_sentences`` for one sentence."""
         return self.embed_sentences([tokens], mode=mode)[0]
+
+    def text_tokenizer(
+        self, tokenize: str | TokenizerSpec = "auto"
+    ) -> tuple[TokenizerSpec, Callable[[str], list[str]]]:
+        """The tokenizer ``tokenize`` names for this model (``choose_tokenizer``) and the
+        function that cuts one text with it; ``auto`` for a model that recorded none logs once
+        that it splits on whitespace."""
+        spec, why = choose_tokenizer(tokenize, self.tokenizer)
+        if tokenize == "auto" and self.tokenizer is None and not self._said_whitespace:
+            log.warning(
+                "%s: splitting the texts on whitespace; pass tokenize='moses' if they are raw",
+                why,
+            )
+            self._said_whitespace = True
+        return spec, text_tokenizer(spec)
+
+    def embed_texts(
+        self,
+        texts: Sequence[str],
+        tokenize: str | TokenizerSpec = "auto",
+        mode: str = "average",
+        batch_size: int = 64,
+    ) -> list[EmbeddedText]:
+        """Embeds raw texts, one sentence each, cut into tokens as the model's training text was.
+
+        Args:
+            texts: strings, e.g. ``"Hello, world."``.
+            tokenize: one of ``TOKENIZE`` or a ``TokenizerSpec``: ``auto`` (the model's
+                ``tokenizer``: its ``tokenizer.json``, Moses for the published models; on
+                whitespace, said once in the log, for a model that recorded none), ``none`` or
+                ``whitespace`` (tokenized already), ``moses``.
+            mode, batch_size: as in ``embed_sentences``.
+
+        Returns:
+            Per text, in the input order, its tokens and their vectors (``EmbeddedText``;
+            ``embed_sentences`` of the tokens): ``"Hello, world."`` -> ``["Hello", ",",
+            "world", "."]`` and a (4, D) array with ``mode="average"``.
+        """
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise ElmoError(
+                "embed_texts needs a list of strings (raw texts); embed_sentences takes "
+                "tokenized sentences"
+            )
+        _, cut = self.text_tokenizer(tokenize)
+        tokens = [cut(text) for text in texts]
+        vectors = self.embed_sentences(tokens, mode=mode, batch_size=batch_size)
+        return [EmbeddedText(t, v) for t, v in zip(tokens, vectors, strict=True)]
 
     def _select(self, layers: np.ndarray, mode: str, tokens: Sequence[str]) -> np.ndarray:
         """(L + 1, n, D) of one sentence (or (1, n, D) for ``mix``) -> the mode's array."""

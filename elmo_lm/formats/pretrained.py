@@ -7,7 +7,8 @@ A model is given as
     * a directory holding an ``options.json`` and a weights ``.hdf5`` (what ``export.py``
       writes, or the published files side by side);
     * a weights ``.hdf5`` with its ``options.json`` beside it;
-    * an options file and a weights file, each a path or an ``http(s)`` URL.
+    * an options file and a weights file, each a path or an ``http(s)`` URL;
+    * a Hugging Face Hub repository, ``hf://owner/name[@revision][/subdir]`` (``hub_files``).
 
 Downloads go to ``cache_root()`` (``$ELMO_LM_CACHE``, else the platform's user cache directory,
 e.g. ``~/.cache/elmo_lm``), published models under ``<id>/``, other URLs under
@@ -16,7 +17,8 @@ known SHA-256 on every cache hit too) through ``ResumableDownloader``, which str
 requests into ``<name>.part`` beside the final name, asks the server for the rest with a
 ``Range`` header when a part is there, and checks the size (known, else the server's
 ``Content-Length``) and the SHA-256 (where known) before the file takes its final name. A file
-lock keeps two processes (DDP ranks, say) from downloading the same file at once.
+lock keeps two processes (DDP ranks, say) from downloading the same file at once. Hub files
+are huggingface_hub's to download and cache (``$HF_HUB_CACHE``; ``HF_HUB_OFFLINE=1``: the cache).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from elmo_lm.console import progress_bar
-from elmo_lm.errors import UserError
+from elmo_lm.errors import UserError, require
+from elmo_lm.formats.tokenize import TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,9 @@ CHUNK = 1 << 16
 
 TIMEOUT = 60
 """Seconds to wait for the server to connect or to send the next bytes."""
+
+HUB = "hf://"
+"""How a Hugging Face Hub repository is named: ``hf://owner/name[@revision][/subdir]``."""
 
 
 class PretrainedError(UserError):
@@ -129,8 +135,9 @@ def resolve(
     what is not in the cache yet.
 
     Args:
-        model: a published name, a directory, a weights file with ``options.json`` beside it,
-            or (with ``weights``) the options file; paths, URLs or ``RemoteFile``s.
+        model: a published name, ``hf://`` Hub model, directory, weights file with
+            ``options.json`` beside it, or (with ``weights``) options file; paths, URLs or
+            ``RemoteFile``s.
         weights: the weights file (path, URL or ``RemoteFile``) for an options file in ``model``.
         progress: a download progress bar on stderr; ``None``: when stderr is a terminal.
         what: how the user gave the model, to start messages with (``init_from=...``); default
@@ -142,6 +149,8 @@ def resolve(
     if weights is not None:
         return _file(model, progress), _file(weights, progress)
     what = what or str(model.url if isinstance(model, RemoteFile) else model)
+    if str(model).startswith(HUB):
+        return hub_files(str(model), what)
     if is_url(model):
         raise PretrainedError(
             f"{what}: a URL needs its pair: pass the options file's URL and the weights file's "
@@ -175,20 +184,20 @@ def _file(source: str | os.PathLike | RemoteFile, progress: bool | None) -> Path
     return Path(source).expanduser()
 
 
+def _pick(names: list[str], kind: str, suffix: str) -> str | None:
+    """The options (``kind`` "options", ``suffix`` ".json") or weights file among file names:
+    ``<kind><suffix>``, else the one ``*<kind>*<suffix>``, else the one ``*<suffix>``; never a
+    ``*softmax*`` file nor ``tokenizer.json``."""
+    found = [n for n in names if n.endswith(suffix) and "softmax" not in n and n != TOKENIZER_FILE]
+    exact, named = [n for n in found if n == kind + suffix], [n for n in found if kind in n]
+    candidates = exact or named or found
+    return candidates[0] if len(candidates) == 1 else None
+
+
 def _in_directory(directory: Path, what: str) -> tuple[Path, Path]:
-    """The options and weights files of a directory: the one ``.json`` (else ``options.json``,
-    else the one ``*options*.json``) and the one ``.hdf5`` (else ``weights.hdf5``, else the one
-    ``*weights*.hdf5``)."""
-
-    def pick(suffix: str, kind: str) -> Path | None:
-        found = sorted(directory.glob(f"*{suffix}"))
-        for candidates in (found, [p for p in found if p.name == kind + suffix]):
-            if len(candidates) == 1:
-                return candidates[0]
-        named = [p for p in found if kind in p.name]
-        return named[0] if len(named) == 1 else None
-
-    options, weights = pick(".json", "options"), pick(".hdf5", "weights")
+    """The options and weights files of a directory (``_pick``)."""
+    names = sorted(p.name for p in directory.iterdir() if p.is_file())
+    options, weights = _pick(names, "options", ".json"), _pick(names, "weights", ".hdf5")
     if options is None or weights is None:
         n_json, n_hdf5 = len(list(directory.glob("*.json"))), len(list(directory.glob("*.hdf5")))
         raise PretrainedError(
@@ -196,7 +205,64 @@ def _in_directory(directory: Path, what: str) -> tuple[Path, Path]:
             "not one options file and one weights file; pass the weights .hdf5 (with "
             "options.json beside it), or the options file and the weights file"
         )
-    return options, weights
+    return directory / options, directory / weights
+
+
+def hub_files(model: str, what: str | None = None) -> tuple[Path, Path]:
+    """The options and weights files of a Hub repository, ``hf://owner/name[@revision][/subdir]``
+    (those of its top or of ``subdir``, picked as in a directory), with ``tokenizer.json``
+    beside them where the repository has one; huggingface_hub downloads and caches them.
+
+    Raises:
+        PretrainedError: no such repository or revision, not one options and one weights file
+            there (the message lists what it holds), or a file not cached in offline mode.
+    """
+    what = what or model
+    match = re.fullmatch(r"hf://([\w.-]+/[\w.-]+)(?:@([^/\s]+))?(?:/(.*?))?/?", model)
+    if match is None:
+        raise PretrainedError(f"{what}: name a Hub model as hf://owner/name[@revision][/subdir]")
+    repo, revision, subdir = match[1], match[2], match[3] or ""
+    hub = require("huggingface_hub", "hub", f"{what} (a Hugging Face Hub model)")
+    errors = require("huggingface_hub.utils", "hub", what)
+    try:
+        try:
+            names = hub.list_repo_files(repo, revision=revision)
+        except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError):
+            raise
+        except Exception as exc:  # offline mode, no network, the Hub down: what the cache holds
+            log.info("%s: the Hub cannot be reached (%s): reading the cache", what, exc)
+            folder = Path(
+                hub.snapshot_download(
+                    repo, revision=revision, allow_patterns=[], local_files_only=True
+                )
+            )
+            names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+        local = sorted(n.rpartition("/")[2] for n in names if n.rpartition("/")[0] == subdir)
+        options, weights = _pick(local, "options", ".json"), _pick(local, "weights", ".hdf5")
+        if options is None or weights is None:
+            held = ", ".join(sorted(names)[:30]) + (", ..." if len(names) > 30 else "")
+            raise PretrainedError(
+                f"{what}: not one options .json and one weights .hdf5 (softmax files aside) in "
+                f"{subdir or 'the top'} of {repo}, which holds {held or 'no files'}; name the "
+                f"folder of one model (hf://{repo}/<folder>) or upload options.json and "
+                "weights.hdf5 there"
+            )
+        wanted = [options, weights] + ([TOKENIZER_FILE] if TOKENIZER_FILE in local else [])
+        here = f"{subdir}/" if subdir else ""
+        paths = [Path(hub.hf_hub_download(repo, here + n, revision=revision)) for n in wanted]
+    except errors.RevisionNotFoundError:
+        raise PretrainedError(f"{what}: {repo} has no revision {revision!r}") from None
+    except errors.RepositoryNotFoundError:
+        raise PretrainedError(
+            f"{what}: no Hub repository {repo} (or it is private or gated: log in with "
+            "`hf auth login` or set HF_TOKEN)"
+        ) from None
+    except errors.LocalEntryNotFoundError:
+        raise PretrainedError(
+            f"{what}: {repo} is not in the Hugging Face cache and the Hub cannot be reached; "
+            "unset HF_HUB_OFFLINE (or connect) to download it once"
+        ) from None
+    return paths[0], paths[1]
 
 
 def fetch(remote: RemoteFile, progress: bool | None = None) -> Path:

@@ -104,6 +104,8 @@ class ElmoLM(L.LightningModule):
             and stateless embeddings do); 0 never resets, as the original. At 0.02 (one reset
             per ~1,000 tokens of a row) the carried-state perplexity is unchanged and the
             zero-state one falls (docs/TRAINING_GUIDE.md).
+        tokenizer: ``TokenizerSpec.to_dict()`` of the tokenizer that cut the training text (a
+            prepared corpus's), so that text embedded later is cut alike; None: not recorded.
     """
 
     def __init__(
@@ -115,6 +117,7 @@ class ElmoLM(L.LightningModule):
         softmax: str = "auto",
         seed: int = 0,
         reset_state_prob: float = 0.02,
+        tokenizer: dict | None = None,
     ):
         super().__init__()
         vocab = [str(t) for t in vocab]
@@ -138,6 +141,7 @@ class ElmoLM(L.LightningModule):
                 "softmax": str(softmax),
                 "seed": int(seed),
                 "reset_state_prob": float(reset_state_prob),
+                "tokenizer": dict(tokenizer) if tokenizer is not None else None,
             },
             logger=False,  # the token list is no TensorBoard hyperparameter: see on_fit_start
         )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback as HydraCallback
 from hydra.utils import instantiate
@@ -28,6 +29,7 @@ from elmo_lm.formats.atomic import check_writable_dir, write_text
 from elmo_lm.formats.checkpoint import load_checkpoint
 from elmo_lm.formats.options import RUN_OPTIONS, BiLMOptions
 from elmo_lm.formats.pretrained import resolve
+from elmo_lm.formats.tokenize import TokenizerSpec
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.training.callbacks import MetricsFile, plain_metrics
 from elmo_lm.training.checkpointing import AtomicCheckpointIO, resolve_ckpt_path
@@ -36,6 +38,7 @@ from elmo_lm.training.config import (
     current_targets,
     model_options,
     module_arguments,
+    override_key,
     run_options,
 )
 from elmo_lm.training.module import ElmoLM
@@ -75,7 +78,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         shape = model_options(cfg.model)
 
     datamodule = instantiate(
-        cfg.data, max_characters_per_token=shape.char_cnn.max_characters_per_token
+        cfg.data,
+        max_characters_per_token=shape.char_cnn.max_characters_per_token,
+        **corpus_defaults(cfg),
     )
     datamodule.setup("fit")
     vocab = datamodule.vocab
@@ -84,7 +89,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_resume(ckpt_path, checkpoint["hyper_parameters"], options, vocab.tokens)
         module = ElmoLM(**checkpoint["hyper_parameters"])
     else:
-        module = build_module(cfg, options, list(vocab.tokens))
+        tokenizer = getattr(datamodule, "tokenizer", None)  # a prepared corpus's, else None
+        module = build_module(cfg, options, list(vocab.tokens), tokenizer)
         if init_files is not None:
             options_file, weight_file = init_files
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
@@ -151,18 +157,40 @@ def _summarize(trainer: L.Trainer, output_dir: Path, stopped: str | None = None)
             log.info(line)
 
 
-def build_module(cfg: DictConfig, options: BiLMOptions, tokens: list[str]) -> ElmoLM:
+def build_module(
+    cfg: DictConfig, options: BiLMOptions, tokens: list[str], tokenizer: TokenizerSpec | None = None
+) -> ElmoLM:
     """The ``module`` of ``cfg`` over ``tokens``: the config is instantiated as a partial and
     called with the options and the vocabulary, so that corpus text (``${HOME}``, ``${``, junk)
-    never passes through OmegaConf, which would read it as an interpolation."""
+    never passes through OmegaConf, which would read it as an interpolation. ``tokenizer``
+    (the corpus's) is recorded in the module's hyperparameters."""
     try:
         make = instantiate(module_arguments(cfg), _partial_=True, _convert_="all")
     except InstantiationException as exc:
         raise TrainingError(f"module: {exc.__cause__ or exc}") from None
+    recorded = tokenizer.to_dict() if tokenizer is not None else None
     try:
-        return make(options=options.to_dict(), vocab=list(tokens))
+        return make(options=options.to_dict(), vocab=list(tokens), tokenizer=recorded)
     except ValueError as exc:  # ElmoLM's only for what the config asks (softmax, options)
         raise TrainingError(str(exc)) from None
+
+
+CORPUS_KEYS = ("train_files", "valid_files", "vocab_file")
+"""What ``data.corpus``'s corpus.json gives unless the command line gives it too."""
+
+
+def corpus_defaults(cfg: DictConfig) -> dict[str, None]:
+    """With ``data.corpus``: None for each of ``CORPUS_KEYS`` that the command line (Hydra's
+    record of it, or ``cfg.hydra`` where composed with it) does not give, so that the corpus's
+    files replace the data config's defaults (``conf/data/sample.yaml``'s bundled corpus).
+    Without a record of the command line (a config composed by hand), the corpus gives all."""
+    if not cfg.data.get("corpus"):
+        return {}
+    overrides = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    if overrides is None and HydraConfig.initialized():
+        overrides = HydraConfig.get().overrides.task
+    given = {override_key(str(a)) for a in overrides or []}
+    return {k: None for k in CORPUS_KEYS if f"data.{k}" not in given}
 
 
 def check_shards(datamodule, world_size: int, num_nodes: int = 1) -> None:

@@ -59,7 +59,7 @@ def test_mistakes_are_one_line(argv, message):
         parse_args(argv, DEFAULTS, "u")
 
 
-COMMANDS = ["evaluate", "export", "embed", "word2vec", "plot"]
+COMMANDS = ["evaluate", "export", "embed", "word2vec", "plot", "prepare"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -91,6 +91,7 @@ def test_the_top_level_scripts_and_the_console_scripts_run_the_module_mains():
     assert scripts == {
         "elmo-embed": "elmo_lm.commands.embed:main",
         "elmo-word2vec": "elmo_lm.commands.word2vec:main",
+        "elmo-prepare": "elmo_lm.commands.prepare:main",
     }
 
 

@@ -67,6 +67,7 @@ def test_checkpoint_loads_without_the_config(checkpoint):
         "softmax",
         "seed",
         "reset_state_prob",
+        "tokenizer",
     }
     # Settings options.json records are stored there only, once.
     assert hparams["options"]["all_clip_norm_val"] == 10.0
