@@ -174,3 +174,16 @@ def one_line_error(kind: type[Exception], call) -> str:
     message = str(exc.value)
     assert "\n" not in message
     return message
+
+
+SCORER_VOCAB = ["<S>", "</S>", "<UNK>", *WORDS]
+
+
+def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A tiny ElmoLM over ``SCORER_VOCAB`` (random weights, full softmax) saved in ``load_checkpoint``'s layout."""
+    from elmo_lm.training.module import ElmoLM
+
+    torch.manual_seed(seed)
+    module = ElmoLM(tiny_options_with().to_dict(), SCORER_VOCAB, softmax="full")
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path

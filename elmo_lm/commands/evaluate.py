@@ -20,20 +20,29 @@ import torch
 
 from elmo_lm.commands.args import REQUIRED, parse_args
 from elmo_lm.commands.devices import parse_device
-from elmo_lm.data.corpus import OOV_WARNING, CorpusError, Files, corpus_files, count_corpus
+from elmo_lm.data.corpus import (
+    OOV_WARNING,
+    CorpusError,
+    Files,
+    corpus_files,
+    count_corpus,
+    read_sentences,
+)
 from elmo_lm.data.streams import HeldOutStreams, ValidationSentences
 from elmo_lm.data.text import text_lines
 from elmo_lm.embedding.elmo import choose_tokenizer, describe_tokenizer, text_tokenizer
 from elmo_lm.errors import user_errors
+from elmo_lm.formats.atomic import atomic_path, check_output_file
 from elmo_lm.formats.tokenize import TokenizerSpec
 from elmo_lm.training.module import ElmoLM
 from elmo_lm.training.perplexity import perplexities
+from elmo_lm.training.scorer import LanguageModel, check_start
 
 log = logging.getLogger(__name__)
 
 USAGE = (
     "python evaluate.py ckpt=PATH.ckpt data=FILE_OR_GLOB [tokenize=none|auto|moses] "
-    "[batch_size=64] [device=auto]"
+    "[batch_size=64] [device=auto] [per_sentence=OUT.jsonl] [start=zero|warm]"
 )
 DEFAULTS = {
     "ckpt": REQUIRED,  # a checkpoint written by train.py
@@ -41,6 +50,8 @@ DEFAULTS = {
     "tokenize": "none",  # none: tokenized already; auto: as the checkpoint's corpus; moses
     "batch_size": 64,  # streams scored side by side
     "device": "auto",  # auto, cpu, cuda, cuda:N or mps (elmo_lm.commands.devices)
+    "per_sentence": None,  # a .jsonl: each sentence's scores, one JSON line each (scorer.py)
+    "start": "zero",  # where per_sentence starts each sentence: zero or warm (BiLM.warm_state)
 }
 
 
@@ -52,6 +63,8 @@ def evaluate(
     device: str = "auto",
     unroll_steps: int = 20,
     tokenize: str = "none",
+    per_sentence: str | os.PathLike | None = None,
+    start: str = "zero",
 ) -> dict[str, float]:
     """Held-out perplexity of a checkpoint on a sentence-per-line file, with the full softmax.
 
@@ -61,7 +74,9 @@ def evaluate(
     embeddings start (sentences longer than ``max_sentence_tokens`` words in pieces).
     ``tokenize`` other than ``none`` cuts raw text first: ``auto`` as the checkpoint's corpus
     was cut (its recorded tokenizer; on whitespace, said in the log, where it recorded none),
-    ``moses``.
+    ``moses``. ``per_sentence`` writes each sentence's scores (``LanguageModel.score_sentences``
+    from ``start``, ``zero`` or ``warm``), one JSON line per sentence in file order; from a zero
+    state they sum to ``ppl_zero_state``'s.
 
     Returns:
         ``ppl_fwd``, ``ppl_bwd``, ``ppl`` (exp of the mean of both directions' losses), the same
@@ -72,12 +87,47 @@ def evaluate(
     Raises:
         ArgumentError: a ``device`` this machine does not have (checked first).
         CheckpointError: ``ckpt`` is missing or cannot be read.
+        ScorerError: a ``start`` other than ``zero`` or ``warm``.
     """
     device = parse_device(device)
     choose_tokenizer(tokenize, None)  # an unknown value before the checkpoint is read
+    if per_sentence is not None:
+        check_start(start)
+        check_output_file(per_sentence, "per_sentence")
     module = ElmoLM.from_checkpoint(ckpt, map_location=device).eval()
     with tokenized(data, tokenize, module.hparams.get("tokenizer")) as text:
+        if per_sentence is not None:
+            lm = LanguageModel(module, batch_size)
+            write_per_sentence(lm, text, per_sentence, start, max_sentence_tokens)
         return _evaluate(module, text, data, batch_size, max_sentence_tokens, device, unroll_steps)
+
+
+def write_per_sentence(
+    lm: LanguageModel,
+    data: Files,
+    out: str | os.PathLike,
+    start: str = "zero",
+    max_sentence_tokens: int = 400,
+    chunk: int = 4096,
+) -> None:
+    """Each sentence of the tokenized ``data`` scored by ``lm`` (``SentenceScore.to_dict``), one
+    JSON line each, in file order, written to ``out`` as a whole (``atomic_path``); ``chunk``
+    sentences are held at a time."""
+    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        sentences: list[list[str]] = []
+        for file in corpus_files(data):
+            for tokens in read_sentences(file):
+                sentences.append(tokens)
+                if len(sentences) == chunk:
+                    _write_scores(f, lm, sentences, start, max_sentence_tokens)
+                    sentences = []
+        if sentences:
+            _write_scores(f, lm, sentences, start, max_sentence_tokens)
+
+
+def _write_scores(f, lm: LanguageModel, sentences, start: str, max_sentence_tokens: int) -> None:
+    for score in lm.score_sentences(sentences, start, max_sentence_tokens):
+        f.write(json.dumps(score.to_dict()) + "\n")
 
 
 @contextlib.contextmanager
