@@ -1,7 +1,7 @@
 """A trained checkpoint as the original tools' files: ``python export.py ckpt=PATH.ckpt
 out=weights.hdf5`` writes the weights, with ``options.json``, ``vocab.txt``, the tokenizer the
-checkpoint records (``tokenizer.json``) and, with ``card=true``, a model card (``README.md``)
-beside them (``USAGE``)."""
+checkpoint records (``tokenizer.json``), with ``card=true`` a model card (``README.md``) and,
+with ``softmax=true``, the softmax (``weights_softmax_weights.hdf5``) beside them (``USAGE``)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ from elmo_lm.commands.card import CARD_FILE, model_card
 from elmo_lm.errors import OutputError, os_reason, user_errors
 from elmo_lm.formats.atomic import check_output_file, write_text
 from elmo_lm.formats.checkpoint import CheckpointError, load_checkpoint
+from elmo_lm.formats.softmax_file import save_softmax, softmax_name
 from elmo_lm.formats.tokenize import TOKENIZER_FILE, TokenizerSpec
 from elmo_lm.training.module import ElmoLM
 
-USAGE = "python export.py ckpt=PATH.ckpt out=weights.hdf5 [card=false] [overwrite=false]"
+USAGE = (
+    "python export.py ckpt=PATH.ckpt out=weights.hdf5 [card=false] [softmax=false] "
+    "[overwrite=false]"
+)
 DEFAULTS = {
     "ckpt": REQUIRED,  # a checkpoint written by train.py
     "out": "weights.hdf5",  # the weights; options.json, vocab.txt, tokenizer.json go beside them
     "card": False,  # true: a model card (README.md) beside them too, for the Hugging Face Hub
+    "softmax": False,  # true: the softmax too (<stem>_softmax_weights.hdf5): score, start warm
     "overwrite": False,  # true: replace an earlier export there
 }
 
@@ -31,6 +36,7 @@ def export(
     out: str | os.PathLike = "weights.hdf5",
     overwrite: bool = False,
     card: bool = False,
+    softmax: bool = False,
 ) -> dict[str, Path]:
     """Writes a checkpoint's biLM as the original tools' files.
 
@@ -44,10 +50,13 @@ def export(
         overwrite: replace those files where they exist (else refused, before the checkpoint
             is read).
         card: write a model card (``README.md``, ``elmo_lm.commands.card``) beside them too.
+        softmax: write the softmax beside them too, as ``<out stem>_softmax_weights.hdf5``
+            (``elmo_lm.formats.softmax_file``; rows in ``vocab.txt``'s order); without it, an
+            earlier export's is removed under ``overwrite``.
 
     Returns:
-        The paths written: ``weights``, ``options``, ``vocab``, then ``tokenizer`` and
-        ``card`` where written.
+        The paths written: ``weights``, ``options``, ``vocab``, then ``tokenizer``, ``card``
+        and ``softmax`` where written.
 
     Raises:
         OutputError: a file exists without ``overwrite``, or a path cannot take a file.
@@ -60,7 +69,9 @@ def export(
     }
     tokenizer = weights.with_name(TOKENIZER_FILE)
     readme = weights.with_name(CARD_FILE) if card else None
+    softmax_file = weights.with_name(softmax_name(weights))
     ours = [*paths.values(), *([tokenizer] if tokenizer.exists() else []), *filter(None, [readme])]
+    ours += [softmax_file] if softmax or softmax_file.exists() else []
     for path in ours:
         if path.is_dir():
             raise OutputError(f"{path}: is a directory; export needs it free for a file")
@@ -88,6 +99,11 @@ def export(
         if readme is not None:
             write_text(readme, model_card(module, checkpoint, ckpt, paths))
             paths["card"] = readme
+        if softmax:
+            save_softmax(softmax_file, module.softmax.weight, module.softmax.bias)
+            paths["softmax"] = softmax_file
+        elif softmax_file.is_file():  # an earlier export's, not these weights'
+            softmax_file.unlink()
     except OSError as exc:
         raise OutputError(
             f"{exc.filename or weights}: cannot write the export: {os_reason(exc)}"

@@ -35,6 +35,7 @@ from urllib.parse import urlparse
 
 from elmo_lm.console import progress_bar
 from elmo_lm.errors import UserError, require
+from elmo_lm.formats.softmax_file import companion_names
 from elmo_lm.formats.tokenize import TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
@@ -210,8 +211,8 @@ def _in_directory(directory: Path, what: str) -> tuple[Path, Path]:
 
 def hub_files(model: str, what: str | None = None) -> tuple[Path, Path]:
     """The options and weights files of a Hub repository, ``hf://owner/name[@revision][/subdir]``
-    (those of its top or of ``subdir``, picked as in a directory), with ``tokenizer.json``
-    beside them where the repository has one; huggingface_hub downloads and caches them.
+    (those of its top or of ``subdir``, picked as in a directory), with those of
+    ``softmax_file.companion_names`` where there; huggingface_hub downloads and caches them.
 
     Raises:
         PretrainedError: no such repository or revision, not one options and one weights file
@@ -247,7 +248,7 @@ def hub_files(model: str, what: str | None = None) -> tuple[Path, Path]:
                 f"folder of one model (hf://{repo}/<folder>) or upload options.json and "
                 "weights.hdf5 there"
             )
-        wanted = [options, weights] + ([TOKENIZER_FILE] if TOKENIZER_FILE in local else [])
+        wanted = [options, weights, *(n for n in companion_names(weights) if n in local)]
         here = f"{subdir}/" if subdir else ""
         paths = [Path(hub.hf_hub_download(repo, here + n, revision=revision)) for n in wanted]
     except errors.RevisionNotFoundError:

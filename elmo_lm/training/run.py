@@ -24,11 +24,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from elmo_lm.cpu import path
 from elmo_lm.cpu.allocator import keep_freed_memory
+from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.errors import OutputError, TrainingError, os_reason, user_errors
 from elmo_lm.formats.atomic import check_writable_dir, write_text
 from elmo_lm.formats.checkpoint import load_checkpoint
 from elmo_lm.formats.options import RUN_OPTIONS, BiLMOptions
 from elmo_lm.formats.pretrained import resolve
+from elmo_lm.formats.softmax_file import softmax_file_for, vocab_file_for, warm_softmax
 from elmo_lm.formats.tokenize import TokenizerSpec
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.training.callbacks import MetricsFile, plain_metrics
@@ -95,6 +97,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
             options_file, weight_file = init_files
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
             log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
+            if (softmax_file := softmax_file_for(weight_file)) is not None:  # rows by token
+                source = Vocabulary.from_file(vocab_file_for(softmax_file)).tokens
+                warm = warm_softmax(module.softmax, list(vocab.tokens), list(source), softmax_file)
+                log.info("softmax: %d of %d rows warm from %s", warm, len(vocab), softmax_file)
     module.set_compile(cfg.get("compile") or "none")
     module.bilm.lstm.bf16_recurrence = bool(cfg.get("bf16_recurrence", False))
     callback_cfgs = [c for c in (cfg.get("callbacks") or {}).values() if c]

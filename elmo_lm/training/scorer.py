@@ -1,7 +1,8 @@
 """A trained biLM as a language model: per-sentence log-probabilities and the likeliest words
 at a position in context, from the full softmax.
 
-``LanguageModel.from_checkpoint(path)`` loads the biLM and its softmax (``ElmoLM``) in eval mode.
+``LanguageModel.from_checkpoint(path)`` loads the biLM and its softmax (``ElmoLM``) in eval mode;
+``LanguageModel.from_pretrained(model)`` the same from an ``export.py ... softmax=true`` directory.
 Sentences are read as in training and held-out scoring (``elmo_lm.data.packing.sentence_pairs``):
 the forward LM reads ``<S> w1 .. wn`` and predicts ``w1 .. wn </S>``, the backward LM reads
 ``</S> wn .. w1`` and predicts ``wn .. w1 <S>``; each sentence starts from a zero state or the
@@ -22,6 +23,14 @@ from elmo_lm.data.packing import CharIdCache, sentence_pairs
 from elmo_lm.data.vocabulary import SPECIAL_TOKENS, Vocabulary
 from elmo_lm.errors import UserError
 from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN
+from elmo_lm.formats.pretrained import resolve
+from elmo_lm.formats.softmax_file import (
+    load_softmax,
+    softmax_file_for,
+    softmax_name,
+    vocab_file_for,
+)
+from elmo_lm.model.bilm import BiLM
 from elmo_lm.model.softmax import full_softmax_nll, logit_budget
 from elmo_lm.training.module import ElmoLM
 
@@ -100,6 +109,38 @@ class LanguageModel:
             CheckpointError: ``path`` is missing or not a checkpoint (one line).
         """
         return cls(ElmoLM.from_checkpoint(path, map_location=device), batch_size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+    ) -> LanguageModel:
+        """The language model of an exported model (``elmo_lm.formats.pretrained.resolve``: a
+        directory, weights file, ``hf://`` model) whose softmax file and ``vocab.txt`` are
+        beside its weights (``export.py ... softmax=true``).
+
+        Raises:
+            ScorerError: no softmax file beside the weights (one line: export it).
+            SoftmaxFileError, VocabularyError, PretrainedError: the files do not load (one line).
+        """
+        options_file, weights_file = resolve(model)
+        softmax_file = softmax_file_for(weights_file)
+        if softmax_file is None:
+            raise ScorerError(
+                f"{model}: no softmax beside {weights_file} ({softmax_name(weights_file)}), "
+                "which scoring needs; export the checkpoint with softmax=true"
+            )
+        tokens = list(Vocabulary.from_file(vocab_file_for(softmax_file)).tokens)
+        bilm = BiLM.from_hdf5(options_file, weights_file)
+        weight, bias = load_softmax(softmax_file, len(tokens), bilm.options.lstm.projection_dim)
+        module = ElmoLM(bilm.options.to_dict(), tokens, softmax="full")
+        module.bilm.load_state_dict(bilm.state_dict())
+        with torch.no_grad():
+            module.softmax.weight.copy_(weight)
+            module.softmax.bias.copy_(bias[:, None])
+        return cls(module.to(device), batch_size)
 
     @property
     def device(self) -> torch.device:
