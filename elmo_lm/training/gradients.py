@@ -92,7 +92,13 @@ def set_row_gradients(
     by one sort for both (``padded_entries``: fixed shapes, no host read) into sparse
     gradients of K entries, the distinct rows then zero rows at row 0. They are marked
     coalesced, which is what their readers need: ``clip_grad_norm`` and ``RowAdagrad`` read
-    them as they are (a zero row changes neither a norm nor an update), with no sort again."""
+    them as they are (a zero row changes neither a norm nor an update), with no sort again.
+
+    Gradients already there (``accumulate_grad_batches``: an earlier backward's) are summed in:
+    their entries join these before the sort."""
+    if weight.grad is not None and weight.grad.is_sparse and bias.grad is not None:
+        earlier = torch.cat([weight.grad._values(), bias.grad._values()], 1).to(grads.dtype)
+        ids, grads = torch.cat([weight.grad._indices()[0], ids]), torch.cat([earlier, grads])
     rows, sums = padded_entries(ids, grads)
     p = weight.shape[1]
     weight.grad = torch.sparse_coo_tensor(

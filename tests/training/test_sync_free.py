@@ -139,3 +139,25 @@ def test_padded_rows_sum_to_the_coalesced_gradient(entries):
     torch.testing.assert_close(sums[: len(distinct)], want._values())
     dense = torch.zeros(9, 3).index_add_(0, rows, sums)
     torch.testing.assert_close(dense, want.to_dense())
+
+
+def test_row_buffer_gradients_accumulate_over_backward_passes(tiny_options):
+    """accumulate_grad_batches: two windows' softmax gradients are summed on the accelerator
+    path as autograd sums the CPU path's sparse ones."""
+    options = tiny_options()
+    options.n_negative_samples_batch = 16
+    options.n_tokens_vocab = len(VOCAB)
+    grads = {}
+    for name in ("native", "accelerator"):
+        with path.use(name):
+            torch.manual_seed(0)
+            module = ElmoLM(options.to_dict(), VOCAB).train()
+            module._log_step = False
+            for step in range(2):
+                torch.manual_seed(5 + step)
+                batch = {**_batch(), "stream_id": 0, "reset": True}
+                module.training_step(batch, step).backward()
+                module.on_after_backward()
+            grads[name] = [p.grad.to_dense() for p in module.softmax_parameters()]
+    for got, want in zip(grads["accelerator"], grads["native"]):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
