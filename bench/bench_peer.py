@@ -1,6 +1,7 @@
 """Held-out perplexity and training speed against the original trainer (allenai/bilm-tf).
 
 Usage: python bench/bench_peer.py [--steps 600] [--seeds 1 2 3] [--shape mini] [--out DIR]
+       python bench/bench_peer.py --kind word      # a word-input biLM (conf/model/word_mini.yaml)
        python bench/bench_peer.py --steps 30 --seeds 1      # a quick look, a few minutes
        python bench/bench_peer.py --from_results /tmp/bench_peer/results.json   # the table again
        python bench/bench_peer.py --rescore /tmp/bench_peer   # score that run's checkpoints again
@@ -11,7 +12,9 @@ with the same vocabulary file (``make_vocab.py`` of the original trainer's tools
 unroll, sampled softmax and number of steps, one seed after another, never two at once.
 
 - The original: ``train_peer.py`` of ../shared/tools/original-trainer (its README), which runs the
-  unmodified ``bilm.training.train()`` and then ``test()`` and prints one JSON line.
+  unmodified ``bilm.training.train()`` and then ``test()`` and prints one JSON line; with
+  ``--kind word`` (a shape without ``char_cnn``) ``scripts/original_fixtures.py peer``, the same
+  procedure over train_peer.py's functions for the original's word-input biLM.
 - Ours: ``python train.py`` with overrides (the whole path a user runs, data loading included),
   no validation while training, one checkpoint at the last step; then that checkpoint scored
   on the held-out file (``original_test_ppl``, and ``elmo_lm.commands.evaluate.evaluate``). Everything
@@ -59,7 +62,12 @@ from common import table  # noqa: E402
 
 from elmo_lm.commands.evaluate import evaluate  # noqa: E402
 from elmo_lm.data.corpus import read_sentences  # noqa: E402
-from elmo_lm.data.packing import CharIdCache, sentence_pairs  # noqa: E402
+from elmo_lm.data.packing import (  # noqa: E402
+    CharIdCache,
+    input_ids,
+    long_tensor,
+    sentence_pairs,
+)
 from elmo_lm.data.vocabulary import BOS_TOKEN, EOS_TOKEN  # noqa: E402
 from elmo_lm.formats.options import BiLMOptions  # noqa: E402
 from elmo_lm.training.config import model_options  # noqa: E402
@@ -185,9 +193,19 @@ def peer_vocab(train: Path, out: Path) -> Path:
 
 def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    if options.word_inputs:  # train_peer.py builds a character biLM only
+        shape = {k: v for k, v in options.to_dict().items() if k in WORD_SHAPE_KEYS}
+        driver = [
+            str(ROOT / "scripts/original_fixtures.py"),
+            "peer",
+            f"--shape_json={json.dumps(shape)}",
+        ]
+        flags = []
+    else:
+        driver, flags = [str(PEER / "train_peer.py")], original_shape_flags(options)
     cmd = [
         str(PEER_PYTHON),
-        str(PEER / "train_peer.py"),
+        *driver,
         f"--train={args.train}",
         f"--valid={args.valid}",
         f"--vocab={vocab}",
@@ -198,7 +216,7 @@ def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path
         f"--n_negative_samples={args.n_negative_samples}",
         f"--test_batch_size={args.test_batch_size}",
         f"--seed={seed}",
-        *original_shape_flags(options),
+        *flags,
     ]
     stdout = run_logged(cmd, out / "stderr.log")
     result = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
@@ -217,6 +235,10 @@ def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path
         "scored": result["test_predictions_scored_per_direction"]
         / result["valid_predictions_total_per_direction"],
     }
+
+
+WORD_SHAPE_KEYS = ("lstm", "dropout", "share_embedding_softmax")
+"""What ``scripts/original_fixtures.py peer`` takes of a word-input shape."""
 
 
 def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
@@ -317,7 +339,7 @@ def original_test_ppl(ckpt: Path, valid: Path, batch_size: int, unroll_steps: in
     while all(left[row] > 0 or fill(row) for row in range(batch_size)):
         left = [n - 1 for n in left]
         steps += 1
-    chars = CharIdCache(module.options.char_cnn.max_characters_per_token)
+    chars = CharIdCache(module.options.max_characters_per_token)
     sums = torch.zeros(4, dtype=torch.float64)
     states: dict = {}
     with torch.inference_mode():
@@ -326,7 +348,9 @@ def original_test_ppl(ckpt: Path, valid: Path, batch_size: int, unroll_steps: in
             pad = unroll_steps - (end - start)
             batch = {"stream_id": 0, "reset": start == 0}
             for d in ("fwd", "bwd"):
-                batch[f"{d}_chars"] = chars([x[start:end] + [""] * pad for x, _ in rows[d]])
+                inputs = [x[start:end] + [""] * pad for x, _ in rows[d]]
+                batch[f"{d}_chars"] = chars(inputs)
+                batch[f"{d}_ids"] = long_tensor([input_ids(vocab, row) for row in inputs])
                 batch[f"{d}_targets"] = torch.tensor(
                     [y[start:end] + [-1] * pad for _, y in rows[d]], dtype=torch.long
                 )
@@ -401,6 +425,11 @@ def summary(runs: list[dict], how, at_least: int = 1) -> dict:
     return {k: how(v) if len(v) >= at_least else None for k, v in values.items()}
 
 
+def _geometric_mean(values) -> float:
+    """The geometric mean over seeds (perplexities compare as ratios)."""
+    return statistics.geometric_mean([v for v in values if v > 0])
+
+
 def report(results: dict[str, dict[int, dict]], warmup: int) -> str:
     """The table of every run, each trainer's mean, median and sd over seeds, and the ratios."""
     rows = [run_row(t, seed, r, warmup) for t, runs in results.items() for seed, r in runs.items()]
@@ -411,6 +440,7 @@ def report(results: dict[str, dict[int, dict]], warmup: int) -> str:
         stats[trainer] = {
             "mean": summary(runs, statistics.mean),
             "median": summary(runs, statistics.median),
+            "geomean": summary(runs, _geometric_mean),
             "sd": summary(runs, statistics.stdev, at_least=2),
         }
         rows += [run_row(trainer, name, v, warmup) for name, v in stats[trainer].items()]
@@ -425,7 +455,7 @@ def report(results: dict[str, dict[int, dict]], warmup: int) -> str:
         ("ppl_bwd", "ppl bwd"),
         ("tokens_per_s", "tokens/s"),
     ):
-        r = {how: ours[how][key] / orig[how][key] for how in ("mean", "median")}
+        r = {how: ours[how][key] / orig[how][key] for how in ("mean", "median", "geomean")}
         if key == "tokens_per_s":
             target, met = f">= {SPEED_TARGET:g}x", {h: v >= SPEED_TARGET for h, v in r.items()}
         else:
@@ -436,8 +466,11 @@ def report(results: dict[str, dict[int, dict]], warmup: int) -> str:
                 "ours / original": label,
                 "of means": f"{r['mean']:.3f}",
                 "of medians": f"{r['median']:.3f}",
+                "of geometric means": f"{r['geomean']:.3f}",
                 "target": target,
-                "met (means, medians)": ", ".join("yes" if m else "no" for m in met.values()),
+                "met (means, medians, geometric)": ", ".join(
+                    "yes" if m else "no" for m in met.values()
+                ),
             }
         )
     return text + "\n\n" + table(ratios)
@@ -453,7 +486,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--n_negative_samples", type=int, default=8192)
     parser.add_argument("--test_batch_size", type=int, default=256, help="held-out streams")
-    parser.add_argument("--shape", default="mini", help="a conf/model/<shape>.yaml")
+    parser.add_argument("--shape", default=None, help="a conf/model/<shape>.yaml (mini)")
+    parser.add_argument(
+        "--kind", choices=("char", "word"), default="char", help="word: word_mini, no char CNN"
+    )
     parser.add_argument(
         "--warmup",
         type=int,
@@ -498,6 +534,7 @@ def main() -> None:
             f"{PEER_PYTHON}: no original trainer; run {PEER}/setup.sh (or --skip_original)"
         )
 
+    args.shape = args.shape or ("word_mini" if args.kind == "word" else "mini")
     options = shape_options(args.shape)
     args.out.mkdir(parents=True, exist_ok=True)
     vocab = peer_vocab(args.train, args.out)

@@ -1,4 +1,5 @@
-"""Builds a small real-English corpus from the Debian `fortunes` package, fully offline.
+"""Builds a small real-English corpus from the Debian `fortunes` or `wordnet-base` package, fully
+offline.
 
 Each fortune (the text between lines holding only ``%``) loses its indented attribution lines
 (``-- Author``) and its overstriking, and is dropped when it looks like ASCII art, code or a table
@@ -12,8 +13,15 @@ are dropped), shuffled with a seed and split into train/valid/test, with ``vocab
 ``corpus.json`` and the report. ``train.txt`` is a hard link to ``train/part-00000.txt`` (the
 benchmarks read it). The same seed gives the same files.
 
-Usage: python scripts/make_real_corpus.py [--out data/fortunes] [--seed 0]
-       [--valid-frac 0.05] [--test-frac 0.05] [--fortunes-dir /usr/share/games/fortunes]
+``--source wordnet`` builds another domain instead, dictionary English (the fine-tuning target
+of ``bench/bench_finetune.py``): the glosses of WordNet's nouns, verbs, adjectives and adverbs
+(``data.noun`` ..., each synset's gloss after ``| ``), each definition (a gloss's parts before
+its examples, split at ``;``) and each quoted example one sentence (an example's attribution,
+``"..."- Author``, dropped), through the same preset one sentence a line.
+
+Usage: python scripts/make_real_corpus.py [--source fortunes|wordnet] [--out data/<source>]
+       [--seed 0] [--valid-frac 0.05] [--test-frac 0.05]
+       [--fortunes-dir /usr/share/games/fortunes] [--wordnet-dir /usr/share/wordnet]
        [--workers 0]
 """
 
@@ -35,6 +43,8 @@ from elmo_lm.errors import user_errors
 from elmo_lm.formats.tokenize import PUBLISHED, make_tokenizer
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
+WORDNET_DIR = Path("/usr/share/wordnet")
+WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 # Files that are not English prose: pictures, and Latin for translation ("art" is prose).
 SKIP_FILES = {"ascii-art", "translate-me"}
 MIN_LETTER_RATIO = 0.7  # letters / non-space characters of a prose fortune
@@ -143,24 +153,62 @@ def corpus_sentences(fortunes_dir: Path = FORTUNES_DIR) -> list[list[str]]:
     return sentences
 
 
+def wordnet_files(wordnet_dir: Path = WORDNET_DIR) -> list[Path]:
+    """WordNet's ``data.*`` files of ``wordnet_dir`` (``WORDNET_FILES``, those present)."""
+    files = [wordnet_dir / name for name in WORDNET_FILES if (wordnet_dir / name).is_file()]
+    if not files:
+        sys.exit(
+            f"error: no WordNet data files ({', '.join(WORDNET_FILES)}) in {wordnet_dir}; "
+            "install them with `apt-get install wordnet-base`"
+        )
+    return files
+
+
+def gloss_sentences(gloss: str) -> list[str]:
+    """The definitions (the parts before the first quoted example, split at ``;``) and the
+    quoted examples of one WordNet gloss, each a sentence of single-spaced text."""
+    definitions, _, _ = gloss.partition('"')
+    parts = [*definitions.split(";"), *re.findall(r'"([^"]*)"', gloss)]
+    return [" ".join(p.split()) for p in parts if any(c.isalpha() for c in p)]
+
+
+def wordnet_lines(wordnet_dir: Path = WORDNET_DIR) -> Iterator[str]:
+    """The sentences of every synset's gloss (``gloss_sentences``), in file order; the license
+    lines at the top of each file (indented) are skipped."""
+    for path in wordnet_files(wordnet_dir):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(" ") or " | " not in line:
+                    continue
+                yield from gloss_sentences(line.split(" | ", 1)[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("data/fortunes"))
+    parser.add_argument("--source", choices=("fortunes", "wordnet"), default="fortunes")
+    parser.add_argument("--out", type=Path, default=None, help="default data/<source>")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--valid-frac", type=float, default=0.05)
     parser.add_argument("--test-frac", type=float, default=0.05)
     parser.add_argument("--fortunes-dir", type=Path, default=FORTUNES_DIR)
+    parser.add_argument("--wordnet-dir", type=Path, default=WORDNET_DIR)
     parser.add_argument("--workers", type=int, default=0, help="0: every core")
     args = parser.parse_args()
     if not (0 <= args.valid_frac < 1 and 0 <= args.test_frac < 1):
         sys.exit("error: --valid-frac and --test-frac must be >= 0 and below 1")
-    fortune_files(args.fortunes_dir)  # exits with the fix when there are none
+    args.out = args.out or Path("data") / args.source
+    if args.source == "wordnet":
+        files = wordnet_files(args.wordnet_dir)  # exits with the fix when there are none
+        items, kind = wordnet_lines(args.wordnet_dir), "lines"
+    else:
+        files = fortune_files(args.fortunes_dir)  # exits with the fix when there are none
+        items, kind = fortune_paragraphs(args.fortunes_dir), "documents"
     with user_errors():
         corpus = prepare_corpus(
-            fortune_paragraphs(args.fortunes_dir),
+            items,
             args.out,
             PUBLISHED,
-            format="documents",
+            format=kind,
             valid=args.valid_frac,
             test=args.test_frac,
             shards=1,
@@ -170,7 +218,7 @@ def main() -> None:
             overwrite=True,
             min_words=MIN_WORDS,
             max_tokens=MAX_SENTENCE_TOKENS,
-            sources=[str(p) for p in fortune_files(args.fortunes_dir)],
+            sources=[str(p) for p in files],
         )
     # train.txt beside valid.txt and test.txt, as the benchmarks read it (the same file)
     os.link(args.out / corpus["train_files"][0], args.out / "train.txt")

@@ -4,6 +4,7 @@ corpora and training configs. Test files import them from here (``from tests.hel
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -187,3 +188,41 @@ def write_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     module = ElmoLM(tiny_options_with().to_dict(), SCORER_VOCAB, softmax="full")
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
     return path
+
+
+def require_wordnet() -> Path:
+    """WordNet's files (``$WORDNET_DIR``, else Debian's ``wordnet-base``) and nltk, or a skip;
+    a failure instead where ``ELMO_REQUIRE_WORDNET`` is set (CI installs them)."""
+    import importlib.util
+
+    import pytest
+
+    from elmo_lm.embedding.senses import WordNetError, wordnet_root
+
+    try:
+        root = wordnet_root()
+        if importlib.util.find_spec("nltk") is None:
+            raise WordNetError('nltk is not installed: pip install -e ".[probe]"')
+    except WordNetError as exc:
+        if os.environ.get("ELMO_REQUIRE_WORDNET"):
+            pytest.fail(f"ELMO_REQUIRE_WORDNET is set: {exc}")
+        pytest.skip(f"{exc}")
+    return root
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's header."""
+    import struct
+
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def load_script(relative: str):
+    """A module of bench/ or scripts/, which are not packages, by its path under the repository."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,7 +1,8 @@
 """The model card that ``python export.py ... card=true`` writes beside an export: a
 ``README.md`` with the Hugging Face Hub's YAML front matter, the model's shape, how it was
 trained (from the checkpoint and, where found, its run directory), its held-out perplexity, its
-tokenizer, and how to load it here and in AllenNLP."""
+tokenizer, how to load it here and in AllenNLP and, with its softmax exported, how to score text
+and fine-tune with it."""
 
 from __future__ import annotations
 
@@ -96,11 +97,32 @@ def _table(rows: list[tuple[str, object]]) -> list[str]:
     return ["| | |", "|---|---|", *(f"| {k} | {_number(v)} |" for k, v in rows)]
 
 
+def _token_rows(options) -> list[tuple[str, object]]:
+    """The card's rows of the token embedding: the character CNN's, or the words'."""
+    cnn = options.char_cnn
+    if cnn is None:
+        tied = ", tied to the softmax" if options.share_embedding_softmax else ""
+        return [
+            ("word embedding", f"{options.n_tokens_vocab} x {options.lstm.projection_dim}{tied}")
+        ]
+    return [
+        (
+            "character CNN",
+            f"{len(cnn.filters)} widths, {sum(n for _, n in cnn.filters)} "
+            f"filters, {cnn.activation}, {cnn.n_highway} highway",
+        ),
+        (
+            "character embedding",
+            f"{cnn.embedding.dim}, up to {cnn.max_characters_per_token} characters per token",
+        ),
+    ]
+
+
 def model_card(module: ElmoLM, checkpoint: dict, ckpt: str | os.PathLike, files: dict) -> str:
     """The text of ``README.md`` for the export ``files`` (``export``'s paths) of ``module``,
     trained as ``checkpoint`` (its ``global_step``, ``epoch``) at ``ckpt`` records."""
     options = module.options
-    lstm, cnn = options.lstm, options.char_cnn
+    lstm = options.lstm
     tokenizer = module.hparams.get("tokenizer")
     spec = TokenizerSpec.from_dict(tokenizer, source=f"{ckpt}: tokenizer") if tokenizer else None
     run_dir = run_directory(ckpt)
@@ -125,9 +147,7 @@ def model_card(module: ElmoLM, checkpoint: dict, ckpt: str | os.PathLike, files:
         "",
         "A character-CNN, two-direction LSTM language model (ELMo), trained with elmo_lm and "
         f"exported as the original tools' pair: `{names['options']}` + `{names['weights']}` "
-        f"(with the softmax vocabulary, `{names['vocab']}`"
-        + (f", and the tokenizer, `{names['tokenizer']}`" if "tokenizer" in names else "")
-        + ").",
+        f"(with {_listed(names)}).",
         "",
         "## Model",
         "",
@@ -138,21 +158,19 @@ def model_card(module: ElmoLM, checkpoint: dict, ckpt: str | os.PathLike, files:
                     f"{lstm.n_layers} layers of {lstm.dim} cells, projected to "
                     f"{lstm.projection_dim}",
                 ),
-                ("vectors per token", f"{lstm.n_layers + 1} layers of {2 * lstm.projection_dim}"),
                 (
-                    "character CNN",
-                    f"{len(cnn.filters)} widths, {sum(n for _, n in cnn.filters)} "
-                    f"filters, {cnn.activation}, {cnn.n_highway} highway",
+                    "vectors per token",
+                    f"{lstm.n_layers + 1} layers of {options.n_directions * lstm.projection_dim}",
                 ),
-                (
-                    "character embedding",
-                    f"{cnn.embedding.dim}, up to "
-                    f"{cnn.max_characters_per_token} characters per token",
-                ),
+                *_token_rows(options),
                 ("skip connections", lstm.use_skip_connections),
                 ("cell clip / projection clip", f"{lstm.cell_clip} / {lstm.proj_clip}"),
                 ("parameters (exported biLM)", n_bilm),
-                ("parameters (softmax, training only)", n_softmax),
+                (
+                    "parameters (softmax, "
+                    + ("exported)" if "softmax" in names else "training only)"),
+                    n_softmax,
+                ),
                 ("softmax vocabulary", len(module.hparams["vocab"])),
             ]
         ),
@@ -226,4 +244,43 @@ def model_card(module: ElmoLM, checkpoint: dict, ckpt: str | os.PathLike, files:
         "```",
         "",
     ]
+    if "softmax" in names:
+        lines += _softmax_section(names)
     return "\n".join(lines)
+
+
+def _listed(names: dict[str, str]) -> str:
+    """The files beside the pair, as the card's first paragraph names them."""
+    kinds = (
+        ("vocab", "the softmax vocabulary"),
+        ("tokenizer", "the tokenizer"),
+        ("softmax", "the softmax"),
+    )
+    files = [f"{what}, `{names[kind]}`" for kind, what in kinds if kind in names]
+    return files[0] if len(files) == 1 else ", ".join(files[:-1]) + ", and " + files[-1]
+
+
+def _softmax_section(names: dict[str, str]) -> list[str]:
+    """How to score text with the exported softmax and fine-tune from it warm."""
+    return [
+        "## As a language model",
+        "",
+        f"The softmax is exported too: `{names['softmax']}` (`softmax/W` (V, P) and `softmax/b` "
+        f"(V,), row i the i-th token of `{names['vocab']}`), the published models' layout. With "
+        "it the model scores sentences and proposes words in context:",
+        "",
+        "```python",
+        "from elmo_lm.training.scorer import LanguageModel",
+        "",
+        'lm = LanguageModel.from_pretrained("hf://you/name")  # this repository; or a local '
+        "directory",
+        '(score,) = lm.score_sentences([["the", "bank", "approved", "the", "loan"]])',
+        '(subs,) = lm.substitutes([["I", "sat", "by", "the", "bank", "of", "the", "river"]], [4])',
+        "```",
+        "",
+        "Fine-tuning on other text starts its softmax warm from it (each token of the new "
+        f"vocabulary found in `{names['vocab']}` gets its row, new ones start fresh): "
+        "`python train.py init_from=<this directory> data.train_files=... "
+        "data.valid_files=...`.",
+        "",
+    ]

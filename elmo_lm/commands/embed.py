@@ -6,7 +6,10 @@ holding options.json and the weights; or ``options=OPTIONS weights=WEIGHTS``, pa
 Output layout (``dump_bilm_embeddings`` / ``allennlp elmo``): one dataset per input line named
 ``str(line_index)`` (0-based), holding (n_layers + 1, n_tokens, dim) for ``all`` and
 (n_tokens, dim) for the other modes, float32; and ``sentence_to_index``, a (1,) string dataset
-holding JSON that maps each sentence's text (the stripped line) to its dataset name.
+holding JSON that maps each sentence's text (the stripped line) to its dataset name. With
+``pool=mean`` or ``max`` each line's dataset is its sentence vector instead, the token axis
+pooled away (``elmo_lm.embedding.pooling``): (n_layers + 1, dim) for ``all``, (dim,) for the
+other modes; the file's ``pool`` attribute says which.
 
 Choices where the original tools differ or are silent:
     * Lines are cut into tokens as ``tokenize=`` says (``Elmo.embed_texts``): ``auto`` (the
@@ -19,7 +22,8 @@ Choices where the original tools differ or are silent:
       ``str(i)`` is always line i. Blank lines are left out of ``sentence_to_index``.
     * A line longer than ``max_tokens`` is cut into pieces of ``max_tokens`` tokens, embedded
       separately (no context crosses a cut) and joined again: the dataset still has one vector
-      per token of the line.
+      per token of the line, and a pooled line is pooled over all of its tokens.
+    * A blank line pools to zeros.
     * A sentence repeated on several lines maps to its first line in ``sentence_to_index``.
     * The output path is checked before any work (its directory exists and takes a file), and
       the file is written under a temporary name beside it and renamed when complete
@@ -48,6 +52,7 @@ from elmo_lm.embedding.elmo import (
     describe_tokenizer,
     text_tokenizer,
 )
+from elmo_lm.embedding.pooling import check_pool, pool_tokens
 from elmo_lm.embedding.token_cache import TokenCache, TokenCacheError
 from elmo_lm.embedding.word_vectors import WordVectors
 from elmo_lm.errors import user_errors
@@ -59,7 +64,8 @@ FILE_MODES = ("all", "top", "average", "concat")
 USAGE = (
     "elmo-embed input=SENTENCES.txt output=OUT.hdf5 "
     "(model=small|medium|original|original-5.5b|DIR | options=OPTIONS.json weights=WEIGHTS.hdf5 "
-    "| ckpt=CKPT) [mode=all|top|average|concat] [tokenize=auto|none|moses] "
+    "| ckpt=CKPT) [mode=all|top|average|concat] [pool=none|mean|max] "
+    "[tokenize=auto|none|moses] "
     "[batch_size=64] [max_tokens=512] [vocab=VOCAB.txt [token_cache=CACHE.hdf5]] "
     "[word_vectors=FILE] [stateful=false] [warm_start=true] [device=auto] [progress=true]"
 )
@@ -71,6 +77,7 @@ DEFAULTS = {
     "weights": None,
     "ckpt": None,  # or a checkpoint written by train.py
     "mode": "all",
+    "pool": "none",  # mean or max: one vector per line, pooled over its tokens
     "tokenize": "auto",  # auto: the model's tokenizer; none: split on whitespace; moses
     "batch_size": 64,  # sentences per biLM call
     "max_tokens": 512,  # longer lines are embedded in pieces of this many tokens
@@ -113,6 +120,7 @@ def embed_file(
     max_tokens: int = 512,
     progress: bool | None = None,
     tokenize: str = "auto",
+    pool: str = "none",
 ) -> int:
     """Embeds every line of ``input_file`` into ``output_file`` (layout in the module docstring).
 
@@ -125,11 +133,13 @@ def embed_file(
         progress: show a progress bar on stderr; ``None``: when stderr is a terminal.
         tokenize: how lines are cut into tokens (``elmo.TOKENIZE``; ``choose_tokenizer``):
             ``auto`` as the model's training text, ``none`` on whitespace, ``moses``.
+        pool: ``none`` (a vector per token), ``mean`` or ``max`` (one per line; ``POOLS``).
 
     Returns:
         The number of lines written.
     """
     check_mode_and_sizes(mode, batch_size, max_tokens)
+    check_pool(pool)
     spec, _ = choose_tokenizer(tokenize, elmo.tokenizer)
     cut = text_tokenizer(spec)
     lines = read_lines(input_file)
@@ -146,6 +156,7 @@ def embed_file(
                 texts = lines[start : start + chunk]
                 sentences = [cut(t) for t in texts]
                 vectors = _embed_lines(elmo, sentences, mode, batch_size, max_tokens)
+                vectors = [pool_tokens(v, pool) for v in vectors]
                 for i, (text, array) in enumerate(zip(texts, vectors, strict=True), start=start):
                     f.create_dataset(str(i), data=array)
                     if text:
@@ -156,6 +167,7 @@ def embed_file(
             index = f.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
             index[0] = json.dumps(sentence_to_index)
             f.attrs["tokenizer"] = json.dumps(spec.to_dict())
+            f.attrs["pool"] = pool
             if tokens:
                 f.create_dataset("tokens", data=tokens, dtype=h5py.string_dtype())
     return len(lines)
@@ -260,11 +272,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     with user_errors():
         args = parse_args(argv, DEFAULTS, USAGE)
         input_file, output_file = args.pop("input"), args.pop("output")
-        keys = ("mode", "batch_size", "max_tokens", "progress", "tokenize")
+        keys = ("mode", "batch_size", "max_tokens", "progress", "tokenize", "pool")
         run = {key: args.pop(key) for key in keys}
         # mistakes in the command line before the model is read
         check_output_file(output_file, "output")
         check_mode_and_sizes(run["mode"], run["batch_size"], run["max_tokens"])
+        check_pool(run["pool"])
         choose_tokenizer(run["tokenize"], None)
         elmo = load_elmo(**args, progress=run["progress"])
         spec, why = choose_tokenizer(run["tokenize"], elmo.tokenizer)

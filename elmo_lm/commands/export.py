@@ -97,7 +97,8 @@ def export(
         elif tokenizer.is_file():  # an earlier export's, not this model's
             tokenizer.unlink()
         if readme is not None:
-            write_text(readme, model_card(module, checkpoint, ckpt, paths))
+            shown = {**paths, **({"softmax": softmax_file} if softmax else {})}
+            write_text(readme, model_card(module, checkpoint, ckpt, shown))
             paths["card"] = readme
         if softmax:
             save_softmax(softmax_file, module.softmax.weight, module.softmax.bias)

@@ -3,7 +3,9 @@ perplexity against the tokens it has trained on, and the ELMo vectors of an ambi
 two dimensions.
 
 ``python plot.py run=RUN_DIR out=curve.png`` draws the curve from the TensorBoard events that
-``train.py`` writes (``runs/<name>/<time>/tensorboard``), for those who do not run TensorBoard.
+``train.py`` writes (``runs/<name>/<time>/tensorboard``), for those who do not run TensorBoard;
+``metrics=probe/wsd_layer1,probe/wsd_layer2`` (or ``metrics=probe/*``) draws those tags against
+the training steps instead (the sense probe's, ``train.py +probe=wsd``).
 matplotlib is imported only when a picture is drawn; images are written under a temporary name
 and renamed when complete, in the format of ``out``'s suffix (``.png``, ``.svg``, ``.pdf``).
 """
@@ -28,10 +30,13 @@ DPI = 100
 TRAIN_TAGS = {"train/ppl": "training", "train/sampled_ppl": "training (sampled softmax)"}
 VALID_TAG = "val/ppl"
 
-USAGE = "python plot.py run=RUN_DIR out=curve.png [width=800] [height=500]"
+USAGE = (
+    "python plot.py run=RUN_DIR out=curve.png [metrics=TAG,TAG|probe/*] [width=800] [height=500]"
+)
 DEFAULTS = {
     "run": REQUIRED,  # a run directory of train.py, its tensorboard/ or an events file
     "out": "curve.png",  # .png, .svg or .pdf
+    "metrics": None,  # logged tags against steps instead (probe/wsd_layer1,...; probe/*: all)
     "width": 800,  # pixels
     "height": 500,
 }
@@ -117,6 +122,23 @@ def tokens_per_step(events: Path) -> int | None:
         return None
 
 
+def read_scalars(events: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every scalar tag of the events in ``events`` -> (steps, values), by step; where a
+    resumed run logged a step again, the later value is kept."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    out = {}
+    for tag in accumulator.Tags().get("scalars", []):
+        by_step = {}
+        for event in sorted(accumulator.Scalars(tag), key=lambda e: e.wall_time):
+            by_step[event.step] = event.value
+        steps = sorted(by_step)
+        out[tag] = (np.array(steps, dtype=np.float64), np.array([by_step[k] for k in steps]))
+    return out
+
+
 def read_curves(run: str | os.PathLike) -> Curves:
     """The training and validation perplexity of a run, from its TensorBoard events.
 
@@ -124,24 +146,15 @@ def read_curves(run: str | os.PathLike) -> Curves:
     batches, so it is placed at ``(s + 1) * tokens_per_step`` tokens. Where a resumed run
     logged a step again, the later value is kept.
     """
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     events = event_dir(run)
-    accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    tags = set(accumulator.Tags().get("scalars", []))
+    scalars = read_scalars(events)
     per_step = tokens_per_step(events)
     points = {}
-    names = {**{t: n for t, n in TRAIN_TAGS.items() if t in tags}, VALID_TAG: "validation"}
+    names = {**{t: n for t, n in TRAIN_TAGS.items() if t in scalars}, VALID_TAG: "validation"}
     for tag, name in names.items():
-        if tag not in tags:
-            continue
-        by_step = {}
-        for event in sorted(accumulator.Scalars(tag), key=lambda e: e.wall_time):
-            by_step[event.step] = event.value
-        steps = np.array(sorted(by_step), dtype=np.float64)
-        x = (steps + 1) * (per_step or 1)
-        points[name] = (x, np.array([by_step[s] for s in sorted(by_step)]))
+        if tag in scalars:
+            steps, values = scalars[tag]
+            points[name] = ((steps + 1) * (per_step or 1), values)
     if not points:
         raise PlotError(
             f"{events}: no train/ppl or val/ppl in the events yet; plot once the run has "
@@ -179,6 +192,49 @@ def plot_curves(
     ax.set_ylabel("perplexity (log scale)")
     ax.set_title(_title(curves.run))
     ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return _save(fig, out)
+
+
+def plot_metrics(
+    run: str | os.PathLike,
+    metrics: str | Sequence[str],
+    out: str | os.PathLike,
+    size: tuple[int, int] = (800, 500),
+) -> Path:
+    """Draws logged tags against training steps into ``out``: ``metrics`` a comma list or a
+    list of tags (``probe/wsd_layer1``), a tag ending in ``*`` standing for all it begins.
+
+    Raises:
+        MissingExtraError: matplotlib is not installed.
+        PlotError: a tag the run has not logged, a size below 100 pixels, an unknown suffix.
+    """
+    out = check_output_file(out, "out")
+    events = event_dir(run)
+    scalars = read_scalars(events)
+    wanted = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    tags = []
+    for want in (w.strip() for w in wanted if w.strip()):
+        if want.endswith("*"):
+            found = [t for t in sorted(scalars) if t.startswith(want[:-1])]
+        else:
+            found = [want] if want in scalars else []
+        if not found:
+            probe = ", ".join(t for t in sorted(scalars) if t.startswith("probe/")) or "none"
+            raise PlotError(
+                f"metrics={want}: not logged in {events}; its probe tags: {probe} "
+                "(train with +probe=wsd to log them)"
+            )
+        tags += [t for t in found if t not in tags]
+    fig, axes = _figure(size)
+    ax = axes[0, 0]
+    for tag in tags:
+        steps, values = scalars[tag]
+        ax.plot(steps + 1, values, "o-", ms=3, label=f"{tag} (last {values[-1]:.3f})")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel(", ".join(dict.fromkeys(t.split("/")[0] for t in tags)))
+    ax.set_title(_title(Path(run)))
+    ax.grid(True, alpha=0.3)
     ax.legend()
     return _save(fig, out)
 
@@ -260,5 +316,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """``python plot.py run=RUN_DIR out=curve.png`` (``USAGE``)."""
     with user_errors():
         args = parse_args(argv, DEFAULTS, USAGE)
-        path = plot_curves(args["run"], args["out"], (args["width"], args["height"]))
+        size = (args["width"], args["height"])
+        if args["metrics"]:
+            path = plot_metrics(args["run"], args["metrics"], args["out"], size)
+        else:
+            path = plot_curves(args["run"], args["out"], size)
     print(f"wrote {path}", file=sys.stderr)

@@ -74,6 +74,11 @@ def packed_windows(
         }
 
 
+def input_ids(vocab: Vocabulary, tokens: Sequence[str]) -> list[int]:
+    """Vocabulary ids of input tokens (unknown -> ``<UNK>``), -1 for the padding token ``""``."""
+    return [vocab.token_to_id(t) if t else -1 for t in tokens]
+
+
 def _take(row: list, n: int, pad) -> list:
     """Removes the first ``n`` items of ``row`` and returns them, padded to ``n`` with ``pad``."""
     window = row[:n]
@@ -84,17 +89,26 @@ def _take(row: list, n: int, pad) -> list:
 
 
 def window_batch(
-    windows: Windows, chars: CharIdCache, stream_id: int, reset: bool, distinct: bool = False
+    windows: Windows,
+    chars: CharIdCache,
+    stream_id: int,
+    reset: bool,
+    distinct: bool = False,
+    vocab: Vocabulary | None = None,
 ) -> Batch:
     """The tensors of one window: ``fwd_chars``/``bwd_chars`` (B, T, C) long char ids of the
     inputs, ``fwd_targets``/``bwd_targets`` (B, T) long target ids, and ``stream_id``, ``reset``
-    as given; with ``distinct``, also ``tokens`` and ``token_index`` (``distinct_tokens``)."""
+    as given; with ``distinct``, also ``tokens`` and ``token_index`` (``distinct_tokens``); with
+    a ``vocab``, also ``fwd_ids``/``bwd_ids`` (B, T) long vocabulary ids of the inputs, -1 where
+    there is none (what a word-input LM reads)."""
     inputs = [row for x, _ in windows.values() for row in x]  # both directions in one lookup
     rows = chars.rows(inputs).view(len(windows), -1, len(inputs[0]))  # (2, B, T)
     batch: Batch = {}
-    for i, (d, (_, y)) in enumerate(windows.items()):
+    for i, (d, (x, y)) in enumerate(windows.items()):
         batch[f"{d}_chars"] = chars.table[rows[i]].long()  # (B, T, C)
         batch[f"{d}_targets"] = long_tensor(y)  # (B, T)
+        if vocab is not None:
+            batch[f"{d}_ids"] = long_tensor([input_ids(vocab, row) for row in x])
     if distinct:
         batch.update(distinct_tokens(rows, chars.table))
     return {**batch, "stream_id": stream_id, "reset": reset}

@@ -21,7 +21,14 @@ import torch
 from torch.utils.data import IterableDataset
 
 from elmo_lm.data.corpus import CorpusError, Files, corpus_files, read_sentences
-from elmo_lm.data.packing import Batch, CharIdCache, packed_windows, window_batch
+from elmo_lm.data.packing import (
+    Batch,
+    CharIdCache,
+    input_ids,
+    long_tensor,
+    packed_windows,
+    window_batch,
+)
 from elmo_lm.data.sharding import (
     Shard,
     current_shard,
@@ -164,7 +171,9 @@ class TrainStream(_CorpusBatches):
             if step >= skip:
                 # A resumed stream carries on the state its checkpoint saved for it (the module
                 # starts it from zeros where the checkpoint has none).
-                yield window_batch(window, chars, shard.worker_id, reset=step == 0, distinct=True)
+                yield window_batch(
+                    window, chars, shard.worker_id, step == 0, distinct=True, vocab=self.vocab
+                )
 
     def _endless(self, files: list[str], shard: Shard, epoch: int) -> Iterator[list[str]]:
         for n_pass in itertools.count():
@@ -272,6 +281,8 @@ class ValidationSentences(_CorpusBatches):
             "fwd_targets": fwd_targets,  # (B, T)
             "bwd_chars": chars(bwd_tokens),
             "bwd_targets": bwd_targets,
+            "fwd_ids": long_tensor([input_ids(self.vocab, row) for row in fwd_tokens]),
+            "bwd_ids": long_tensor([input_ids(self.vocab, row) for row in bwd_tokens]),
             "stream_id": stream_id,
             "reset": True,
         }
@@ -363,4 +374,4 @@ class HeldOutStreams(_CorpusBatches):
         chars = CharIdCache(self.max_characters_per_token)
         windows = packed_windows(self.vocab, max(1, len(streams)), self.unroll_steps, next_sentence)
         for step, window in enumerate(itertools.islice(windows, self.n_batches)):
-            yield window_batch(window, chars, worker_id, reset=step == 0, distinct=True)
+            yield window_batch(window, chars, worker_id, step == 0, distinct=True, vocab=self.vocab)

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from elmo_lm.embedding.pooling import check_pool, pool_tokens
 from elmo_lm.embedding.token_cache import TokenCache
 from elmo_lm.embedding.word_vectors import WordVectors
 from elmo_lm.errors import UserError
-from elmo_lm.formats.characters import batch_to_ids
 from elmo_lm.formats.checkpoint import bilm_weights, load_checkpoint
 from elmo_lm.formats.options import BiLMOptions
 from elmo_lm.formats.pretrained import PUBLISHED as PUBLISHED_MODELS
@@ -56,7 +56,8 @@ class ElmoError(UserError):
 
 class EmbeddedText(NamedTuple):
     """One text of ``embed_texts``: its tokens and their vectors (the mode's array, the token
-    axis of length ``len(tokens)`` second to last, as ``embed_sentences`` gives it)."""
+    axis of length ``len(tokens)`` second to last, as ``embed_sentences`` gives it; without it
+    where pooled)."""
 
     tokens: list[str]
     vectors: np.ndarray
@@ -164,6 +165,8 @@ class Elmo(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.word_vectors = word_vectors
+        if token_cache is not None and bilm.char_cnn is None:
+            raise ElmoError("a word-input model has no character CNN to cache; pass no token_cache")
         if token_cache is not None and token_cache.max_chars != self.max_chars:
             raise ElmoError(
                 f"token cache built for {token_cache.max_chars} characters per token, the model "
@@ -223,7 +226,8 @@ class Elmo(nn.Module):
         """
         checkpoint = load_checkpoint(path)
         options = BiLMOptions.from_dict(checkpoint["hyper_parameters"]["options"], str(path))
-        bilm = BiLM(options, stateful=stateful, warm_start=warm_start)
+        vocab = checkpoint["hyper_parameters"]["vocab"] if options.word_inputs else None
+        bilm = BiLM(options, stateful=stateful, warm_start=warm_start, vocab=vocab)
         try:
             bilm.load_state_dict(bilm_weights(checkpoint))
         except RuntimeError:
@@ -239,7 +243,7 @@ class Elmo(nn.Module):
 
     @property
     def max_chars(self) -> int:
-        return self.bilm.options.char_cnn.max_characters_per_token
+        return self.bilm.options.max_characters_per_token
 
     @property
     def device(self) -> torch.device:
@@ -287,7 +291,7 @@ class Elmo(nn.Module):
                 raise ElmoError("Elmo with word_vectors needs tokenized sentences, not char ids")
             char_ids = sentences
         else:
-            char_ids = batch_to_ids(sentences, self.max_chars)
+            char_ids = self.bilm.batch_inputs(sentences)  # word ids for a word-input model
         out = self.bilm_layers(char_ids)
         layers, mask = out["layers"], out["mask"]
         reps = [self.dropout(mix(layers, mask)) for mix in self.scalar_mixes]
@@ -304,7 +308,11 @@ class Elmo(nn.Module):
 
     @torch.no_grad()
     def embed_sentences(
-        self, sentences: Sequence[Sequence[str]], mode: str = "average", batch_size: int = 64
+        self,
+        sentences: Sequence[Sequence[str]],
+        mode: str = "average",
+        batch_size: int = 64,
+        pool: str = "none",
     ) -> list[np.ndarray]:
         """Embeds tokenized sentences, one float32 array per sentence, in the input order.
 
@@ -316,7 +324,11 @@ class Elmo(nn.Module):
             sentences: lists of tokens, without ``<S>``/``</S>``.
             mode: one of ``MODES``; static word vectors are appended to every mode but ``all``.
             batch_size: sentences per biLM call.
+            pool: ``none`` (one vector per token), or ``mean``/``max`` over each sentence's
+                tokens (``elmo_lm.embedding.pooling``): the mode's array without its token axis,
+                (D,) or (L + 1, D) for ``all``; zeros for an empty sentence.
         """
+        check_pool(pool)
         if mode not in MODES:
             raise ElmoError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         if mode == "mix" and not self.scalar_mixes:
@@ -336,7 +348,7 @@ class Elmo(nn.Module):
         for start in range(0, len(nonempty), batch_size):
             index = nonempty[start : start + batch_size]
             batch = [list(sentences[i]) for i in index]
-            out = self.bilm_layers(batch_to_ids(batch, self.max_chars))
+            out = self.bilm_layers(self.bilm.batch_inputs(batch))
             stacked = torch.stack(out["layers"])  # (L + 1, batch, time, D)
             if mode == "mix":
                 stacked = self.scalar_mixes[0](out["layers"], out["mask"]).unsqueeze(0)
@@ -350,11 +362,13 @@ class Elmo(nn.Module):
             if len(s) == 0:
                 results[i] = self._select(empty_layers, mode, s)
         self.train(was_training)
-        return results
+        return [pool_tokens(r, pool) for r in results]
 
-    def embed_sentence(self, tokens: Sequence[str], mode: str = "average") -> np.ndarray:
+    def embed_sentence(
+        self, tokens: Sequence[str], mode: str = "average", pool: str = "none"
+    ) -> np.ndarray:
         """``embed_sentences`` for one sentence."""
-        return self.embed_sentences([tokens], mode=mode)[0]
+        return self.embed_sentences([tokens], mode=mode, pool=pool)[0]
 
     def text_tokenizer(
         self, tokenize: str | TokenizerSpec = "auto"
@@ -377,6 +391,7 @@ class Elmo(nn.Module):
         tokenize: str | TokenizerSpec = "auto",
         mode: str = "average",
         batch_size: int = 64,
+        pool: str = "none",
     ) -> list[EmbeddedText]:
         """Embeds raw texts, one sentence each, cut into tokens as the model's training text was.
 
@@ -386,7 +401,7 @@ class Elmo(nn.Module):
                 ``tokenizer``: its ``tokenizer.json``, Moses for the published models; on
                 whitespace, said once in the log, for a model that recorded none), ``none`` or
                 ``whitespace`` (tokenized already), ``moses``.
-            mode, batch_size: as in ``embed_sentences``.
+            mode, batch_size, pool: as in ``embed_sentences``.
 
         Returns:
             Per text, in the input order, its tokens and their vectors (``EmbeddedText``;
@@ -400,7 +415,7 @@ class Elmo(nn.Module):
             )
         _, cut = self.text_tokenizer(tokenize)
         tokens = [cut(text) for text in texts]
-        vectors = self.embed_sentences(tokens, mode=mode, batch_size=batch_size)
+        vectors = self.embed_sentences(tokens, mode=mode, batch_size=batch_size, pool=pool)
         return [EmbeddedText(t, v) for t, v in zip(tokens, vectors, strict=True)]
 
     def _select(self, layers: np.ndarray, mode: str, tokens: Sequence[str]) -> np.ndarray:

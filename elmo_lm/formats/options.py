@@ -1,4 +1,14 @@
-"""The options of a biLM, mirroring the original ``options.json`` field for field."""
+"""The options of a biLM, mirroring the original ``options.json`` field for field.
+
+The original trainer trains more than the character biLM, and so do these options: without a
+``char_cnn`` section the LM reads words through an embedding of ``n_tokens_vocab x
+projection_dim`` (``word_inputs``), which ``share_embedding_softmax`` ties to the softmax;
+``bidirectional: false`` is a forward LM alone; ``sample_softmax: false`` trains with the full
+softmax. A key the original reads with a default of its own is read as it reads it
+(``ORIGINAL_READINGS``: a missing ``n_highway`` is no highway, a missing clip no clipping), but
+for ``bidirectional``: its inference code always builds both directions, so an
+``options.json`` without the key is a biLM here too.
+"""
 
 from __future__ import annotations
 
@@ -62,8 +72,15 @@ class BiLMOptions:
     """Everything ``options.json`` holds. Readers need only ``lstm`` and ``char_cnn``."""
 
     lstm: LSTMOptions = field(default_factory=LSTMOptions)
-    char_cnn: CharCNNOptions = field(default_factory=CharCNNOptions)
+    char_cnn: CharCNNOptions | None = field(default_factory=CharCNNOptions)
+    """The character CNN; None (no ``char_cnn`` in ``options.json``): word inputs."""
     bidirectional: bool = True
+    """False: a forward LM alone (the original's ``bidirectional: false``)."""
+    share_embedding_softmax: bool = False
+    """Word inputs only: the softmax weights are the input embedding (one matrix)."""
+    sample_softmax: bool = True
+    """Train with the sampled softmax (``module.softmax=auto`` or ``sampled``); false: the
+    full softmax (``module.softmax=full``). A run records the softmax it trained with here."""
     dropout: float = 0.1
     """Dropout on each LSTM layer's input and on the top output, while training."""
     n_tokens_vocab: int = 0
@@ -81,15 +98,31 @@ class BiLMOptions:
     """Tokens in the training corpus (counted, never assumed)."""
 
     @property
+    def word_inputs(self) -> bool:
+        """Whether the LM reads words (an embedding), not characters (no ``char_cnn``)."""
+        return self.char_cnn is None
+
+    @property
+    def n_directions(self) -> int:
+        """2 for a biLM, 1 for a forward LM alone."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def max_characters_per_token(self) -> int:
+        """The char CNN's ``max_characters_per_token``; for word inputs the default (their
+        batches carry char ids too, which the model does not read)."""
+        return self.char_cnn.max_characters_per_token if self.char_cnn else 50
+
+    @property
     def n_filters(self) -> int:
-        """Total number of character filters (the width of the highway layers)."""
-        return sum(n for _, n in self.char_cnn.filters)
+        """Total number of character filters (the width of the highway layers); 0 for words."""
+        return sum(n for _, n in self.char_cnn.filters) if self.char_cnn else 0
 
     @property
     def cnn_projection(self) -> bool:
         """Whether the token embedding has a projection (``CNN_proj``): as in the original
-        tools, only when the filters total more than ``projection_dim``."""
-        return self.n_filters != self.lstm.projection_dim
+        tools, only when the filters total more than ``projection_dim`` (never for words)."""
+        return not self.word_inputs and self.n_filters != self.lstm.projection_dim
 
     @property
     def lstm_projection(self) -> bool:
@@ -98,7 +131,12 @@ class BiLMOptions:
         return self.lstm.projection_dim != self.lstm.dim
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The ``options.json`` object; word inputs have no ``char_cnn`` key (as the original
+        tells them apart)."""
+        data = asdict(self)
+        if self.char_cnn is None:
+            del data["char_cnn"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "options") -> BiLMOptions:
@@ -106,7 +144,8 @@ class BiLMOptions:
 
         Every key is checked: a field of these options, or one the original trainer reads that
         elmo_lm does not (``ORIGINAL_ONLY``, accepted and not kept); each value of its type
-        (a number field takes an integer too).
+        (a number field takes an integer too). No ``char_cnn``: word inputs. A missing key of
+        ``ORIGINAL_READINGS`` takes the original's value, not the field's default.
 
         Raises:
             OptionsError: one line naming the key (and the nearest known one), or the key, the
@@ -114,14 +153,17 @@ class BiLMOptions:
         """
         _check_section(data, cls, "", source)
         try:
-            lstm = _build(LSTMOptions, data["lstm"])
-            cnn = dict(data["char_cnn"])
-            embedding = _build(CharEmbeddingOptions, cnn.pop("embedding", {}))
-            char_cnn = _build(CharCNNOptions, cnn)
-            char_cnn.embedding = embedding
+            lstm = _build(LSTMOptions, _original_readings("lstm", data["lstm"]))
+            char_cnn = None
+            if "char_cnn" in data:
+                cnn = _original_readings("char_cnn", data["char_cnn"])
+                embedding = _build(CharEmbeddingOptions, cnn.pop("embedding", {}))
+                char_cnn = _build(CharCNNOptions, cnn)
+                char_cnn.embedding = embedding
         except KeyError as exc:
             raise OptionsError(
-                f"{source}: missing key {exc.args[0]!r}; an options.json needs 'lstm' and 'char_cnn'"
+                f"{source}: missing key {exc.args[0]!r}; an options.json needs 'lstm' (and "
+                "'char_cnn' for character inputs)"
             ) from None
         except TypeError as exc:
             raise OptionsError(f"{source}: {exc}") from None
@@ -149,6 +191,27 @@ class BiLMOptions:
         write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def validate(self, source: str = "options") -> None:
+        """Raises ``OptionsError`` (one line) for options no biLM can have."""
+        lstm = self.lstm
+        if lstm.n_layers < 1 or lstm.dim < 1 or lstm.projection_dim < 1:
+            raise OptionsError(
+                f"{source}: lstm.n_layers, lstm.dim and lstm.projection_dim must be positive"
+            )
+        if lstm.dim < lstm.projection_dim:
+            raise OptionsError(
+                f"{source}: lstm.dim {lstm.dim} is smaller than lstm.projection_dim "
+                f"{lstm.projection_dim}; use a projection_dim of at most dim"
+            )
+        if self.char_cnn is None:
+            return
+        if self.share_embedding_softmax:
+            raise OptionsError(
+                f"{source}: share_embedding_softmax ties the softmax to a word embedding, and "
+                "these options read characters (char_cnn); drop one of them"
+            )
+        self._validate_char_cnn(source)
+
+    def _validate_char_cnn(self, source: str) -> None:
         cnn, lstm = self.char_cnn, self.lstm
         if cnn.activation not in ("relu", "tanh"):
             raise OptionsError(
@@ -166,24 +229,11 @@ class BiLMOptions:
             raise OptionsError(f"{source}: a filter is wider than max_characters_per_token")
         if cnn.max_characters_per_token < 3:
             raise OptionsError(f"{source}: max_characters_per_token must be at least 3")
-        if lstm.n_layers < 1 or lstm.dim < 1 or lstm.projection_dim < 1:
-            raise OptionsError(
-                f"{source}: lstm.n_layers, lstm.dim and lstm.projection_dim must be positive"
-            )
         # The original tools build no projection when the sizes agree and cannot project up.
         if self.n_filters < lstm.projection_dim:
             raise OptionsError(
                 f"{source}: char_cnn.filters total {self.n_filters}, fewer than lstm.projection_dim "
                 f"{lstm.projection_dim}; use filters totalling at least projection_dim"
-            )
-        if lstm.dim < lstm.projection_dim:
-            raise OptionsError(
-                f"{source}: lstm.dim {lstm.dim} is smaller than lstm.projection_dim "
-                f"{lstm.projection_dim}; use a projection_dim of at most dim"
-            )
-        if not self.bidirectional:
-            raise OptionsError(
-                f"{source}: bidirectional is false; elmo_lm reads and trains bidirectional LMs only"
             )
 
 
@@ -228,10 +278,24 @@ earlier checkpoints kept beside their options. Every other field of ``BiLMOption
 from the model config (``conf/model``: the biLM's shape and dropout)."""
 
 
-ORIGINAL_ONLY = {"learning_rate": float, "sample_softmax": bool, "share_embedding_softmax": bool}
+ORIGINAL_ONLY = {"learning_rate": float}
 """Keys of ``options.json`` that the original trainer reads (``bilm/training.py``) and elmo_lm
-does not: accepted and type-checked, not kept. Its config gives them: ``module.lr``,
-``module.softmax``; the softmax is never the character CNN's embedding."""
+does not: accepted and type-checked, not kept. Its config gives them: ``module.lr``."""
+
+ORIGINAL_READINGS: dict[str, dict[str, Any]] = {
+    "lstm": {"cell_clip": None, "proj_clip": None, "n_layers": 1, "use_skip_connections": False},
+    "char_cnn": {"n_highway": 0},
+}
+"""What the original's code reads where ``options.json`` leaves a key out (``bilm/training.py``,
+``bilm/model.py``: ``.get('cell_clip')`` is no clipping, ``.get('n_highway')`` no highway,
+``.get('n_layers', 1)`` one layer, ``.get('use_skip_connections')`` none), where the field's
+default (for a config that builds options field by field) is another."""
+
+
+def _original_readings(section: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` of an ``options.json`` section with the original's readings of missing keys."""
+    return {**ORIGINAL_READINGS[section], **data}
+
 
 _EXPECTED = {"char_cnn.filters": "a list of [width, n_filters] pairs of integers"}
 
@@ -240,6 +304,13 @@ _EXPECTED = {"char_cnn.filters": "a list of [width, n_filters] pairs of integers
 def _schema(cls) -> dict[str, Any]:
     """The keys of a section of ``options.json`` and their types."""
     hints = get_type_hints(cls)
+    # A section that may be absent (``char_cnn``: word inputs) is checked as its dataclass.
+    sections = {
+        name: next(h for h in get_args(hint) if is_dataclass(h))
+        for name, hint in hints.items()
+        if isinstance(hint, types.UnionType) and any(is_dataclass(h) for h in get_args(hint))
+    }
+    hints.update(sections)
     return {f.name: hints[f.name] for f in fields(cls)} | (
         ORIGINAL_ONLY if cls is BiLMOptions else {}
     )
@@ -274,6 +345,11 @@ def _check_section(data: Any, cls, prefix: str, source: str) -> None:
                 else f"the keys of {prefix[:-1] or 'the top level'} are {', '.join(sorted(schema))}"
             )
             raise OptionsError(f"{source}: unknown key {name}; {hint}")
+        if is_dataclass(schema[key]) and value is None:
+            raise OptionsError(
+                f"{source}: {name} is null; leave the key out for a model without it "
+                "(no char_cnn: word inputs)"
+            )
         if is_dataclass(schema[key]):
             _check_section(value, schema[key], f"{name}.", source)
         elif not _fits(value, schema[key]):

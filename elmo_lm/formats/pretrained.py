@@ -2,8 +2,9 @@
 ``BiLM.from_pretrained``, ``elmo-embed model=`` and ``train.py init_from=``.
 
 A model is given as
-    * a published name (``PUBLISHED``): the English models of the ELMo paper, downloaded from
-      AllenNLP's address (``published_files``);
+    * a published name (``elmo_lm.formats.published``): the English models of the ELMo paper,
+      downloaded from AllenNLP's address, with the original's softmax and its vocabulary where
+      asked for (``resolve(..., softmax=True)``);
     * a directory holding an ``options.json`` and a weights ``.hdf5`` (what ``export.py``
       writes, or the published files side by side);
     * a weights ``.hdf5`` with its ``options.json`` beside it;
@@ -29,12 +30,18 @@ import logging
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from elmo_lm.console import progress_bar
 from elmo_lm.errors import UserError, require
+from elmo_lm.formats.published import (
+    PUBLISHED,
+    RemoteFile,
+    published_directories,
+    published_files,
+    published_softmax,
+)
 from elmo_lm.formats.softmax_file import companion_names
 from elmo_lm.formats.tokenize import TOKENIZER_FILE
 
@@ -42,17 +49,6 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "ELMO_LM_CACHE"
 """The environment variable that moves the download cache."""
-
-PUBLISHED: dict[str, str] = {
-    "small": "2x1024_128_2048cnn_1xhighway",
-    "medium": "2x2048_256_2048cnn_1xhighway",
-    "original": "2x4096_512_2048cnn_2xhighway",
-    "original-5.5b": "2x4096_512_2048cnn_2xhighway_5.5B",
-}
-"""The published English models by name: the id of each, as AllenNLP's file names spell it."""
-
-PUBLISHED_URL = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo/{id}/elmo_{id}_{kind}"
-"""Where the published files are; ``kind`` is ``options.json`` or ``weights.hdf5``."""
 
 CHUNK = 1 << 16
 """Bytes read from the network per write: what a broken connection can lose of the part."""
@@ -68,37 +64,6 @@ class PretrainedError(UserError):
     """A model name, path or URL that cannot be found, downloaded or verified."""
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    """A file to download.
-
-    Attributes:
-        url: its ``http(s)`` address.
-        size: its size in bytes, checked after the download; ``None``: the server's
-            ``Content-Length``.
-        sha256: its SHA-256 (hex), checked after the download and on every cache hit;
-            ``None``: not checked.
-    """
-
-    url: str
-    size: int | None = None
-    sha256: str | None = None
-
-
-def published_files(name: str) -> tuple[RemoteFile, RemoteFile]:
-    """The options and weights files of a published model.
-
-    Their sizes and SHA-256 are not recorded yet (this project has not downloaded them); the
-    download is then checked against the server's ``Content-Length`` only, and the log names
-    the SHA-256 of what arrived.
-    """
-    model_id = PUBLISHED[name]
-    return tuple(
-        RemoteFile(PUBLISHED_URL.format(id=model_id, kind=kind))
-        for kind in ("options.json", "weights.hdf5")
-    )
-
-
 def cache_root() -> Path:
     """``$ELMO_LM_CACHE``, else the platform's user cache directory for elmo_lm."""
     if os.environ.get(CACHE_ENV):
@@ -112,11 +77,7 @@ def cache_path(url: str) -> Path:
     """Where the download of ``url`` is kept: ``<id>/<name>`` for a published file,
     ``urls/<16 hex digits of the URL's SHA-256>/<name>`` for any other."""
     name = Path(urlparse(url).path).name or "download"
-    published = {
-        PUBLISHED_URL.format(id=model_id, kind=kind): model_id
-        for model_id in PUBLISHED.values()
-        for kind in ("options.json", "weights.hdf5")
-    }
+    published = published_directories()
     if url in published:
         return cache_root() / published[url] / name
     return cache_root() / "urls" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
@@ -131,6 +92,7 @@ def resolve(
     weights: str | os.PathLike | RemoteFile | None = None,
     progress: bool | None = None,
     what: str | None = None,
+    softmax: bool = False,
 ) -> tuple[Path, Path]:
     """The local ``options.json`` and weights file of a model (module docstring), downloading
     what is not in the cache yet.
@@ -143,6 +105,9 @@ def resolve(
         progress: a download progress bar on stderr; ``None``: when stderr is a terminal.
         what: how the user gave the model, to start messages with (``init_from=...``); default
             the model itself.
+        softmax: for a published model whose softmax was published (``original``), download it
+            and its vocabulary too, beside the weights (``softmax_file.softmax_file_for`` and
+            ``vocab_file_for`` find them there); a directory's or Hub model's are where they are.
 
     Raises:
         PretrainedError: one line naming the model and what to pass instead.
@@ -168,8 +133,9 @@ def resolve(
             )
         return path.with_name("options.json"), path
     if str(model) in PUBLISHED:
-        options, weights = published_files(str(model))
-        return fetch(options, progress), fetch(weights, progress)
+        extra = (published_softmax(str(model)) or ()) if softmax else ()
+        options, weights, *_ = [fetch(f, progress) for f in (*published_files(str(model)), *extra)]
+        return options, weights
     raise PretrainedError(
         f"{what}: no such file or directory, nor a published model ({', '.join(PUBLISHED)}); "
         "pass one of those names, the directory holding options.json and the weights .hdf5, "

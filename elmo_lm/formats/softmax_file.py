@@ -4,7 +4,9 @@
 ``weights.hdf5``) holds ``softmax/W`` (V, P) and ``softmax/b`` (V,), float32: the layout of the
 original trainer's ``dump_weights`` with its softmax kept (bilm-tf issue 126) and of the file
 AllenNLP published for the original model (``elmo_<id>_softmax_weights.hdf5``), as far as is
-known. Row i is the i-th token of the ``vocab.txt`` beside it.
+known. Row i is the i-th token of the vocabulary beside it: ``vocab.txt``, or for the published
+softmax ``vocab-2016-09-10.txt`` (``elmo_lm.formats.published``), whose specials need not come
+first (``specials_first`` puts them there, rows with them).
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ import torch
 
 from elmo_lm.errors import UserError
 from elmo_lm.formats.atomic import atomic_path
+from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, UNK_TOKEN
+from elmo_lm.formats.published import PUBLISHED_VOCAB_FILE
 from elmo_lm.formats.tokenize import TOKENIZER_FILE
 
 SOFTMAX_SUFFIX = "_softmax_weights.hdf5"
 VOCAB_FILE = "vocab.txt"
 """The softmax's vocabulary beside it, one token per line, in row order."""
+VOCAB_FILES = (VOCAB_FILE, PUBLISHED_VOCAB_FILE)
+"""The names the softmax's vocabulary may have beside it, in the order looked for."""
+SPECIALS = (BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
 
 
 class SoftmaxFileError(UserError):
@@ -38,7 +45,7 @@ def softmax_name(weights_file: str | os.PathLike) -> str:
 def softmax_names(weights_file: str | os.PathLike) -> list[str]:
     """The names a softmax file of ``weights_file`` may have beside it: ``softmax_name``, then,
     for weights named as AllenNLP names its published files (``elmo_<id>_weights.hdf5``,
-    ``pretrained.PUBLISHED_URL``), the name it published the original's softmax under,
+    ``published.published_url``), the name it published the original's softmax under,
     ``elmo_<id>_softmax_weights.hdf5`` (bilm-tf issue 126)."""
     names = [softmax_name(weights_file)]
     match = re.fullmatch(r"elmo_(.+)_weights\.hdf5", Path(weights_file).name)
@@ -49,7 +56,7 @@ def softmax_names(weights_file: str | os.PathLike) -> list[str]:
 
 def companion_names(weights_file: str | os.PathLike) -> list[str]:
     """The files that go with a weights file where present: tokenizer, vocabulary, softmax."""
-    return [TOKENIZER_FILE, VOCAB_FILE, *softmax_names(weights_file)]
+    return [TOKENIZER_FILE, *VOCAB_FILES, *softmax_names(weights_file)]
 
 
 def softmax_file_for(weights_file: str | os.PathLike) -> Path | None:
@@ -60,18 +67,47 @@ def softmax_file_for(weights_file: str | os.PathLike) -> Path | None:
 
 
 def vocab_file_for(softmax_file: str | os.PathLike) -> Path:
-    """The ``vocab.txt`` beside a softmax file, which orders its rows.
+    """The vocabulary beside a softmax file, which orders its rows: ``vocab.txt``, else the
+    published softmax's ``vocab-2016-09-10.txt`` (``VOCAB_FILES``).
 
     Raises:
         SoftmaxFileError: there is none.
     """
-    vocab = Path(softmax_file).with_name(VOCAB_FILE)
-    if not vocab.is_file():
+    found = [Path(softmax_file).with_name(n) for n in VOCAB_FILES]
+    vocab = next((p for p in found if p.is_file()), None)
+    if vocab is None:
         raise SoftmaxFileError(
-            f"{softmax_file}: no {VOCAB_FILE} beside it to say which token each row is; "
-            "put the softmax's vocabulary there (one token per line, in row order)"
+            f"{softmax_file}: no {VOCAB_FILE} (nor {PUBLISHED_VOCAB_FILE}) beside it to say which "
+            "token each row is; put the softmax's vocabulary there (one token per line, in row "
+            "order)"
         )
     return vocab
+
+
+def specials_first(
+    tokens: list[str], weight: torch.Tensor, bias: torch.Tensor, source: object = "softmax"
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """``tokens`` with ``<S>``, ``</S>``, ``<UNK>`` moved to the front (the others in their order),
+    and the rows of ``weight`` (V, P) and ``bias`` (V,) moved with them; as they are when the
+    specials lead already.
+
+    Raises:
+        SoftmaxFileError: a special is missing (``source`` names the vocabulary in the message).
+    """
+    if tuple(tokens[: len(SPECIALS)]) == SPECIALS:
+        return tokens, weight, bias
+    where = {token: i for i, token in enumerate(tokens)}
+    missing = [s for s in SPECIALS if s not in where]
+    if missing:
+        raise SoftmaxFileError(
+            f"{source}: has no {', '.join(missing)}; a softmax's vocabulary needs "
+            f"{', '.join(SPECIALS)} (the sentence boundaries and unknown words)"
+        )
+    first = [where[s] for s in SPECIALS]
+    skip = set(first)
+    order = first + [i for i in range(len(tokens)) if i not in skip]
+    index = torch.tensor(order, dtype=torch.long)
+    return [tokens[i] for i in order], weight[index], bias[index]
 
 
 def save_softmax(path: str | os.PathLike, weight: torch.Tensor, bias: torch.Tensor) -> None:
@@ -114,7 +150,7 @@ def load_softmax(
                 if found != shape:
                     raise SoftmaxFileError(
                         f"{path}: dataset {name!r} has shape {found} but needs {shape} "
-                        f"({n_classes} tokens of its {VOCAB_FILE}, projection_dim {dim}); "
+                        f"({n_classes} tokens of its vocabulary, projection_dim {dim}); "
                         "use the softmax file exported with these weights and vocabulary"
                     )
                 arrays[name] = np.asarray(f[name][...], dtype=np.float32)

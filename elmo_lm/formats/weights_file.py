@@ -1,4 +1,13 @@
-"""Reading and writing the ELMo weights file (HDF5, the original tools' dataset names)."""
+"""Reading and writing the ELMo weights file (HDF5, the original tools' dataset names).
+
+The names are those the original's ``dump_weights`` writes for each kind of model: a word-input
+model has ``embedding`` (n_tokens_vocab, P) where a character model has ``char_embed`` and the
+``CNN*`` datasets (the original's inference reads the embedding from its
+``embedding_weight_file``, and prepends the zero padding row itself: this file serves as one);
+a forward LM alone, whose LSTM the original builds without the ``RNN_0`` scope, has
+``rnn/MultiRNNCell/Cell{l}/LSTMCell/kernel``, ``bias`` and ``projection/kernel``
+(``rnn/LSTMCell/...`` with one layer): ``dump_weights`` renames those only under ``RNN_{d}``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +31,15 @@ def _cell(d: int, layer: int) -> str:
     return f"RNN_{d}/RNN/MultiRNNCell/Cell{layer}/LSTMCell"
 
 
+def lstm_names(options, d: int, layer: int) -> tuple[str, str, str]:
+    """The datasets of one LSTM cell, (W_0, B, W_P_0), as ``dump_weights`` names them."""
+    if options.bidirectional:
+        cell = _cell(d, layer)
+        return f"{cell}/W_0", f"{cell}/B", f"{cell}/W_P_0"
+    cell = f"rnn/MultiRNNCell/Cell{layer}/LSTMCell" if options.lstm.n_layers > 1 else "rnn/LSTMCell"
+    return f"{cell}/kernel", f"{cell}/bias", f"{cell}/projection/kernel"
+
+
 def expected_shapes(bilm) -> dict[str, tuple[int, ...]]:
     """Dataset name -> shape for every dataset of the model's parameters (those of
     ``weights_to_file``, the one mapping between the model and the file).
@@ -42,13 +60,13 @@ def identity_shapes(bilm) -> dict[str, tuple[int, ...]]:
     opts = bilm.options
     p = opts.lstm.projection_dim
     shapes = {}
-    if not opts.cnn_projection:
+    if not opts.cnn_projection and not opts.word_inputs:
         shapes["CNN_proj/W_proj"] = (p, p)
         shapes["CNN_proj/b_proj"] = (p,)
     if not opts.lstm_projection:
-        for d in range(2):
+        for d in range(opts.n_directions):
             for layer in range(opts.lstm.n_layers):
-                shapes[f"{_cell(d, layer)}/W_P_0"] = (p, p)
+                shapes[lstm_names(opts, d, layer)[2]] = (p, p)
     return shapes
 
 
@@ -59,7 +77,23 @@ def _identity(shape: tuple[int, ...]) -> np.ndarray:
 def weights_to_file(bilm) -> dict[str, torch.Tensor]:
     """Dataset name -> ``bilm``'s parameter viewed in the file's layout and shape, for every
     dataset of ``bilm``: what is written, what is read into, and the shapes a file must have."""
-    cnn, lstm = bilm.char_cnn, bilm.lstm
+    out = _token_weights(bilm)
+    lstm = bilm.lstm
+    for layer in range(lstm.n_layers):
+        for d in range(lstm.n_directions):
+            w_0, b, w_p = lstm_names(bilm.options, d, layer)
+            out[w_0] = lstm.weights[layer][d]
+            out[b] = lstm.biases[layer][d]
+            if len(lstm.projections):
+                out[w_p] = lstm.projections[layer][d]
+    return out
+
+
+def _token_weights(bilm) -> dict[str, torch.Tensor]:
+    """``weights_to_file``'s datasets of the token embedding: the words' or the char CNN's."""
+    if bilm.char_cnn is None:
+        return {"embedding": bilm.word_embedding.weight}
+    cnn = bilm.char_cnn
     out = {"char_embed": cnn.char_embed.weight[1:]}
     char_dim = cnn.char_dim
     for i, ((width, num), w, b) in enumerate(zip(cnn.filters, cnn.conv_weights, cnn.conv_biases)):
@@ -71,17 +105,12 @@ def weights_to_file(bilm) -> dict[str, torch.Tensor]:
     if cnn.proj_weight is not None:
         out["CNN_proj/W_proj"] = cnn.proj_weight
         out["CNN_proj/b_proj"] = cnn.proj_bias
-    for layer in range(lstm.n_layers):
-        for d in range(2):
-            out[f"{_cell(d, layer)}/W_0"] = lstm.weights[layer][d]
-            out[f"{_cell(d, layer)}/B"] = lstm.biases[layer][d]
-            if len(lstm.projections):
-                out[f"{_cell(d, layer)}/W_P_0"] = lstm.projections[layer][d]
     return out
 
 
 _EXTRA = re.compile(
-    r"^(CNN/[Wb]_cnn_\d+|CNN_high_\d+/.*|RNN_\d/RNN/MultiRNNCell/Cell\d+/LSTMCell/.*)$"
+    r"^(CNN/[Wb]_cnn_\d+|CNN_high_\d+/.*|RNN_\d/RNN/MultiRNNCell/Cell\d+/LSTMCell/.*"
+    r"|rnn/.*LSTMCell/.*|embedding|char_embed)$"
 )
 
 

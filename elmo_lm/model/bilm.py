@@ -1,4 +1,9 @@
-"""The bidirectional language model: character CNN, then forward and backward LSTMs."""
+"""The bidirectional language model: character CNN, then forward and backward LSTMs.
+
+As the original trainer, the same class holds the models without a character CNN (word inputs,
+``elmo_lm.model.word_embedding``) and the forward LM alone (``bidirectional: false``), whose
+layers are half as wide: ``output_dim`` is P, layer 0 the token embedding once.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +17,14 @@ from torch import nn
 
 from elmo_lm.cpu.path import allow_tf32, may_read_on_host
 from elmo_lm.formats.atomic import atomic_path
-from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, token_to_char_ids
+from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN, batch_to_ids, token_to_char_ids
 from elmo_lm.formats.options import BiLMOptions
 from elmo_lm.formats.pretrained import resolve
-from elmo_lm.formats.weights_file import load_weights, save_weights
+from elmo_lm.formats.weights_file import WeightsFileError, load_weights, save_weights
 from elmo_lm.model.char_cnn import CharCNN
 from elmo_lm.model.distinct import distinct_rows
 from elmo_lm.model.lstm import ElmoLstm, LstmState, dropout
+from elmo_lm.model.word_embedding import WordEmbedding
 
 WARM_UP: tuple[str, ...] = ("the man said it .", "there was a cat .")
 """The default warm-up context: short, generic sentences (lower-case English, whitespace-
@@ -66,6 +72,8 @@ class BiLM(nn.Module):
             start their first batch (needed to reproduce them bit for bit).
         warm_up: the warm-up sentences (whitespace-tokenized); ``WARM_UP`` is lower-case English.
             For another language or casing, a few short typical sentences of the training text.
+        vocab: word inputs only: the tokens in id order (``vocab.txt``), which map tokens to
+            ids; None: the model takes ids only (``n_tokens_vocab`` of them).
     """
 
     def __init__(
@@ -74,30 +82,63 @@ class BiLM(nn.Module):
         stateful: bool = False,
         warm_start: bool = True,
         warm_up: Sequence[str] = WARM_UP,
+        vocab: Sequence[str] | None = None,
     ):
         super().__init__()
         options.validate()
+        if options.word_inputs and vocab is not None and len(vocab) != options.n_tokens_vocab:
+            raise ValueError(
+                f"options.n_tokens_vocab={options.n_tokens_vocab}, but the vocabulary has "
+                f"{len(vocab)} tokens"
+            )
         self.options = copy.deepcopy(options)
         self.stateful = stateful
         self.warm_start = warm_start
         self.warm_up = tuple(warm_up)
         if warm_start and not self.warm_up:
             raise ValueError("warm_up needs at least one sentence; or pass warm_start=False")
-        self.char_cnn = CharCNN(self.options)
-        self.lstm = ElmoLstm(self.options)
-        max_chars = self.options.char_cnn.max_characters_per_token
-        self.register_buffer(
-            "_bos", torch.tensor(token_to_char_ids(BOS_TOKEN, max_chars)), persistent=False
+        opts = self.options
+        self.char_cnn = None if opts.word_inputs else CharCNN(opts)
+        self.word_embedding = None
+        if opts.word_inputs:
+            size = opts.n_tokens_vocab if vocab is None else list(vocab)
+            self.word_embedding = WordEmbedding(size, opts.lstm.projection_dim)
+        self.lstm = ElmoLstm(opts)
+        # <S> and </S> as inputs: char ids (C,), or shifted word ids (0-dim)
+        bos, eos = (
+            self.word_embedding.boundary_ids()
+            if opts.word_inputs
+            else (
+                token_to_char_ids(t, opts.max_characters_per_token) for t in (BOS_TOKEN, EOS_TOKEN)
+            )
         )
-        self.register_buffer(
-            "_eos", torch.tensor(token_to_char_ids(EOS_TOKEN, max_chars)), persistent=False
-        )
+        self.register_buffer("_bos", torch.tensor(bos), persistent=False)
+        self.register_buffer("_eos", torch.tensor(eos), persistent=False)
         self._state: LstmState | None = None
         self._warm: tuple[tuple, LstmState] | None = None  # (context and weights' versions, state)
 
     @property
     def output_dim(self) -> int:
-        return 2 * self.options.lstm.projection_dim
+        """The width of every layer: 2P for a biLM, P for a forward LM alone."""
+        return self.options.n_directions * self.options.lstm.projection_dim
+
+    @property
+    def token_encoder(self) -> nn.Module:
+        """What makes the context-independent token embeddings: the char CNN or the words'."""
+        return self.char_cnn if self.char_cnn is not None else self.word_embedding
+
+    def batch_inputs(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+        """The ``forward`` input of plain tokenized sentences: (batch, time, max_chars) char
+        ids (``batch_to_ids``), or for word inputs (batch, time) shifted word ids, 0 padding
+        (the original's ``TokenBatcher`` without ``<S>``/``</S>``, which ``forward`` adds)."""
+        if self.word_embedding is None:
+            return batch_to_ids(sentences, self.options.max_characters_per_token)
+        time = max((len(s) for s in sentences), default=0)
+        ids = torch.zeros(len(sentences), time, dtype=torch.long)
+        for row, sentence in enumerate(sentences):
+            if sentence:
+                ids[row, : len(sentence)] = torch.tensor(self.word_embedding.token_ids(sentence))
+        return ids
 
     @property
     def n_representations(self) -> int:
@@ -111,12 +152,22 @@ class BiLM(nn.Module):
         weight_file: str | os.PathLike,
         stateful: bool = False,
         warm_start: bool = True,
+        vocab_file: str | os.PathLike | None = None,
     ) -> BiLM:
         """Loads an ``options.json`` + weights ``.hdf5`` pair written by any ELMo trainer.
 
         The model comes back in eval mode (no dropout); call ``.train()`` to fine-tune it.
+        A word-input model also reads its vocabulary: ``vocab_file``, else the ``vocab.txt``
+        beside the weights (the original's inference takes the embedding from its
+        ``embedding_weight_file``; ``dump_weights`` writes it into the weights file, as here).
         """
-        bilm = cls(BiLMOptions.from_json(options_file), stateful=stateful, warm_start=warm_start)
+        options = BiLMOptions.from_json(options_file)
+        vocab = None
+        if options.word_inputs:
+            vocab = word_vocabulary(vocab_file or Path(weight_file).with_name("vocab.txt"))
+            options.n_tokens_vocab = len(vocab)
+            warm_start = warm_start and all(t in vocab for t in (BOS_TOKEN, EOS_TOKEN))
+        bilm = cls(options, stateful=stateful, warm_start=warm_start, vocab=vocab)
         load_weights(bilm, weight_file)
         return bilm.eval()
 
@@ -148,7 +199,8 @@ class BiLM(nn.Module):
         beside an old one.
         """
         options = copy.deepcopy(self.options)
-        options.char_cnn.n_characters = 262
+        if options.char_cnn is not None:
+            options.char_cnn.n_characters = 262
         with atomic_path(options_file) as options_tmp, atomic_path(weight_file) as weights_tmp:
             save_weights(self, weights_tmp)
             options.save_json(options_tmp)
@@ -162,20 +214,23 @@ class BiLM(nn.Module):
         """The LSTM state after reading these input tokens from a zero state.
 
         Args:
-            forward, backward: the inputs of each direction in its reading order, equally many.
+            forward, backward: the inputs of each direction in its reading order, equally many
+                (a forward LM alone reads ``forward`` only).
 
         Returns:
-            h (n_layers, 2, 1, P) and c (n_layers, 2, 1, H).
+            h (n_layers, D, 1, P) and c (n_layers, D, 1, H).
         """
         if len(forward) != len(backward) or not forward:
             raise ValueError(
                 "context_state needs equally many forward and backward tokens, at least one"
             )
-        max_chars = self.options.char_cnn.max_characters_per_token
-        ids = torch.tensor(
-            [[[token_to_char_ids(t, max_chars) for t in tokens]] for tokens in (forward, backward)],
-            device=self._bos.device,
-        )  # (2, 1, K, C)
+        directions = (forward, backward)[: self.options.n_directions]
+        if self.word_embedding is not None:
+            rows = [[self.word_embedding.token_ids(tokens)] for tokens in directions]
+        else:
+            max_chars = self.options.max_characters_per_token
+            rows = [[[token_to_char_ids(t, max_chars) for t in tokens]] for tokens in directions]
+        ids = torch.tensor(rows, device=self._bos.device)  # (D, 1, K, C) or (D, 1, K)
         _, state = self.lstm(self.embed_tokens(ids))
         return state
 
@@ -185,10 +240,10 @@ class BiLM(nn.Module):
 
         Computed once and kept while the weights stay the same; recomputed at every call in
         training mode or when gradients can reach the weights (fine-tuning), so that it is never
-        stale and its gradient flows. Returns h (n_layers, 2, batch_size, P) and
-        c (n_layers, 2, batch_size, H).
+        stale and its gradient flows. Returns h (n_layers, D, batch_size, P) and
+        c (n_layers, D, batch_size, H).
         """
-        params = [*self.char_cnn.parameters(), *self.lstm.parameters()]
+        params = [*self.token_encoder.parameters(), *self.lstm.parameters()]
         fresh = self.training or (torch.is_grad_enabled() and any(p.requires_grad for p in params))
         # Any in-place change of a weight (optimizer step, load_state_dict) bumps its version;
         # a move to another device or dtype changes its storage.
@@ -203,11 +258,14 @@ class BiLM(nn.Module):
         return h.expand(-1, -1, batch_size, -1), c.expand(-1, -1, batch_size, -1)
 
     def embed_tokens(self, char_ids: torch.Tensor, token_cache=None) -> torch.Tensor:
-        """Context-independent token embeddings, (..., max_chars) -> (..., P).
+        """Context-independent token embeddings, (..., max_chars) -> (..., P); for word inputs
+        (...) shifted word ids -> (..., P).
 
         Each distinct token of the batch goes through the character CNN once. With a
         ``token_cache`` (``elmo_lm.embedding.token_cache.TokenCache``), cached tokens skip the CNN.
         """
+        if self.word_embedding is not None:
+            return self.word_embedding(char_ids)
         if token_cache is not None:
             return token_cache.encode(char_ids, self.embed_tokens)
         flat = char_ids.reshape(-1, char_ids.shape[-1])
@@ -222,36 +280,41 @@ class BiLM(nn.Module):
         """Representations of plain sentences.
 
         Args:
-            char_ids: (batch, time, max_chars) from ``batch_to_ids``, without ``<S>``/``</S>``.
+            char_ids: (batch, time, max_chars) from ``batch_to_ids``, without ``<S>``/``</S>``;
+                for word inputs (batch, time) shifted word ids (``batch_inputs``).
             token_cache: precomputed token embeddings used in place of the character CNN for
                 the tokens they hold (``elmo_lm.embedding.token_cache.TokenCache``).
 
         Returns:
             ``"layers"``: n_layers + 1 tensors (batch, time, 2P), zero at padding; layer 0 is
-            the token embedding twice, layer l the forward and backward LSTM layer l.
+            the token embedding twice, layer l the forward and backward LSTM layer l. A forward
+            LM alone: (batch, time, P), the embedding once and the forward layers.
             ``"mask"``: (batch, time) bool.
         """
         allow_tf32(char_ids.device)
-        mask = (char_ids > 0).any(-1)  # (B, T)
+        words = self.word_embedding is not None
+        mask = char_ids > 0 if words else (char_ids > 0).any(-1)  # (B, T)
         lengths = mask.sum(1)
-        batch, time, _ = char_ids.shape
-        # <S> w1 .. wn </S>, padding after: (B, T + 2, C).
-        ids = char_ids.new_zeros(batch, time + 2, char_ids.shape[-1])
+        batch, time = char_ids.shape[:2]
+        # <S> w1 .. wn </S>, padding after: (B, T + 2, C), or (B, T + 2) word ids.
+        ids = char_ids.new_zeros(batch, time + 2, *char_ids.shape[2:])
         ids[:, 0] = self._bos
         ids[:, 1 : time + 1] = char_ids
         ids[torch.arange(batch, device=ids.device), lengths + 1] = self._eos
         full_lengths = lengths + 2
         emb = self.embed_tokens(ids, token_cache)  # (B, T + 2, P)
-        inputs = torch.stack([emb, reverse_padded(emb, full_lengths)])  # (2, B, T + 2, P)
+        two = self.options.bidirectional
+        directions = [emb, reverse_padded(emb, full_lengths)] if two else [emb]
+        inputs = torch.stack(directions)  # (D, B, T + 2, P)
         state = self._initial_state(batch, emb)
         outputs, new_state = self.lstm(inputs, state, full_lengths)
         if self.stateful:
             self._keep_state(new_state)
         keep = mask.unsqueeze(-1).to(emb.dtype)
-        layers = [torch.cat([emb, emb], dim=-1)[:, 1 : time + 1] * keep]
+        layers = [torch.cat(directions[:1] * len(directions), dim=-1)[:, 1 : time + 1] * keep]
         for out in outputs:
-            backward = reverse_padded(out[1], full_lengths)
-            layers.append(torch.cat([out[0], backward], dim=-1)[:, 1 : time + 1] * keep)
+            parts = [out[0], reverse_padded(out[1], full_lengths)] if two else [out[0]]
+            layers.append(torch.cat(parts, dim=-1)[:, 1 : time + 1] * keep)
         return {"layers": layers, "mask": mask}
 
     def lm_forward(
@@ -261,7 +324,8 @@ class BiLM(nn.Module):
         state: LstmState | None = None,
         tokens: torch.Tensor | None = None,
         token_index: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, LstmState]:
+        word_ids: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, LstmState]:
         """The training path over continuous token streams.
 
         Args:
@@ -273,12 +337,22 @@ class BiLM(nn.Module):
                 Where no host read is allowed (an accelerator) only these go through the
                 char CNN, windows up to ``C_cap``; the CPU paths find the distinct tokens
                 themselves and ignore them.
+            word_ids: word inputs: the (batch, time) vocabulary ids of each stream's inputs,
+                -1 where there is none (``fwd_ids``, ``bwd_ids``); the char ids are not read.
 
         Returns:
             Top-layer outputs (batch, time, P) of the forward and the backward LM (with dropout
-            in training mode), and the state at the end of the window.
+            in training mode; None for the backward of a forward LM alone), and the state at
+            the end of the window.
         """
-        if tokens is not None and token_index is not None and not may_read_on_host(tokens):
+        n = self.options.n_directions
+        if self.word_embedding is not None:
+            if word_ids is None:
+                raise ValueError("a word-input LM needs word_ids (the batch's fwd_ids, bwd_ids)")
+            emb = self.word_embedding(torch.stack(word_ids[:n]) + 1)  # (D, B, T, P)
+        elif n == 1:
+            emb = self.embed_tokens(fwd_chars[None])  # (1, B, T, P)
+        elif tokens is not None and token_index is not None and not may_read_on_host(tokens):
             # index_select, whose backward is one index_add
             emb = torch.index_select(self.char_cnn(tokens), 0, token_index.reshape(-1))
             emb = emb.view(*token_index.shape, -1)  # (2, B, T, P)
@@ -288,7 +362,7 @@ class BiLM(nn.Module):
         top = outputs[-1]
         if self.training and self.options.dropout > 0:
             top = dropout(top, self.options.dropout)
-        return top[0], top[1], new_state
+        return top[0], (top[1] if n == 2 else None), new_state
 
     def _start_state(self, batch: int, like: torch.Tensor) -> LstmState:
         """The state of rows that start afresh: warm, or zeros."""
@@ -316,3 +390,18 @@ class BiLM(nn.Module):
         h[:, :, : h_new.shape[2]] = h_new
         c[:, :, : c_new.shape[2]] = c_new
         self._state = (h, c)
+
+
+def word_vocabulary(path: str | os.PathLike) -> list[str]:
+    """The tokens of a word-input model's ``vocab.txt``, one a line, in id order.
+
+    Raises:
+        WeightsFileError: the file is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsFileError(
+            f"{path}: vocabulary not found; a word-input model needs the vocab.txt written "
+            "with its weights (pass vocab_file=)"
+        )
+    return [line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines()]

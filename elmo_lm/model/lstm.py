@@ -1,4 +1,5 @@
-"""The biLM's LSTMs: projected, clipped LSTM layers, both directions computed together."""
+"""The biLM's LSTMs: projected, clipped LSTM layers, both directions computed together (or the
+forward direction alone, for a forward LM: ``options.bidirectional`` false)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from elmo_lm.cpu import kernels, matmul
 from elmo_lm.formats.options import BiLMOptions
 from elmo_lm.model import cell
 
-# (h, c): h (n_layers, 2, batch, projection_dim), c (n_layers, 2, batch, dim); direction 0 is
-# forward, 1 backward.
+# (h, c): h (n_layers, D, batch, projection_dim), c (n_layers, D, batch, dim); direction 0 is
+# forward, 1 backward; D = 2 (D = 1 for a forward LM alone).
 LstmState = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -41,6 +42,8 @@ class ElmoLstm(nn.Module):
     The two directions run in the same batched matmuls (the backward input arrives already
     reversed, so both read left to right). Rows of different lengths are packed: rows are sorted
     by length and each step computes only the rows still running, so padding costs nothing.
+    A forward LM alone has one direction (``n_directions``, the leading axis of every weight,
+    input and state); it runs on the torch path (the native kernels pair two directions).
     """
 
     def __init__(self, options: BiLMOptions):
@@ -53,6 +56,7 @@ class ElmoLstm(nn.Module):
         self.proj_clip = lstm.proj_clip
         self.use_skip_connections = lstm.use_skip_connections
         self.dropout_p = options.dropout  # the rate; dropout() below is the function
+        self.n_directions = d = options.n_directions
         # Under bfloat16 autocast (or with bfloat16 inputs), on the torch and accelerator paths
         # (NativeLayer keeps float32): the recurrent and projection products in bfloat16, the
         # cell state and gate arithmetic in float32. False: the whole recurrence in float32.
@@ -60,21 +64,21 @@ class ElmoLstm(nn.Module):
         self.bf16_recurrence = False
         p, h = self.proj_dim, self.dim
         # Per layer, the weights file's layout with a leading direction axis.
-        self.weights = nn.ParameterList()  # (2, P + P, 4H)   W_0
-        self.biases = nn.ParameterList()  # (2, 4H)           B (without the forget bias of 1)
-        self.projections = nn.ParameterList()  # (2, H, P)    W_P_0; empty when P == H
+        self.weights = nn.ParameterList()  # (D, P + P, 4H)   W_0
+        self.biases = nn.ParameterList()  # (D, 4H)           B (without the forget bias of 1)
+        self.projections = nn.ParameterList()  # (D, H, P)    W_P_0; empty when P == H
         for _ in range(self.n_layers):
-            self.weights.append(nn.Parameter(torch.randn(2, 2 * p, 4 * h) * (2 * p) ** -0.5))
-            self.biases.append(nn.Parameter(torch.zeros(2, 4 * h)))
+            self.weights.append(nn.Parameter(torch.randn(d, 2 * p, 4 * h) * (2 * p) ** -0.5))
+            self.biases.append(nn.Parameter(torch.zeros(d, 4 * h)))
             if options.lstm_projection:
-                self.projections.append(nn.Parameter(torch.randn(2, h, p) * h**-0.5))
+                self.projections.append(nn.Parameter(torch.randn(d, h, p) * h**-0.5))
         forget = torch.zeros(4 * h)
         forget[2 * h : 3 * h] = 1.0
         self.register_buffer("_forget_bias", forget, persistent=False)
 
     def zero_state(self, batch_size: int, like: torch.Tensor) -> LstmState:
-        h = like.new_zeros(self.n_layers, 2, batch_size, self.proj_dim)
-        c = like.new_zeros(self.n_layers, 2, batch_size, self.dim)
+        h = like.new_zeros(self.n_layers, self.n_directions, batch_size, self.proj_dim)
+        c = like.new_zeros(self.n_layers, self.n_directions, batch_size, self.dim)
         return h, c
 
     def forward(
@@ -86,22 +90,22 @@ class ElmoLstm(nn.Module):
         """Runs both directions over their inputs.
 
         Args:
-            inputs: (2, batch, time, P), direction 1 already in reading order (reversed text).
+            inputs: (D, batch, time, P), direction 1 already in reading order (reversed text).
             state: initial (h, c), zeros when None.
             lengths: (batch,) steps that count per row; the returned state is each row's state
                 after its last counted step, and outputs past it are zero. None: all count.
 
         Returns:
-            Each layer's output (2, batch, time, P) (after the skip connection), and the state.
+            Each layer's output (D, batch, time, P) (after the skip connection), and the state.
         """
-        _, batch, time, p = inputs.shape
+        d, batch, time, p = inputs.shape
         if state is None:
             state = self.zero_state(batch, inputs)
         if lengths is None:
             order = None
             batch_sizes = [batch] * time
             # Time-major packed: step t is positions t * B .. (t + 1) * B - 1.
-            x = inputs.transpose(1, 2).reshape(2, time * batch, p)
+            x = inputs.transpose(1, 2).reshape(d, time * batch, p)
         else:
             lengths, order = lengths.sort(descending=True)
             inputs = inputs[:, order]
@@ -109,7 +113,7 @@ class ElmoLstm(nn.Module):
             steps = torch.arange(time, device=inputs.device)
             running = steps[:, None] < lengths[None, :]  # (T, B), rows sorted: a prefix per step
             batch_sizes = running.sum(1).tolist()
-            x = inputs.transpose(1, 2)[:, running]  # (2, n_positions, P), time-major packed
+            x = inputs.transpose(1, 2)[:, running]  # (D, n_positions, P), time-major packed
         outputs, h_out, c_out = [], [], []
         for layer in range(self.n_layers):
             if self.training and self.dropout_p > 0:
@@ -123,7 +127,7 @@ class ElmoLstm(nn.Module):
             x = out
         h, c = torch.stack(h_out), torch.stack(c_out)
         if order is None:
-            outputs = [o.view(2, time, batch, p).transpose(1, 2) for o in outputs]
+            outputs = [o.view(d, time, batch, p).transpose(1, 2) for o in outputs]
         else:
             unsort = order.argsort()
             outputs = [self._unpack(o, running, batch, time)[:, unsort] for o in outputs]
@@ -132,8 +136,8 @@ class ElmoLstm(nn.Module):
 
     @staticmethod
     def _unpack(packed: torch.Tensor, running: torch.Tensor, batch: int, time: int) -> torch.Tensor:
-        """(2, n_positions, P) time-major packed -> (2, batch, time, P), zeros past each row's end."""
-        out = packed.new_zeros(2, time, batch, packed.shape[-1])
+        """(D, n_positions, P) time-major packed -> (D, batch, time, P), zeros past each row's end."""
+        out = packed.new_zeros(packed.shape[0], time, batch, packed.shape[-1])
         out[:, running] = packed
         return out.transpose(1, 2)
 
@@ -147,16 +151,17 @@ class ElmoLstm(nn.Module):
         weight = self.weights[layer]
         proj = self.projections[layer] if len(self.projections) else None
         clips = self.cell_clip, self.proj_clip
-        if _runs_native(x):
+        if self.n_directions == 2 and _runs_native(x):
             bias = self.biases[layer] + self._forget_bias  # (2, 4H)
             return NativeLayer.apply(x, weight, bias, h, c, proj, batch_sizes, *clips)
-        w_in, w_rec = weight[:, :p], weight[:, p:]  # (2, P, 4H) each
-        bias = (self.biases[layer] + self._forget_bias).unsqueeze(1)  # (2, 1, 4H)
-        # (2, n_positions, 4H): the inputs' part of every step at once
+        w_in, w_rec = weight[:, :p], weight[:, p:]  # (D, P, 4H) each
+        bias = (self.biases[layer] + self._forget_bias).unsqueeze(1)  # (D, 1, 4H)
+        # (D, n_positions, 4H): the inputs' part of every step at once
         if matmul.fits_onednn(x[0], w_in[0]):
-            z_fwd, z_bwd = (matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(2))
+            z = [matmul.linear(x[d], w_in[d], bias[d, 0]) for d in range(self.n_directions)]
         else:  # small: one batched product for both directions
-            z_fwd, z_bwd = torch.baddbmm(bias, x, w_in)
+            z = list(torch.baddbmm(bias, x, w_in))
+        z_fwd, z_bwd = z[0], (z[1] if len(z) > 1 else None)
         low = torch.bfloat16 if self._bf16_products(x) else None
         return LstmSteps.apply(z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, *clips, low)
 
@@ -193,7 +198,8 @@ class LstmSteps(torch.autograd.Function):
     of that dtype instead, while the cell state and the gate arithmetic stay float32.
 
     Inputs: z_fwd and z_bwd (N, 4H), each direction's time-major packed input contributions
-    (bias and forget bias in); h (2, B, P) and c (2, B, H) initial states of the rows sorted by
+    (bias and forget bias in), ``z_bwd`` None for a forward LM alone (D = 1, every (2, ...)
+    below then (1, ...)); h (2, B, P) and c (2, B, H) initial states of the rows sorted by
     length; w_rec (2, P, 4H); proj (2, H, P), or None for no projection (and no proj_clip);
     batch_sizes, the running rows per step; the clips; low, the products' dtype or None.
     Returns the packed outputs (2, N, P) and each row's final h and c.
@@ -205,7 +211,8 @@ class LstmSteps(torch.autograd.Function):
     def forward(ctx, z_fwd, z_bwd, h, c, w_rec, proj, batch_sizes, cell_clip, proj_clip, low=None):
         ctx.batch_sizes, ctx.clips = batch_sizes, (cell_clip, proj_clip)
         h_dtype = h.dtype
-        z_in = torch.stack([z_fwd, z_bwd])  # (2, N, 4H)
+        ctx.one_direction = z_bwd is None
+        z_in = z_fwd[None] if z_bwd is None else torch.stack([z_fwd, z_bwd])  # (2, N, 4H)
         if low is not None:  # the products in low precision, the cell in float32
             z_in, h, w_rec, c = z_in.to(low), h.to(low), w_rec.to(low), c.float()
             proj = None if proj is None else proj.to(low)
@@ -287,7 +294,8 @@ class LstmSteps(torch.autograd.Function):
         d_z_in = torch.cat(d_zs[::-1], dim=1)  # (2, N, 4H)
         d_h_proj = None if proj is None else torch.cat(d_hs[::-1], dim=1)  # (2, N, P)
         d_w_rec, d_proj = _weight_grads(h0, out, sizes, d_z_in, pre_proj, d_h_proj)
-        return d_z_in[0], d_z_in[1], d_h, d_c, d_w_rec, d_proj, None, None, None, None
+        d_z_bwd = None if ctx.one_direction else d_z_in[1]
+        return d_z_in[0], d_z_bwd, d_h, d_c, d_w_rec, d_proj, None, None, None, None
 
 
 def _runs_native(x: torch.Tensor) -> bool:

@@ -222,17 +222,27 @@ def logit_budget(like: torch.Tensor) -> int:
 
 
 class Softmax(nn.Module):
-    """The softmax of one LM direction over a vocabulary, separate from the input embeddings.
+    """The softmax of an LM over a vocabulary (shared by both directions).
 
     Args:
         n_classes: V, the vocabulary size (ids in descending count order for sampling).
         dim: P, the LM output size.
         n_negative_samples: S, negatives per training step when ``sampled``.
         sampled: train with the sampled softmax (needs ``S < V``); else the full softmax.
+        weight: the (V, P) weights of a word embedding this softmax is tied to
+            (``share_embedding_softmax``): its lookups then go through ``input_rows``, so
+            that inputs and outputs reach one gradient; None: weights of its own.
+        n_directions: 2, or 1 for a forward LM alone (rows a step looks up).
     """
 
     def __init__(
-        self, n_classes: int, dim: int, n_negative_samples: int = 8192, sampled: bool = True
+        self,
+        n_classes: int,
+        dim: int,
+        n_negative_samples: int = 8192,
+        sampled: bool = True,
+        weight: nn.Parameter | None = None,
+        n_directions: int = 2,
     ):
         super().__init__()
         if sampled and not 0 < n_negative_samples < n_classes:
@@ -243,8 +253,12 @@ class Softmax(nn.Module):
         self.n_classes = n_classes
         self.n_negative_samples = n_negative_samples
         self.sampled = sampled
+        self.n_directions = n_directions
+        self.tied = weight is not None
         # The original trainer's initialisation: N(0, 1 / sqrt(P)) weights, zero biases.
-        self.weight = nn.Parameter(torch.randn(n_classes, dim) * dim**-0.5)  # (V, P)
+        if weight is None:
+            weight = nn.Parameter(torch.randn(n_classes, dim) * dim**-0.5)  # (V, P)
+        self.weight = weight
         self.bias = nn.Parameter(torch.zeros(n_classes, 1))  # (V, 1)
         # Worked out on the host here, once: a step only reads the number.
         self.num_draws = draws_needed(n_negative_samples, n_classes) if sampled else 0
@@ -252,11 +266,14 @@ class Softmax(nn.Module):
         # up, and a leaf whose gradient receives their rows' gradients.
         self.row_ids: torch.Tensor | None = None
         self.row_grads: torch.Tensor | None = None
+        # A tied softmax's second pair: the input embedding's lookups (input_rows).
+        self.input_ids: torch.Tensor | None = None
+        self.input_grads: torch.Tensor | None = None
 
     def row_count(self, n_targets: int) -> int:
         """Rows a training step of ``forward_pair`` looks up: each direction's targets and
         negatives."""
-        return 2 * (n_targets + self.n_negative_samples)
+        return self.n_directions * (n_targets + self.n_negative_samples)
 
     def use_row_buffers(self, n_targets: int, like: torch.Tensor) -> None:
         """Makes the sampled softmax's gradient of the next ``forward_pair`` (``n_targets`` per
@@ -275,6 +292,30 @@ class Softmax(nn.Module):
                 k, width, dtype=self.weight.dtype, device=like.device, requires_grad=True
             )
         self.row_grads.grad = None
+        if self.tied:  # the inputs' rows: one per input position of each direction
+            k = self.n_directions * n_targets
+            if (
+                self.input_grads is None
+                or self.input_grads.shape != (k, width)
+                or (self.input_grads.device != like.device)
+            ):
+                self.input_ids = torch.zeros(k, dtype=torch.long, device=like.device)
+                self.input_grads = torch.zeros(
+                    k, width, dtype=self.weight.dtype, device=like.device, requires_grad=True
+                )
+            self.input_grads.grad = None
+
+    def input_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """A tied softmax's rows for the input embedding, (N,) -> (N, P): through the input
+        row buffer where the step uses buffers (their gradient joins the softmax's in
+        ``row_gradient``), else sparse rows on the CPU, an ``index_select`` on an accelerator."""
+        sink = self.input_grads
+        if self.training and sink is not None and sink.grad is None and sink.shape[0] == len(ids):
+            self.input_ids.copy_(ids)  # in place: the buffer keeps its address
+            return _BufferedRows.apply(ids, self.weight, self.bias, sink)[0]
+        if may_read_on_host(ids):
+            return sparse_rows(ids, self.weight, self.bias)[0]
+        return torch.index_select(self.weight, 0, ids)
 
     def row_gradient(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """After a backward through the row buffers: the ids (K,) and their gradient rows
@@ -282,6 +323,9 @@ class Softmax(nn.Module):
         None when the step did not use them."""
         if self.row_grads is None or self.row_grads.grad is None:
             return None
+        if self.input_grads is not None and self.input_grads.grad is not None:  # tied: both
+            ids = torch.cat([self.row_ids, self.input_ids])
+            return ids, torch.cat([self.row_grads.grad, self.input_grads.grad])
         return self.row_ids, self.row_grads.grad
 
     def forward(
@@ -322,19 +366,24 @@ class Softmax(nn.Module):
         self,
         fwd_inputs: torch.Tensor,
         fwd_targets: torch.Tensor,
-        bwd_inputs: torch.Tensor,
-        bwd_targets: torch.Tensor,
+        bwd_inputs: torch.Tensor | None,
+        bwd_targets: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``forward`` of the forward and the backward LM: ``(nll_fwd, n_fwd, nll_bwd, n_bwd)``.
+        """``forward`` of the forward and the backward LM: ``(nll_fwd, n_fwd, nll_bwd, n_bwd)``;
+        without backward inputs (a forward LM alone) its two are zeros.
 
         Training with the sampled softmax, each direction draws its own negatives (the forward
         LM first, as two ``forward`` calls would) and the rows of both are looked up at once, so
         that the weights get one sparse gradient, not autograd's sum of two (a cost every step).
         """
+        directions = [(fwd_inputs, fwd_targets)]
+        if bwd_inputs is not None:
+            directions.append((bwd_inputs, bwd_targets))
         if not (self.training and self.sampled):
-            return (*self(fwd_inputs, fwd_targets), *self(bwd_inputs, bwd_targets))
+            out = [v for inputs, targets in directions for v in self(inputs, targets)]
+            return tuple(out + [torch.zeros_like(v) for v in out] * (2 - len(directions)))
         pieces = []  # per direction: inputs (N, P), targets (N,) clamped, kept (N,), negatives
-        for inputs, targets in ((fwd_inputs, fwd_targets), (bwd_inputs, bwd_targets)):
+        for inputs, targets in directions:
             keep = targets.reshape(-1) >= 0
             t = targets.reshape(-1).clamp(min=0)
             x = inputs.reshape(-1, inputs.shape[-1])
@@ -353,7 +402,7 @@ class Softmax(nn.Module):
         ):
             nll = sampled_softmax_nll(x, t, self.weight, self.bias, sampled, *log_q, rows=(r, b))
             out += [(nll * keep.to(nll.dtype)).sum(), keep.sum()]
-        return tuple(out)
+        return tuple(out + [torch.zeros_like(v) for v in out] * (2 - len(directions)))
 
     def draw_negatives(
         self, targets: torch.Tensor, dtype: torch.dtype

@@ -147,7 +147,9 @@ class PackedRowGather:
 class RowBufferGradients:
     """The sampled softmax's gradient on an accelerator: fixed-shape row buffers
     (``Softmax.use_row_buffers``) made sparse gradients by ``set_row_gradients``, under DDP
-    averaged by a ``PackedRowGather`` that a hook starts as soon as their gradient exists."""
+    averaged by a ``PackedRowGather`` that a hook starts as soon as their gradient exists. A
+    softmax tied to the word embedding has a second buffer, the inputs' rows: both go into
+    the one gradient (and the one gather) of the shared matrix."""
 
     def __init__(self, softmax):
         self.softmax = softmax
@@ -158,12 +160,14 @@ class RowBufferGradients:
         """Before the step's forward: the buffers for ``n_targets`` per direction."""
         softmax = self.softmax
         softmax.use_row_buffers(n_targets, like)
-        sink = softmax.row_grads
+        # A tied softmax's input rows get their gradient last (the embedding is the first
+        # layer): the gather then packs both buffers' rows, one gradient of the one matrix.
+        sink = softmax.input_grads if softmax.tied else softmax.row_grads
         if distributed and self._hooked is not sink:
             self._gather = gather = PackedRowGather()
 
             def start(buffer: torch.Tensor) -> None:
-                gather.start(softmax.row_ids, buffer.grad, softmax.n_classes)
+                gather.start(*softmax.row_gradient(), softmax.n_classes)
 
             sink.register_post_accumulate_grad_hook(start)
             self._hooked = sink

@@ -8,6 +8,9 @@ the uninterrupted one. The loss is the mean of the forward and backward LMs' los
 original (``opt.compute_gradients(loss * unroll_steps)``), the gradient is that of ``loss *
 unroll_steps``, so Adagrad's learning rate and the global-norm clip mean what they meant there.
 One softmax (weights and biases) is shared by both directions; each draws its own negatives.
+The other kinds the original trains (``elmo_lm.training.lm_kinds``): word inputs, whose softmax
+may be their embedding (``share_embedding_softmax``), and a forward LM alone, whose loss is its
+own mean loss.
 
 Randomness (negatives, dropout, state resets) is drawn from the global generator, seeded at the
 start of every step from (seed, rank, step): ranks draw differently, a run is reproducible, and a
@@ -28,7 +31,6 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch
@@ -39,45 +41,36 @@ from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.formats.checkpoint import load_checkpoint
 from elmo_lm.formats.options import BiLMOptions
 from elmo_lm.model.bilm import BiLM, bilm_state_detach
-from elmo_lm.model.softmax import Softmax
 from elmo_lm.training.config import COMPILE_MODES
 from elmo_lm.training.gradients import RowBufferGradients, all_reduce_mean_grads, clip_grad_norm
+from elmo_lm.training.lm_kinds import (
+    SOFTMAX_MODES,  # noqa: F401  (importers' name for them)
+    as_dicts_and_lists,
+    build_softmax,
+    flatten,
+    resolve_softmax,
+    separate_parameter_names,
+)
 from elmo_lm.training.optim import RowAdagrad
 from elmo_lm.training.perplexity import perplexities
 from elmo_lm.training.randomness import reset_rows, seed_generators, step_seed
 
 log = logging.getLogger(__name__)
 
-SOFTMAX_MODES = ("auto", "sampled", "full")
 # The batch's tensors a training window's loss reads (the rest are host values).
-_WINDOW_KEYS = ("fwd_chars", "bwd_chars", "fwd_targets", "bwd_targets", "tokens", "token_index")
+_WINDOW_KEYS = (
+    "fwd_chars",
+    "bwd_chars",
+    "fwd_targets",
+    "bwd_targets",
+    "tokens",
+    "token_index",
+    "fwd_ids",
+    "bwd_ids",
+)
 # The checkpoint's carried training LSTM states: {"world_size": W, "ranks": {rank: {stream_id:
 # (h, c)}}}, CPU tensors (layers, 2, B, dim).
 TRAIN_STATES_KEY = "elmo_lm_train_states"
-
-
-def resolve_softmax(mode: str, vocab_size: int, n_negative_samples: int) -> bool:
-    """Whether to train with the sampled softmax: ``auto`` samples only when the vocabulary has
-    more classes than negatives (logged when it falls back to the full softmax)."""
-    if mode not in SOFTMAX_MODES:
-        raise ValueError(f"module.softmax={mode!r}: use one of {', '.join(SOFTMAX_MODES)}")
-    if mode == "full":
-        return False
-    if vocab_size > n_negative_samples:
-        return True
-    if mode == "sampled":
-        raise ValueError(
-            f"module.softmax=sampled needs a vocabulary larger than n_negative_samples="
-            f"{n_negative_samples} (it has {vocab_size} tokens); lower module.n_negative_samples "
-            "or use module.softmax=auto"
-        )
-    log.info(
-        "vocabulary of %d tokens is not larger than n_negative_samples=%d: training with the "
-        "full softmax (train/ppl is then a real perplexity)",
-        vocab_size,
-        n_negative_samples,
-    )
-    return False
 
 
 class ElmoLM(L.LightningModule):
@@ -122,7 +115,7 @@ class ElmoLM(L.LightningModule):
         super().__init__()
         vocab = [str(t) for t in vocab]
         # plain values: checkpoints load weights_only
-        opts = BiLMOptions.from_dict(_as_dicts_and_lists(options))
+        opts = BiLMOptions.from_dict(as_dicts_and_lists(options))
         if opts.n_tokens_vocab not in (0, len(vocab)):
             raise ValueError(
                 f"options.n_tokens_vocab={opts.n_tokens_vocab}, but the vocabulary has "
@@ -132,6 +125,8 @@ class ElmoLM(L.LightningModule):
         n_negative_samples = opts.n_negative_samples_batch
         if not 0.0 <= reset_state_prob <= 1.0:
             raise ValueError(f"module.reset_state_prob={reset_state_prob}: must lie in [0, 1]")
+        sampled = resolve_softmax(softmax, len(vocab), n_negative_samples, opts.sample_softmax)
+        opts.sample_softmax = sampled  # the options record the softmax trained with
         self.save_hyperparameters(
             {
                 "options": opts.to_dict(),
@@ -145,16 +140,11 @@ class ElmoLM(L.LightningModule):
             },
             logger=False,  # the token list is no TensorBoard hyperparameter: see on_fit_start
         )
-        self.bilm = BiLM(opts)
-        sampled = resolve_softmax(softmax, len(vocab), n_negative_samples)
-        dim = opts.lstm.projection_dim
-        # One softmax for both directions, as the original ("shared if bidirectional").
-        self.softmax = Softmax(len(vocab), dim, n_negative_samples, sampled)
+        self.bilm = BiLM(opts, vocab=vocab if opts.word_inputs else None)
+        self.softmax = build_softmax(opts, self.bilm, len(vocab), sampled)
         self.sampled = sampled
         # DDP leaves these to all_reduce_mean_grads (sparse gradients).
-        self._ddp_params_and_buffers_to_ignore = [
-            n for n, _ in self.named_parameters() if n.startswith("softmax.")
-        ]
+        self._ddp_params_and_buffers_to_ignore = separate_parameter_names(self)
         self._train_states: dict[int, object] = {}  # stream_id -> LSTM state
         self._restored_states: dict | None = None  # a checkpoint's, until on_train_start
         self._val_states: dict[int, object] = {}  # stream_id -> LSTM state of held-out streams
@@ -205,7 +195,13 @@ class ElmoLM(L.LightningModule):
         return Vocabulary(self.hparams["vocab"])
 
     def softmax_parameters(self) -> list[torch.nn.Parameter]:
+        """The softmax's parameters (a tied one's weight is the word embedding)."""
         return list(self.softmax.parameters())
+
+    def separate_parameters(self) -> list[torch.nn.Parameter]:
+        """Those DDP leaves alone (``separate_parameter_names``): softmax, word embedding."""
+        names = set(self._ddp_params_and_buffers_to_ignore)
+        return [p for n, p in self.named_parameters() if n in names]
 
     def configure_optimizers(self):
         # Sparse invariants go unchecked for the whole run: elmo_lm.training.run.process_settings.
@@ -219,13 +215,13 @@ class ElmoLM(L.LightningModule):
         allow_tf32(self.device)
         if self._distributed():
             # Not synchronised by DDP at wrap time: start every rank from rank 0's softmax.
-            for p in self.softmax_parameters():
+            for p in self.separate_parameters():
                 dist.broadcast(p.data, src=0)
         if self.logger is not None:
             hp = {k: v for k, v in self.hparams.items() if k not in ("vocab", "options")}
             hp.update(vocab_size=len(self.hparams["vocab"]), sampled_softmax=self.sampled)
             hp.update(world_size=self.trainer.world_size)  # tokens per step (plots.py)
-            hp.update({f"options/{k}": v for k, v in _flatten(self.hparams["options"]).items()})
+            hp.update({f"options/{k}": v for k, v in flatten(self.hparams["options"]).items()})
             self.logger.log_hyperparams(hp)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -267,11 +263,12 @@ class ElmoLM(L.LightningModule):
 
         Returns:
             ``(nll_fwd, n_fwd, nll_bwd, n_bwd, new_state)``; the losses are sampled when training
-            with the sampled softmax, exact otherwise.
+            with the sampled softmax, exact otherwise; a forward LM alone's backward two are 0.
         """
         distinct = batch.get("tokens"), batch.get("token_index")  # training batches (packing.py)
+        words = (batch["fwd_ids"], batch["bwd_ids"]) if self.options.word_inputs else None
         fwd, bwd, new_state = self.bilm.lm_forward(
-            batch["fwd_chars"], batch["bwd_chars"], state, *distinct
+            batch["fwd_chars"], batch["bwd_chars"], state, *distinct, word_ids=words
         )
         # fwd, bwd: (B, T, P); each direction draws its own negatives
         nll_fwd, n_fwd, nll_bwd, n_bwd = self.softmax.forward_pair(
@@ -328,7 +325,8 @@ class ElmoLM(L.LightningModule):
         """A training window's ``lm_loss`` and the LSTM state it ends in: what ``compile=``
         compiles, one graph (``torch._dynamo.explain`` finds no break)."""
         nll_fwd, n_fwd, nll_bwd, n_bwd, new_state = self.lm_losses(window, state)
-        return lm_loss(nll_fwd, n_fwd, nll_bwd, n_bwd), new_state
+        directions = self.options.n_directions
+        return lm_loss(nll_fwd, n_fwd, nll_bwd, n_bwd, directions), new_state
 
     def _window_loss_fn(self, like: torch.Tensor):
         """``window_loss``, compiled as ``compile_mode`` says: whole on an accelerator (one
@@ -345,8 +343,11 @@ class ElmoLM(L.LightningModule):
     def on_after_backward(self) -> None:
         # Before the precision plugin unscales and looks for inf/NaN: every rank then holds the
         # same softmax gradients (and DDP's averaged dense ones), so all decide alike.
-        if not self._rows.finish(self._distributed()) and self._distributed():
-            all_reduce_mean_grads(self.softmax_parameters())
+        distributed = self._distributed()
+        gathered = self._rows.finish(distributed)  # the softmax's (and a tied embedding's)
+        if distributed:
+            done = {id(p) for p in self.softmax_parameters()} if gathered else set()
+            all_reduce_mean_grads(p for p in self.separate_parameters() if id(p) not in done)
 
     def configure_gradient_clipping(
         self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
@@ -414,28 +415,15 @@ class ElmoLM(L.LightningModule):
 
 
 def lm_loss(
-    nll_fwd: torch.Tensor, n_fwd: torch.Tensor, nll_bwd: torch.Tensor, n_bwd: torch.Tensor
+    nll_fwd: torch.Tensor,
+    n_fwd: torch.Tensor,
+    nll_bwd: torch.Tensor,
+    n_bwd: torch.Tensor,
+    directions: int = 2,
 ) -> torch.Tensor:
     """The loss of a batch, as the original's ``0.5 * (loss_fwd + loss_bwd)``: the mean of the
     forward and the backward LM's mean losses, from their summed losses and target counts (a
-    direction without targets adds 0)."""
+    direction without targets adds 0); a forward LM alone (``directions`` 1): its mean loss."""
+    if directions == 1:
+        return nll_fwd / n_fwd.clamp(min=1)
     return 0.5 * (nll_fwd / n_fwd.clamp(min=1) + nll_bwd / n_bwd.clamp(min=1))
-
-
-def _as_dicts_and_lists(value):
-    """Nested mappings and sequences (e.g. from a config) as plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _as_dicts_and_lists(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [_as_dicts_and_lists(v) for v in value]
-    return value
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = str(v) if isinstance(v, list | tuple) else v
-    return out

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from elmo_lm.cpu import path
 from elmo_lm.cpu.allocator import keep_freed_memory
-from elmo_lm.data.vocabulary import Vocabulary
+from elmo_lm.data.vocabulary import read_tokens
 from elmo_lm.errors import OutputError, TrainingError, os_reason, user_errors
 from elmo_lm.formats.atomic import check_writable_dir, write_text
 from elmo_lm.formats.checkpoint import load_checkpoint
@@ -81,7 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(
         cfg.data,
-        max_characters_per_token=shape.char_cnn.max_characters_per_token,
+        max_characters_per_token=shape.max_characters_per_token,
         **corpus_defaults(cfg),
     )
     datamodule.setup("fit")
@@ -98,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
             log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
             if (softmax_file := softmax_file_for(weight_file)) is not None:  # rows by token
-                source = Vocabulary.from_file(vocab_file_for(softmax_file)).tokens
+                source = read_tokens(vocab_file_for(softmax_file))  # rows in its line order
                 warm = warm_softmax(module.softmax, list(vocab.tokens), list(source), softmax_file)
                 log.info("softmax: %d of %d rows warm from %s", warm, len(vocab), softmax_file)
     module.set_compile(cfg.get("compile") or "none")
@@ -345,8 +345,9 @@ def _check_run_dir(output_dir: Path) -> None:
 
 def init_from_files(init_from: object) -> tuple[Path, Path] | None:
     """``options.json`` and the weights file of ``init_from`` (``elmo_lm.formats.pretrained.resolve``):
-    a published name (``small``, ...), a directory holding both, the weights file with
-    ``options.json`` beside it, or a list of the two (paths or URLs); ``None`` when not given."""
+    a published name (``small``, ...; ``original`` with its published softmax), a directory holding
+    both, the weights file with ``options.json`` beside it, or a list of the two (paths or URLs);
+    ``None`` when not given."""
     if not init_from:
         return None
     given = OmegaConf.to_container(init_from) if OmegaConf.is_list(init_from) else init_from
@@ -355,4 +356,4 @@ def init_from_files(init_from: object) -> tuple[Path, Path] | None:
         if len(given) != 2:
             raise TrainingError(f"{what}: a list must be [options file, weights file]")
         return resolve(str(given[0]), str(given[1]), what=what)
-    return resolve(str(given), what=what)
+    return resolve(str(given), what=what, softmax=True)

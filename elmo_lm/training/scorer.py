@@ -2,7 +2,8 @@
 at a position in context, from the full softmax.
 
 ``LanguageModel.from_checkpoint(path)`` loads the biLM and its softmax (``ElmoLM``) in eval mode;
-``LanguageModel.from_pretrained(model)`` the same from an ``export.py ... softmax=true`` directory.
+``LanguageModel.from_pretrained(model)`` the same from an ``export.py ... softmax=true`` directory
+or the published ``original`` (its softmax and vocabulary downloaded beside its weights).
 Sentences are read as in training and held-out scoring (``elmo_lm.data.packing.sentence_pairs``):
 the forward LM reads ``<S> w1 .. wn`` and predicts ``w1 .. wn </S>``, the backward LM reads
 ``</S> wn .. w1`` and predicts ``wn .. w1 <S>``; each sentence starts from a zero state or the
@@ -15,19 +16,22 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from elmo_lm.data.packing import CharIdCache, sentence_pairs
-from elmo_lm.data.vocabulary import SPECIAL_TOKENS, Vocabulary
+from elmo_lm.data.packing import CharIdCache, input_ids, long_tensor, sentence_pairs
+from elmo_lm.data.vocabulary import SPECIAL_TOKENS, Vocabulary, read_tokens
 from elmo_lm.errors import UserError
 from elmo_lm.formats.characters import BOS_TOKEN, EOS_TOKEN
 from elmo_lm.formats.pretrained import resolve
+from elmo_lm.formats.published import PUBLISHED, WITH_SOFTMAX
 from elmo_lm.formats.softmax_file import (
     load_softmax,
     softmax_file_for,
     softmax_name,
+    specials_first,
     vocab_file_for,
 )
 from elmo_lm.model.bilm import BiLM
@@ -90,10 +94,15 @@ class LanguageModel:
     """
 
     def __init__(self, module: ElmoLM, batch_size: int = 64):
+        if not module.options.bidirectional:
+            raise ScorerError(
+                "this is a forward LM alone (bidirectional: false); the scorer's scores and "
+                "substitutes need both directions: use evaluate.py for its perplexity"
+            )
         self.module = module.eval()
         self.vocab: Vocabulary = module.vocab
         self.batch_size = max(1, int(batch_size))
-        self._chars = CharIdCache(module.options.char_cnn.max_characters_per_token)
+        self._chars = CharIdCache(module.options.max_characters_per_token)
         self._specials = torch.tensor([self.vocab.token_to_id(t) for t in SPECIAL_TOKENS])
 
     @classmethod
@@ -118,23 +127,33 @@ class LanguageModel:
         batch_size: int = 64,
     ) -> LanguageModel:
         """The language model of an exported model (``elmo_lm.formats.pretrained.resolve``: a
-        directory, weights file, ``hf://`` model) whose softmax file and ``vocab.txt`` are
-        beside its weights (``export.py ... softmax=true``).
+        directory, weights file, ``hf://`` model) whose softmax file and vocabulary are beside
+        its weights (``export.py ... softmax=true``), or of the published ``original``, whose
+        softmax and vocabulary are downloaded beside its weights. The rows follow the
+        vocabulary's lines (the specials moved first, rows with them: ``specials_first``).
 
         Raises:
             ScorerError: no softmax file beside the weights (one line: export it).
             SoftmaxFileError, VocabularyError, PretrainedError: the files do not load (one line).
         """
-        options_file, weights_file = resolve(model)
+        options_file, weights_file = resolve(model, softmax=True)
         softmax_file = softmax_file_for(weights_file)
+        if softmax_file is None and str(model) in PUBLISHED and not Path(model).exists():
+            raise ScorerError(
+                f"{model}: AllenNLP published no softmax for this model (only for "
+                f"{', '.join(WITH_SOFTMAX)}), which scoring needs; pass one of those, or a model "
+                "exported with softmax=true"
+            )
         if softmax_file is None:
             raise ScorerError(
                 f"{model}: no softmax beside {weights_file} ({softmax_name(weights_file)}), "
                 "which scoring needs; export the checkpoint with softmax=true"
             )
-        tokens = list(Vocabulary.from_file(vocab_file_for(softmax_file)).tokens)
+        vocab_file = vocab_file_for(softmax_file)
+        tokens = read_tokens(vocab_file)
         bilm = BiLM.from_hdf5(options_file, weights_file)
         weight, bias = load_softmax(softmax_file, len(tokens), bilm.options.lstm.projection_dim)
+        tokens, weight, bias = specials_first(tokens, weight, bias, vocab_file)
         module = ElmoLM(bilm.options.to_dict(), tokens, softmax="full")
         module.bilm.load_state_dict(bilm.state_dict())
         with torch.no_grad():
@@ -243,7 +262,13 @@ class LanguageModel:
         state = None
         if start == "warm":
             state = tuple(s.contiguous() for s in bilm.warm_state(B))
-        fwd, bwd, _ = bilm.lm_forward(*chars, state)
+        words = None
+        if bilm.options.word_inputs:  # the inputs' vocabulary ids, -1 at padding
+            words = tuple(
+                long_tensor([input_ids(self.vocab, r) for r in inputs[d]]).to(device)
+                for d in ("fwd", "bwd")
+            )
+        fwd, bwd, _ = bilm.lm_forward(*chars, state, word_ids=words)
         return fwd, bwd, targets["fwd"].to(device), targets["bwd"].to(device)
 
     @torch.inference_mode()

@@ -53,6 +53,8 @@ def zipf_batch(
         "fwd_targets": ids[:, 1:].contiguous(),
         "bwd_chars": chars[:, 1:].flip(1).contiguous(),
         "bwd_targets": ids[:, :-1].flip(1).contiguous(),
+        "fwd_ids": ids[:, :-1].contiguous(),  # the inputs' word ids (a word-input LM's)
+        "bwd_ids": ids[:, 1:].flip(1).contiguous(),
         **distinct_tokens(rows, table),  # what the data loader adds: elmo_lm.data.packing
     }
 

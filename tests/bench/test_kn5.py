@@ -1,24 +1,13 @@
 """The Kneser-Ney baseline is a proper distribution; the fortunes corpus tokenizer and splitter."""
 
-import importlib.util
 import math
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import load_script
 
-
-def load(relative: str):
-    """A module of bench/ or scripts/, which are not packages, by its file path."""
-    path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-kn = load("bench/kn5_baseline.py")
-corpus = load("scripts/make_real_corpus.py")
+kn = load_script("bench/kn5_baseline.py")
+corpus = load_script("scripts/make_real_corpus.py")
 
 TINY = """the cat sat on the mat .
 the dog sat on the log .

@@ -59,7 +59,7 @@ def test_mistakes_are_one_line(argv, message):
         parse_args(argv, DEFAULTS, "u")
 
 
-COMMANDS = ["evaluate", "export", "embed", "word2vec", "plot", "prepare", "substitutes"]
+COMMANDS = ["evaluate", "export", "embed", "word2vec", "plot", "prepare", "substitutes", "probe"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

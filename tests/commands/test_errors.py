@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from elmo_lm.commands import embed, evaluate, export, plot, word2vec
+from elmo_lm.commands import embed, evaluate, export, plot, probe, word2vec
 from elmo_lm.errors import user_errors
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.training.config import check_composes, check_overrides
@@ -35,6 +35,7 @@ COMMANDS = {  # as the table names them
     "elmo-embed": embed,
     "elmo-word2vec": word2vec,
     "plot.py": plot,
+    "probe.py": probe,
 }
 
 
@@ -85,6 +86,13 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
 
     def run_plot(*argv):
         return lambda: plot.main([f"out={tmp / 'c.png'}", *argv])
+
+    def run_probe(*argv):
+        return lambda: probe.main([f"model={pair}", "word2vec=none", *argv])
+
+    def with_env(name, value, call):
+        """``call`` with the environment variable ``name`` set to ``value``."""
+        return lambda: mock.patch.dict(os.environ, {name: value})(call)()
 
     def run_export(*argv):
         return lambda: export.main(list(argv))
@@ -309,6 +317,7 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
             run_embed(*io, *model, f"token_cache={tmp / 'c.hdf5'}"),
         ),
         ("elmo-embed", "mode=mix", run_embed(*io, *model, "mode=mix")),
+        ("elmo-embed", "pool=sum", run_embed(*io, *model, "pool=sum")),
         ("elmo-embed", "batch_size=two", run_embed(*io, *model, "batch_size=two")),
         ("elmo-embed", "stateful=maybe", run_embed(*io, *model, "stateful=maybe")),
         ("elmo-embed", "device=gpu", run_embed(*io, *model, "device=gpu")),
@@ -326,6 +335,19 @@ def _cases(tmp: Path, tiny_options, train_config) -> list[tuple[str, str, object
         ("plot.py", "matplotlib not installed", without("matplotlib", run_plot(f"run={runs}"))),
         ("plot.py", "run=<no events under it>", run_plot(f"run={pair}")),
         ("plot.py", "out=<a .jpgx file>", run_plot(f"run={runs}", f"out={tmp / 'c.jpgx'}")),
+        ("plot.py", "metrics=<a tag not logged>", run_plot(f"run={runs}", "metrics=probe/wsd_x")),
+        ("probe.py", "task=pos", run_probe("task=pos")),
+        ("probe.py", "lemmas=<none in WordNet>", run_probe("lemmas=qwzx,zzyzx")),
+        (
+            "probe.py",
+            "WORDNET_DIR=<empty directory>",
+            with_env("WORDNET_DIR", str(empty), run_probe()),
+        ),
+        (
+            "train.py",
+            "+probe=wsd WORDNET_DIR=<empty directory>",
+            with_env("WORDNET_DIR", str(empty), run_train("+probe=wsd", "trainer.max_steps=1")),
+        ),
     ]
 
 

@@ -144,3 +144,26 @@ def test_an_existing_card_is_refused_without_overwrite(tmp_path):
     # without card=true a README.md beside the export is not the export's
     with pytest.raises(SystemExit, match="checkpoint not found"):
         main([f"ckpt={tmp_path / 'missing.ckpt'}", f"out={tmp_path / 'w.hdf5'}"])
+
+
+def test_a_card_with_the_softmax_names_it_and_says_how_to_score_and_fine_tune(trained, tmp_path):
+    ckpt = _run(trained, tmp_path, SPEC.to_dict())
+    plain = export(ckpt, tmp_path / "plain" / "weights.hdf5", card=True)["card"].read_text()
+    paths = export(ckpt, tmp_path / "lm" / "weights.hdf5", card=True, softmax=True)
+    text = paths["card"].read_text()
+    for line in (
+        "(with the softmax vocabulary, `vocab.txt`, the tokenizer, `tokenizer.json`, and the "
+        "softmax, `weights_softmax_weights.hdf5`).",
+        "## As a language model",
+        "The softmax is exported too: `weights_softmax_weights.hdf5` (`softmax/W` (V, P) and "
+        "`softmax/b` (V,), row i the i-th token of `vocab.txt`)",
+        'lm = LanguageModel.from_pretrained("hf://you/name")',
+        "lm.score_sentences(",
+        "lm.substitutes(",
+        "`python train.py init_from=<this directory> data.train_files=...",
+        "| parameters (softmax, exported) |",
+    ):
+        assert line in text and line not in plain, line
+    assert "| parameters (softmax, training only) |" in plain
+    assert "`vocab.txt`, and the tokenizer, `tokenizer.json`)." in plain
+    assert paths["softmax"].name == "weights_softmax_weights.hdf5"  # the file the card names

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import struct
 import subprocess
 import sys
 
@@ -23,14 +21,7 @@ from elmo_lm.commands.plot import (
 )
 from elmo_lm.errors import MissingExtraError
 from elmo_lm.training.run import train
-from tests.helpers import ROOT
-
-
-def png_size(path) -> tuple[int, int]:
-    """(width, height) from a PNG's header."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    return struct.unpack(">II", data[16:24])
+from tests.helpers import ROOT, png_size
 
 
 def _events(run, steps=20, batch_size=8, unroll_steps=10, world_size=2):
@@ -164,27 +155,3 @@ def test_plot_py_runs_as_a_script(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert png_size(tmp_path / "c.png") == (800, 500)
-
-
-def test_demo_senses_plot_and_word2vec_columns(tmp_path, tiny_options, capsys):
-    """The demo's ELMo + word2vec rows and its --plot, on a random tiny model."""
-    corpus = ROOT / "data" / "sample" / "valid.txt"
-    if not corpus.is_file():
-        pytest.skip("the sample corpus is not there")
-    from elmo_lm.commands.word2vec import train_word2vec
-    from elmo_lm.model.bilm import BiLM
-
-    spec = importlib.util.spec_from_file_location("demo", ROOT / "scripts" / "demo_senses.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    BiLM(tiny_options()).to_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")
-    vectors = train_word2vec(corpus, tmp_path / "w2v.txt", dim=8, workers=1, progress=False)
-    out = tmp_path / "senses.png"
-    argv = ["--model-dir", str(tmp_path), "--corpus", str(corpus), "--per-sense", "4"]
-    demo.main([*argv, "--word2vec", str(vectors.path), "--plot", str(out)])
-    printed = capsys.readouterr().out
-    assert f"word2vec: {vectors.path}" in printed
-    assert "ELMo+word2vec 1-NN" in printed and "ELMo + word2vec (" in printed
-    assert png_size(out) == (1200, 650)
-    demo.main([*argv, "--word2vec", "none"])
-    assert "ELMo+word2vec" not in capsys.readouterr().out

@@ -1,6 +1,5 @@
 """Elmo: every mode against the biLM's layers, the trainable mixes, static vectors, loading."""
 
-import importlib.util
 import json
 
 import h5py
@@ -15,7 +14,6 @@ from elmo_lm.formats.characters import batch_to_ids
 from elmo_lm.formats.checkpoint import CheckpointError
 from elmo_lm.formats.options import OptionsError
 from elmo_lm.formats.weights_file import WeightsFileError
-from tests.helpers import ROOT
 
 SENTENCES = [
     ["I", "sat", "by", "the", "river", "bank", "."],
@@ -226,26 +224,6 @@ def test_stateful_reproduces_original_tools(elmo_fixtures):
     stateless.embed_sentences(batches[0], mode="top")
     for a, b in zip(stateless.embed_sentences(batches[3], mode="top"), first, strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def test_demo_senses_runs(bilm, tmp_path, capsys):
-    """The demo's mechanics on a random tiny model and the sample corpus."""
-    corpus = ROOT / "data" / "sample" / "valid.txt"
-    if not corpus.is_file():
-        pytest.skip("the sample corpus is not there")
-    spec = importlib.util.spec_from_file_location(
-        "demo_senses", ROOT / "scripts" / "demo_senses.py"
-    )
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    bilm.to_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")
-    demo.main(["--model-dir", str(tmp_path), "--corpus", str(corpus), "--per-sense", "4"])
-    out = capsys.readouterr().out
-    assert "ELMo 1-NN same sense" in out and "static cos same/other" in out
-    bank = next(line for line in out.splitlines() if line.startswith("bank "))
-    assert "1.00 / 1.00" in bank  # layer 0 is the same vector in every context
-    with pytest.raises(SystemExit, match="no trained model"):
-        demo.main(["--model-dir", str(tmp_path / "none"), "--corpus", str(corpus)])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -16,7 +16,8 @@ def test_run_options_are_top_level_options_each_from_one_place():
     top = {f.name for f in dataclasses.fields(BiLMOptions)} - {"lstm", "char_cnn"}
     keys = [o.key for o in RUN_OPTIONS]
     assert len(set(keys)) == len(keys) and set(keys) <= top
-    assert set(keys) == top - {"bidirectional", "dropout"}  # those two: conf/model
+    model = {"bidirectional", "dropout", "share_embedding_softmax", "sample_softmax"}
+    assert set(keys) == top - model  # those: conf/model
     for option in RUN_OPTIONS:
         assert (option.config is None) != (option.counted is None), option
         assert option.source == (option.config or option.counted)
@@ -163,3 +164,61 @@ def test_a_number_field_takes_an_integer_and_a_clip_takes_null():
     options = BiLMOptions.from_dict(_with("lstm.cell_clip", None) | {"dropout": 0})
     assert options.lstm.cell_clip is None and options.dropout == 0
     assert BiLMOptions.from_dict(_with("all_clip_norm_val", 5)).all_clip_norm_val == 5
+
+
+# The models beside the character biLM, and the original's readings of missing keys.
+
+
+def test_no_char_cnn_is_a_word_input_model_and_its_options_json_has_none():
+    data = _with("bidirectional", True)
+    del data["char_cnn"]
+    options = BiLMOptions.from_dict(data)
+    assert options.word_inputs and options.char_cnn is None
+    assert options.n_filters == 0 and not options.cnn_projection
+    assert "char_cnn" not in options.to_dict()
+    assert BiLMOptions.from_dict(options.to_dict()) == options
+
+
+def test_a_null_char_cnn_is_refused_naming_the_way_to_word_inputs():
+    with pytest.raises(OptionsError, match=r"char_cnn is null; leave the key out .*word inputs"):
+        BiLMOptions.from_dict(_with("char_cnn", None))
+
+
+def test_character_inputs_with_a_tied_softmax_are_refused_in_one_line():
+    """The original refuses it too (``LanguageModel.__init__``)."""
+    with pytest.raises(OptionsError, match="share_embedding_softmax .*characters") as info:
+        BiLMOptions.from_dict(_with("share_embedding_softmax", True))
+    assert "\n" not in str(info.value)
+
+
+def test_a_forward_lm_alone_is_read_and_a_missing_bidirectional_stays_a_bilm():
+    assert not BiLMOptions.from_dict(_with("bidirectional", False)).bidirectional
+    data = json.loads(json.dumps(ORIGINAL_TRAINER_OPTIONS))
+    del data["bidirectional"]
+    assert BiLMOptions.from_dict(data).bidirectional  # as the original's inference reads it
+
+
+@pytest.mark.parametrize(
+    "section, key, original",
+    [
+        ("char_cnn", "n_highway", 0),  # cnn_options.get('n_highway'): no highway
+        ("lstm", "cell_clip", None),  # .get('cell_clip'): no clipping
+        ("lstm", "proj_clip", None),
+        ("lstm", "n_layers", 1),  # .get('n_layers', 1)
+        ("lstm", "use_skip_connections", False),  # .get('use_skip_connections'): none
+    ],
+)
+def test_a_missing_key_is_read_as_the_original_reads_it(section, key, original):
+    data = json.loads(json.dumps(ORIGINAL_TRAINER_OPTIONS))
+    del data[section][key]
+    options = BiLMOptions.from_dict(data)
+    assert getattr(getattr(options, section), key) == original
+
+
+def test_sample_softmax_and_share_embedding_softmax_are_kept():
+    data = _with("sample_softmax", False)
+    del data["char_cnn"]
+    data["share_embedding_softmax"] = True
+    options = BiLMOptions.from_dict(data)
+    assert not options.sample_softmax and options.share_embedding_softmax
+    assert options.to_dict()["sample_softmax"] is False

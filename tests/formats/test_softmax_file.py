@@ -14,6 +14,8 @@ from elmo_lm.formats.softmax_file import (
     save_softmax,
     softmax_file_for,
     softmax_name,
+    specials_first,
+    vocab_file_for,
 )
 from elmo_lm.model.softmax import Softmax
 from tests.helpers import one_line_error
@@ -75,3 +77,29 @@ def test_rows_are_copied_by_token_and_new_tokens_keep_theirs():
             j = source_tokens.index(token)
             assert torch.equal(softmax.weight[i], source_w[j])
             assert softmax.bias[i, 0] == source_b[j]
+
+
+def test_the_specials_are_moved_first_with_their_rows():
+    tokens = ["</S>", "the", "<S>", "<UNK>", "a"]
+    weight, bias = torch.arange(10.0).reshape(5, 2), torch.arange(5.0)
+    moved, w, b = specials_first(tokens, weight, bias)
+    assert moved == ["<S>", "</S>", "<UNK>", "the", "a"]
+    for i, token in enumerate(moved):
+        assert torch.equal(w[i], weight[tokens.index(token)])
+        assert b[i] == bias[tokens.index(token)]
+    ours = ["<S>", "</S>", "<UNK>", "a"]
+    assert specials_first(ours, weight[:4], bias[:4])[0] is ours  # as it was: no copy
+    message = one_line_error(
+        SoftmaxFileError, lambda: specials_first(["<S>", "a"], weight[:2], bias[:2], "v.txt")
+    )
+    assert message.startswith("v.txt: has no </S>, <UNK>; a softmax's vocabulary needs")
+
+
+def test_the_vocabulary_is_vocab_txt_else_the_published_name(tmp_path):
+    softmax = tmp_path / "elmo_x_softmax_weights.hdf5"
+    message = one_line_error(SoftmaxFileError, lambda: vocab_file_for(softmax))
+    assert "no vocab.txt (nor vocab-2016-09-10.txt) beside it" in message
+    (tmp_path / "vocab-2016-09-10.txt").write_text("<S>\n")
+    assert vocab_file_for(softmax) == tmp_path / "vocab-2016-09-10.txt"
+    (tmp_path / "vocab.txt").write_text("<S>\n")
+    assert vocab_file_for(softmax) == tmp_path / "vocab.txt"

@@ -130,8 +130,8 @@ def test_not_hdf5_and_bad_options_are_refused(tiny_options, tmp_path):
         BiLM.from_hdf5(opts, tmp_path / "nope.hdf5")
     with pytest.raises(OptionsError, match="not found"):
         BiLMOptions.from_json(tmp_path / "nope.json")
-    (tmp_path / "bad.json").write_text('{"lstm": {}}')
-    with pytest.raises(OptionsError, match="char_cnn"):
+    (tmp_path / "bad.json").write_text('{"char_cnn": {}}')  # no lstm (no char_cnn: words)
+    with pytest.raises(OptionsError, match="missing key 'lstm'"):
         BiLMOptions.from_json(tmp_path / "bad.json")
 
 

@@ -82,7 +82,10 @@ def assert_instantiated_as(cfg, trainer, datamodule, module, vocab) -> None:
     options = module.options
     assert options.lstm.dim == cfg.model.lstm.dim
     assert options.lstm.projection_dim == cfg.model.lstm.projection_dim
-    assert options.char_cnn.filters == OmegaConf.to_container(cfg.model.char_cnn.filters)
+    if "char_cnn" in cfg.model:
+        assert options.char_cnn.filters == OmegaConf.to_container(cfg.model.char_cnn.filters)
+    else:  # word inputs
+        assert options.char_cnn is None and options.word_inputs
     assert options.n_tokens_vocab == len(vocab)
     assert options.batch_size == cfg.data.batch_size
     assert options.unroll_steps == cfg.data.unroll_steps
@@ -131,6 +134,8 @@ def test_default_config_instantiates(tmp_path):
 def test_model_configs_are_options(name, tmp_path):
     cfg = compose_train([f"model={name}"], tmp_path)
     options = model_options(cfg.model)
+    if options.word_inputs:  # the embedding's rows: the run's vocabulary
+        options = dataclasses.replace(options, n_tokens_vocab=len(TINY_VOCAB))
     with torch.device("meta"):  # shapes only: no memory for the large ones
         n_params = sum(p.numel() for p in BiLM(options).parameters())
     published = {"small": 13.6e6, "medium": 28.0e6, "original": 93.6e6}
@@ -142,10 +147,11 @@ def test_model_configs_are_options(name, tmp_path):
         assert options.char_cnn.embedding.dim == 16 and options.dropout == 0.1
         assert options.lstm.cell_clip == 3 and options.lstm.proj_clip == 3
         assert options.lstm.use_skip_connections
-    if name in ("tiny", "mini"):
+    if name in ("tiny", "mini", "word_mini", "forward_mini"):
         _, _, module = instantiate_all(cfg, tmp_path)
         assert module.options == dataclasses.replace(
             options,
+            sample_softmax=module.sampled,  # the softmax the run trains with
             n_tokens_vocab=len(TINY_VOCAB),
             unroll_steps=cfg.data.unroll_steps,
             batch_size=cfg.data.batch_size,

@@ -19,6 +19,7 @@ from elmo_lm.model import lstm, sampler, softmax
 from elmo_lm.training import gradients, optim
 from elmo_lm.training.gradients import clip_grad_norm, padded_rows
 from elmo_lm.training.module import ElmoLM
+from elmo_lm.training.synthetic import zipf_batch
 from tests.cpu.calls import spy_kernels
 
 VOCAB = ["<S>", "</S>", "<UNK>"] + [f"w{i}" for i in range(60)]
@@ -161,3 +162,58 @@ def test_row_buffer_gradients_accumulate_over_backward_passes(tiny_options):
             grads[name] = [p.grad.to_dense() for p in module.softmax_parameters()]
     for got, want in zip(grads["accelerator"], grads["native"]):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+KINDS = {  # the models beside the character biLM (options changed from conf/model/tiny.yaml)
+    "word": {"char_cnn": None},
+    "tied": {"char_cnn": None, "share_embedding_softmax": True},
+    "forward": {"bidirectional": False},
+}
+
+
+def _kind_step(tiny_options, kind: str, record: Record | None):
+    options = tiny_options()
+    options.n_negative_samples_batch = 16
+    options.n_tokens_vocab = len(VOCAB)
+    for key, value in KINDS[kind].items():
+        setattr(options, key, value)
+    torch.manual_seed(0)
+    module = ElmoLM(options.to_dict(), VOCAB).train()
+    opt = module.configure_optimizers()
+    if record is not None:
+        record.step_counters = {s["step"].data_ptr() for s in opt.state.values()}
+    batch = {**zipf_batch(VOCAB, 3, 5, seed=2), "stream_id": 0, "reset": True}
+    module._log_step = False
+    torch.manual_seed(5)
+    with record or torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        module.on_after_backward()
+        clip_grad_norm(module.parameters(), 1e-3)
+        opt.step()
+    return loss.detach(), {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_word_input_or_forward_lms_step_reads_nothing_on_the_host(
+    tiny_options, monkeypatch, kind
+):
+    """No host read, the CPU's numbers; a tied embedding and softmax get one gradient from the
+    row buffers: the softmax's rows and the inputs' (3 x 5 per direction) in one sort."""
+    with path.use("torch"):
+        cpu_loss, cpu_params = _kind_step(tiny_options, kind, None)
+    row_buffers = []
+    _spy(monkeypatch, gradients, "set_row_gradients", row_buffers, lambda w, b, ids, g: len(ids))
+    record = Record()
+    with path.use("accelerator"):
+        loss, params = _kind_step(tiny_options, kind, record)
+    reads = [op for op in record.ops if any(name in op for name in HOST_READS)]
+    assert not reads, reads
+    directions = 1 if kind == "forward" else 2
+    softmax_rows = directions * (15 + 16)
+    assert row_buffers == [softmax_rows + (directions * 15 if kind == "tied" else 0)]
+    assert ("bilm.word_embedding.weight" in params) == (kind != "forward")
+    assert ("softmax.weight" in params) == (kind != "tied")  # tied: one matrix
+    torch.testing.assert_close(loss, cpu_loss, atol=1e-5, rtol=1e-5)
+    for name, value in params.items():
+        torch.testing.assert_close(value, cpu_params[name], atol=1e-6, rtol=1e-5, msg=name)

@@ -151,7 +151,7 @@ def test_sampled_softmax_trains_and_validates_with_the_full_one(train_config, tm
 
 
 def test_small_vocabulary_switches_to_the_full_softmax(train_config, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="elmo_lm.training.module"):
+    with caplog.at_level(logging.INFO, logger="elmo_lm.training.lm_kinds"):
         metrics = train(
             train_config(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2")
         )

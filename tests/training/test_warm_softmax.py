@@ -13,7 +13,12 @@ import torch
 from elmo_lm.commands.export import export
 from elmo_lm.data.vocabulary import Vocabulary
 from elmo_lm.errors import OutputError
-from elmo_lm.formats.softmax_file import softmax_file_for, vocab_file_for, warm_softmax
+from elmo_lm.formats.softmax_file import (
+    SoftmaxFileError,
+    softmax_file_for,
+    vocab_file_for,
+    warm_softmax,
+)
 from elmo_lm.training.module import ElmoLM
 from elmo_lm.training.run import train
 from elmo_lm.training.scorer import LanguageModel, ScorerError
@@ -122,3 +127,24 @@ def test_a_fine_tuning_run_logs_its_warm_rows(exported, tmp_path, caplog):
     assert lines == [
         f"softmax: 13 of 13 rows warm from {exported / 'weights_softmax_weights.hdf5'}"
     ]
+
+
+def _copy_of(exported, tmp_path):
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for path in exported.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    return copy
+
+
+def test_a_softmax_that_does_not_match_its_vocabulary_is_one_line(exported, tmp_path):
+    model = _copy_of(exported, tmp_path)
+    with open(model / "vocab.txt", "a") as f:
+        f.write("extra\n")  # 14 tokens for 13 rows
+    message = one_line_error(SoftmaxFileError, lambda: LanguageModel.from_pretrained(model))
+    assert "has shape (13, 8) but needs (14, 8)" in message and "weights_softmax" in message
+    cfg = compose_train_config(tmp_path, f"init_from={model}", "trainer.max_steps=1")
+    assert "needs (14, 8)" in one_line_error(SoftmaxFileError, lambda: train(cfg))
+    (model / "vocab.txt").unlink()
+    message = one_line_error(SoftmaxFileError, lambda: LanguageModel.from_pretrained(model))
+    assert "no vocab.txt (nor vocab-2016-09-10.txt) beside it" in message
