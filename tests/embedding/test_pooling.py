@@ -65,7 +65,9 @@ def test_pooled_against_the_unpadded_rows(bilm, mode, pool):
             rows = t.mean(axis=-2) if pool == "mean" else t.max(axis=-2)
             np.testing.assert_allclose(g, rows, atol=1e-6, rtol=0)
     assert got[0].shape == {"all": (3, 16), "concat": (48,)}.get(mode, (16,))
-    np.testing.assert_array_equal(elmo.embed_sentence(SENTENCES[1], mode=mode, pool=pool), got[1])
+    # alone, the sentence runs in a batch of one: the same numbers up to float32 rounding
+    alone = elmo.embed_sentence(SENTENCES[1], mode=mode, pool=pool)
+    np.testing.assert_allclose(alone, got[1], atol=1e-6, rtol=0)
 
 
 def test_none_keeps_the_tokens_and_texts_pool_too(bilm):
