@@ -27,9 +27,11 @@ def export_fixture(fixture: Path, out: Path) -> None:
     activations: ``top_0``, ``embedding_0`` and ``losses`` of the fixture's window, and for a
     biLM ``lm_embeddings`` of its sentences)."""
     out.mkdir(parents=True, exist_ok=True)
-    bilm = BiLM.from_hdf5(fixture / "options.json", fixture / "lm_weights.hdf5", warm_start=False)
+    bilm = BiLM.from_hdf5(
+        fixture / "options.json", fixture / "dumped_weights.hdf5", warm_start=False
+    )
     p, v = bilm.options.lstm.projection_dim, bilm.options.n_tokens_vocab
-    weight, bias = load_softmax(fixture / "lm_weights_softmax_weights.hdf5", v, p)
+    weight, bias = load_softmax(fixture / "dumped_weights_softmax_weights.hdf5", v, p)
     softmax = Softmax(weight.shape[0], weight.shape[1], sampled=False).eval()
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():

@@ -11,14 +11,14 @@ checks that the original's code loads elmo_lm's exports of them. Run by hand, ne
 trainer's shim) on a slice of a real corpus for each kind, writes its ``dump_weights`` file and
 records its own activations, into ``tests/fixtures/original_<kind>/``:
 
-- ``options.json``, ``lm_weights.hdf5`` (``dump_weights``), ``vocab.txt``;
-- ``lm_weights_softmax_weights.hdf5``: the checkpoint's ``softmax/W`` and ``softmax/b`` (which
+- ``options.json``, ``dumped_weights.hdf5`` (``dump_weights``), ``vocab.txt``;
+- ``dumped_weights_softmax_weights.hdf5``: the checkpoint's ``softmax/W`` and ``softmax/b`` (which
   ``dump_weights`` leaves out; for the tied model ``softmax/W`` is the embedding);
 - ``activations.hdf5``: ``window/*`` the training graph in test mode (full softmax) on one
   (batch, unroll_steps) window from a zero state: its inputs, targets, token embeddings, top
   LSTM outputs per direction and mean loss per direction; and for the biLMs ``bilm/*`` the
   inference code (``BidirectionalLanguageModel(use_character_inputs=False,
-  embedding_weight_file=lm_weights.hdf5)``) on ``sentences.json``: ``lm_embeddings``
+  embedding_weight_file=dumped_weights.hdf5)``) on ``sentences.json``: ``lm_embeddings``
   (n_sentences, L + 1, T, 2P) and ``mask``;
 - ``README.md`` and ``fixture.json`` (how it was made, its training losses).
 
@@ -142,7 +142,7 @@ def make(kind: str, steps: int, seed: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tf.reset_default_graph()
     with contextlib.redirect_stdout(log):
-        dump_weights(str(save), str(out / "lm_weights.hdf5"))
+        dump_weights(str(save), str(out / "dumped_weights.hdf5"))
     (out / "vocab.txt").write_text(files["vocab"].read_text(encoding="utf-8"), encoding="utf-8")
     saved = json.loads((save / "options.json").read_text())
     (out / "options.json").write_text(json.dumps(saved, indent=1) + "\n")
@@ -157,7 +157,7 @@ def make(kind: str, steps: int, seed: int) -> None:
     tf.reset_default_graph()
     with h5py.File(out / "activations.hdf5", "w") as f:
         variables = _test_graph(saved, str(save), window, f, kind)
-    with h5py.File(out / "lm_weights_softmax_weights.hdf5", "w") as f:
+    with h5py.File(out / "dumped_weights_softmax_weights.hdf5", "w") as f:
         f.create_dataset("softmax/W", data=variables["W"].astype("float32"))
         f.create_dataset("softmax/b", data=variables["b"].astype("float32"))
     if kind != "forward":
@@ -165,8 +165,8 @@ def make(kind: str, steps: int, seed: int) -> None:
         with h5py.File(out / "activations.hdf5", "a") as f:
             emb, mask = _inference(
                 out / "options.json",
-                out / "lm_weights.hdf5",
-                out / "lm_weights.hdf5",
+                out / "dumped_weights.hdf5",
+                out / "dumped_weights.hdf5",
                 out / "vocab.txt",
             )
             f.create_dataset("bilm/lm_embeddings", data=emb)
@@ -215,8 +215,8 @@ def write_readme(kind: str) -> None:
         f"{record['batch_size']} x {record['unroll_steps']}, seed {record['seed']} (training "
         f"perplexity by step: {record.get('train_perplexity_log')}).",
         "",
-        "- `options.json`, `lm_weights.hdf5` (`dump_weights`), `vocab.txt`, "
-        "`lm_weights_softmax_weights.hdf5` (the checkpoint's softmax, which `dump_weights` "
+        "- `options.json`, `dumped_weights.hdf5` (`dump_weights`), `vocab.txt`, "
+        "`dumped_weights_softmax_weights.hdf5` (the checkpoint's softmax, which `dump_weights` "
         "leaves out);",
         "- `activations.hdf5`: `window/*` the training graph in test mode on one window of "
         "held-out text (inputs, targets, token embeddings, top outputs, mean losses)"
@@ -431,7 +431,7 @@ def export_ours() -> None:
     from scripts.fixture_exports import export_fixture
 
     for kind in KINDS:
-        if (fixture_dir(kind) / "lm_weights.hdf5").is_file():
+        if (fixture_dir(kind) / "dumped_weights.hdf5").is_file():
             export_fixture(fixture_dir(kind), EXPORTS / kind)
             print(f"{kind}: exported to {EXPORTS / kind}")
 

@@ -30,7 +30,7 @@ def _fixture(kind: str) -> Path:
 
 def _bilm(kind: str) -> BiLM:
     d = _fixture(kind)
-    return BiLM.from_hdf5(d / "options.json", d / "lm_weights.hdf5", warm_start=False)
+    return BiLM.from_hdf5(d / "options.json", d / "dumped_weights.hdf5", warm_start=False)
 
 
 def _window(kind: str) -> dict[str, np.ndarray]:
@@ -39,7 +39,7 @@ def _window(kind: str) -> dict[str, np.ndarray]:
 
 
 def _softmax(kind: str, bilm: BiLM) -> Softmax:
-    with h5py.File(_fixture(kind) / "lm_weights_softmax_weights.hdf5", "r") as f:
+    with h5py.File(_fixture(kind) / "dumped_weights_softmax_weights.hdf5", "r") as f:
         weight, bias = f["softmax/W"][...], f["softmax/b"][...]
     softmax = Softmax(weight.shape[0], weight.shape[1], sampled=False).eval()
     with torch.no_grad():
@@ -121,8 +121,8 @@ def test_a_forward_lm_gives_half_width_layers():
 
 def test_the_tied_fixture_has_one_matrix_for_embedding_and_softmax():
     with (
-        h5py.File(_fixture("tied") / "lm_weights.hdf5", "r") as w,
-        h5py.File(_fixture("tied") / "lm_weights_softmax_weights.hdf5", "r") as s,
+        h5py.File(_fixture("tied") / "dumped_weights.hdf5", "r") as w,
+        h5py.File(_fixture("tied") / "dumped_weights_softmax_weights.hdf5", "r") as s,
     ):
         assert "softmax/W" not in w and "embedding" in w  # dump_weights leaves the softmax out
         np.testing.assert_array_equal(w["embedding"][...], s["softmax/W"][...])
@@ -134,7 +134,7 @@ def test_elmo_lms_writer_gives_back_the_originals_file(kind, tmp_path):
     bilm = _bilm(kind)
     bilm.to_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")
     with (
-        h5py.File(_fixture(kind) / "lm_weights.hdf5", "r") as a,
+        h5py.File(_fixture(kind) / "dumped_weights.hdf5", "r") as a,
         h5py.File(tmp_path / "weights.hdf5", "r") as b,
     ):
         names = []
