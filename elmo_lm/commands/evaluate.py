@@ -162,7 +162,7 @@ def _evaluate(
     unroll_steps: int,
 ) -> dict[str, float]:
     """``evaluate`` on the tokenized text ``data``; ``given`` is the data as the user named it."""
-    max_chars = module.options.max_characters_per_token
+    max_chars = module.options.loader_characters
     streams = HeldOutStreams(
         data, module.vocab, batch_size, unroll_steps, max_chars, rank=0, world_size=1
     )

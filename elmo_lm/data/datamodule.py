@@ -54,7 +54,8 @@ class ElmoDataModule(L.LightningDataModule):
             ``test()`` batch); held-out perplexity carries the LSTM state along each stream, so
             the number is the same on any number of devices.
         max_characters_per_token: char ids per token: the options' value, which ``train()``
-            passes (``model.char_cnn.max_characters_per_token``, or the checkpoint's).
+            passes (``model.char_cnn.max_characters_per_token``, or the checkpoint's); None
+            for a word-input LM, whose batches then carry vocabulary ids and no char ids.
         num_workers: data-loader workers per rank.
         shuffle_files: shuffle the order of the training files every epoch.
         shuffle_buffer: sentences held to shuffle the training order every epoch (0: none).
@@ -74,7 +75,7 @@ class ElmoDataModule(L.LightningDataModule):
         batch_size: int = 128,
         unroll_steps: int = 20,
         valid_batch_size: int = 64,
-        max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN,
+        max_characters_per_token: int | None = MAX_CHARACTERS_PER_TOKEN,
         num_workers: int = 0,
         shuffle_files: bool = True,
         shuffle_buffer: int = 100_000,

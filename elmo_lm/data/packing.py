@@ -90,7 +90,7 @@ def _take(row: list, n: int, pad) -> list:
 
 def window_batch(
     windows: Windows,
-    chars: CharIdCache,
+    chars: CharIdCache | None,
     stream_id: int,
     reset: bool,
     distinct: bool = False,
@@ -100,17 +100,22 @@ def window_batch(
     inputs, ``fwd_targets``/``bwd_targets`` (B, T) long target ids, and ``stream_id``, ``reset``
     as given; with ``distinct``, also ``tokens`` and ``token_index`` (``distinct_tokens``); with
     a ``vocab``, also ``fwd_ids``/``bwd_ids`` (B, T) long vocabulary ids of the inputs, -1 where
-    there is none (what a word-input LM reads)."""
-    inputs = [row for x, _ in windows.values() for row in x]  # both directions in one lookup
-    rows = chars.rows(inputs).view(len(windows), -1, len(inputs[0]))  # (2, B, T)
+    there is none (what a word-input LM reads). ``chars`` None (word inputs, which read no
+    characters): ids and targets only, no char ids."""
     batch: Batch = {}
-    for i, (d, (x, y)) in enumerate(windows.items()):
-        batch[f"{d}_chars"] = chars.table[rows[i]].long()  # (B, T, C)
+    if chars is not None:
+        inputs = [row for x, _ in windows.values() for row in x]  # both directions in one lookup
+        rows = chars.rows(inputs).view(len(windows), -1, len(inputs[0]))  # (2, B, T)
+        for i, d in enumerate(windows):
+            batch[f"{d}_chars"] = chars.table[rows[i]].long()  # (B, T, C)
+        if distinct:
+            batch.update(distinct_tokens(rows, chars.table))
+    elif vocab is None:
+        raise ValueError("a window without char ids needs the vocabulary (its inputs' ids)")
+    for d, (x, y) in windows.items():
         batch[f"{d}_targets"] = long_tensor(y)  # (B, T)
         if vocab is not None:
             batch[f"{d}_ids"] = long_tensor([input_ids(vocab, row) for row in x])
-    if distinct:
-        batch.update(distinct_tokens(rows, chars.table))
     return {**batch, "stream_id": stream_id, "reset": reset}
 
 

@@ -52,7 +52,7 @@ class _CorpusBatches(IterableDataset):
         files: Files,
         vocab: Vocabulary,
         sizes: dict[str, int],
-        max_characters_per_token: int,
+        max_characters_per_token: int | None,
         rank: int | None,
         world_size: int | None,
     ):
@@ -64,6 +64,13 @@ class _CorpusBatches(IterableDataset):
         self.vocab = vocab
         self.max_characters_per_token = max_characters_per_token
         self.rank, self.world_size = resolve_rank(rank, world_size)
+
+    def char_cache(self) -> CharIdCache | None:
+        """A fresh cache of char ids, or None where ``max_characters_per_token`` is None: the
+        batches of a word-input LM, which reads no characters, carry ids alone."""
+        if self.max_characters_per_token is None:
+            return None
+        return CharIdCache(self.max_characters_per_token)
 
 
 class TrainStream(_CorpusBatches):
@@ -84,7 +91,7 @@ class TrainStream(_CorpusBatches):
         n_tokens_with_boundaries: tokens of the corpus plus two per sentence; sets the epoch length.
         batch_size: B, rows per batch (per rank).
         unroll_steps: T, tokens per row per batch.
-        max_characters_per_token: C.
+        max_characters_per_token: C; None for a word-input LM (ids, no char ids).
         rank, world_size: this process's DDP rank; None reads them from ``torch.distributed``.
         seed: seeds the per-epoch file order and sentence shuffling.
         shuffle_files: shuffle the order of the files every epoch.
@@ -99,7 +106,7 @@ class TrainStream(_CorpusBatches):
         n_tokens_with_boundaries: int,
         batch_size: int = 128,
         unroll_steps: int = 20,
-        max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN,
+        max_characters_per_token: int | None = MAX_CHARACTERS_PER_TOKEN,
         rank: int | None = None,
         world_size: int | None = None,
         seed: int = 0,
@@ -163,7 +170,7 @@ class TrainStream(_CorpusBatches):
         self._skip = 0
         n_steps = split_steps(self.steps_per_epoch, shard.num_workers, shard.worker_id)
         sentences = self._endless(self.epoch_files(epoch), shard, epoch)
-        chars = CharIdCache(self.max_characters_per_token)
+        chars = self.char_cache()
         windows = packed_windows(
             self.vocab, self.batch_size, self.unroll_steps, lambda row: next(sentences)
         )
@@ -209,7 +216,7 @@ class ValidationSentences(_CorpusBatches):
         files: held-out corpus (path, glob, or list).
         vocab: maps target tokens to ids.
         batch_size: sentences per batch.
-        max_characters_per_token: C.
+        max_characters_per_token: C; None for a word-input LM (ids, no char ids).
         max_sentence_tokens: longest piece, in words.
         rank, world_size: this process's DDP rank; None reads them from ``torch.distributed``.
         num_workers: the DataLoader's ``num_workers`` (it sets ``len()``, the batches per rank).
@@ -220,7 +227,7 @@ class ValidationSentences(_CorpusBatches):
         files: Files,
         vocab: Vocabulary,
         batch_size: int = 64,
-        max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN,
+        max_characters_per_token: int | None = MAX_CHARACTERS_PER_TOKEN,
         max_sentence_tokens: int = 400,
         rank: int | None = None,
         world_size: int | None = None,
@@ -256,13 +263,15 @@ class ValidationSentences(_CorpusBatches):
                 f"ValidationSentences(num_workers={self.num_workers}) is read by "
                 f"{shard.num_workers} data-loader workers; pass the DataLoader's num_workers"
             )
-        chars = CharIdCache(self.max_characters_per_token)
+        chars = self.char_cache()
         pieces = (p for i, p in enumerate(self._pieces()) if i % shard.count == shard.index)
         for _ in range(self.batches_per_worker(shard.num_workers)):
             batch = [p for _, p in zip(range(self.batch_size), pieces, strict=False)]
             yield self._batch(batch, chars, shard.worker_id)
 
-    def _batch(self, sentences: list[list[str]], chars: CharIdCache, stream_id: int) -> Batch:
+    def _batch(
+        self, sentences: list[list[str]], chars: CharIdCache | None, stream_id: int
+    ) -> Batch:
         B = max(1, len(sentences))  # an all-padding batch keeps one row
         T = max((len(s) + 1 for s in sentences), default=1)
         fwd_tokens, bwd_tokens = [[""] * T for _ in range(B)], [[""] * T for _ in range(B)]
@@ -276,16 +285,20 @@ class ValidationSentences(_CorpusBatches):
             bwd_tokens[row][:n] = sentence[:0:-1]
             fwd_targets[row, :n] = ids[1:]
             bwd_targets[row, :n] = ids[:-1].flip(0)
-        return {
-            "fwd_chars": chars(fwd_tokens),  # (B, T, C)
+        batch: Batch = {
             "fwd_targets": fwd_targets,  # (B, T)
-            "bwd_chars": chars(bwd_tokens),
             "bwd_targets": bwd_targets,
             "fwd_ids": long_tensor([input_ids(self.vocab, row) for row in fwd_tokens]),
             "bwd_ids": long_tensor([input_ids(self.vocab, row) for row in bwd_tokens]),
             "stream_id": stream_id,
             "reset": True,
         }
+        if chars is not None:
+            batch["fwd_chars"], batch["bwd_chars"] = (
+                chars(fwd_tokens),
+                chars(bwd_tokens),
+            )  # (B, T, C)
+        return batch
 
 
 class HeldOutStreams(_CorpusBatches):
@@ -309,7 +322,7 @@ class HeldOutStreams(_CorpusBatches):
         vocab: maps target tokens to ids.
         n_streams: streams over the whole held-out text, across all ranks.
         unroll_steps: tokens per row per batch (the result does not depend on it).
-        max_characters_per_token: C.
+        max_characters_per_token: C; None for a word-input LM (ids, no char ids).
         rank, world_size: this process's DDP rank; None reads them from ``torch.distributed``.
         num_workers: the DataLoader's ``num_workers`` (it sets ``len()``, the batches per rank).
     """
@@ -320,7 +333,7 @@ class HeldOutStreams(_CorpusBatches):
         vocab: Vocabulary,
         n_streams: int = 64,
         unroll_steps: int = 20,
-        max_characters_per_token: int = MAX_CHARACTERS_PER_TOKEN,
+        max_characters_per_token: int | None = MAX_CHARACTERS_PER_TOKEN,
         rank: int | None = None,
         world_size: int | None = None,
         num_workers: int = 0,
@@ -371,7 +384,7 @@ class HeldOutStreams(_CorpusBatches):
                     pending[row_of[i % self.n_streams]].append(tokens)
             return pending[row].pop(0)
 
-        chars = CharIdCache(self.max_characters_per_token)
+        chars = self.char_cache()
         windows = packed_windows(self.vocab, max(1, len(streams)), self.unroll_steps, next_sentence)
         for step, window in enumerate(itertools.islice(windows, self.n_batches)):
             yield window_batch(window, chars, worker_id, step == 0, distinct=True, vocab=self.vocab)

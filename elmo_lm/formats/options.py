@@ -109,9 +109,15 @@ class BiLMOptions:
 
     @property
     def max_characters_per_token(self) -> int:
-        """The char CNN's ``max_characters_per_token``; for word inputs the default (their
-        batches carry char ids too, which the model does not read)."""
+        """The char CNN's ``max_characters_per_token``; for word inputs the default (what the
+        inference API's char ids of their sentences are built with)."""
         return self.char_cnn.max_characters_per_token if self.char_cnn else 50
+
+    @property
+    def loader_characters(self) -> int | None:
+        """The char ids per token the training and held-out loaders build: None for word
+        inputs, whose batches carry vocabulary ids alone (no char ids, no distinct tokens)."""
+        return None if self.word_inputs else self.max_characters_per_token
 
     @property
     def n_filters(self) -> int:

@@ -319,8 +319,8 @@ class BiLM(nn.Module):
 
     def lm_forward(
         self,
-        fwd_chars: torch.Tensor,
-        bwd_chars: torch.Tensor,
+        fwd_chars: torch.Tensor | None,
+        bwd_chars: torch.Tensor | None,
         state: LstmState | None = None,
         tokens: torch.Tensor | None = None,
         token_index: torch.Tensor | None = None,
@@ -338,7 +338,8 @@ class BiLM(nn.Module):
                 char CNN, windows up to ``C_cap``; the CPU paths find the distinct tokens
                 themselves and ignore them.
             word_ids: word inputs: the (batch, time) vocabulary ids of each stream's inputs,
-                -1 where there is none (``fwd_ids``, ``bwd_ids``); the char ids are not read.
+                -1 where there is none (``fwd_ids``, ``bwd_ids``); the char ids are not read (None
+                in the loaders' batches of a word-input LM).
 
         Returns:
             Top-layer outputs (batch, time, P) of the forward and the backward LM (with dropout

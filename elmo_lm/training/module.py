@@ -268,7 +268,7 @@ class ElmoLM(L.LightningModule):
         distinct = batch.get("tokens"), batch.get("token_index")  # training batches (packing.py)
         words = (batch["fwd_ids"], batch["bwd_ids"]) if self.options.word_inputs else None
         fwd, bwd, new_state = self.bilm.lm_forward(
-            batch["fwd_chars"], batch["bwd_chars"], state, *distinct, word_ids=words
+            batch.get("fwd_chars"), batch.get("bwd_chars"), state, *distinct, word_ids=words
         )
         # fwd, bwd: (B, T, P); each direction draws its own negatives
         nll_fwd, n_fwd, nll_bwd, n_bwd = self.softmax.forward_pair(

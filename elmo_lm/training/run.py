@@ -81,7 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule = instantiate(
         cfg.data,
-        max_characters_per_token=shape.max_characters_per_token,
+        max_characters_per_token=shape.loader_characters,
         **corpus_defaults(cfg),
     )
     datamodule.setup("fit")

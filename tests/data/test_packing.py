@@ -86,8 +86,8 @@ def test_window_batch_tensors():
     batch = window_batch(window, CharIdCache(50), stream_id=3, reset=True)
     assert list(batch) == [
         "fwd_chars",
-        "fwd_targets",
         "bwd_chars",
+        "fwd_targets",
         "bwd_targets",
         "stream_id",
         "reset",
@@ -99,6 +99,24 @@ def test_window_batch_tensors():
     assert batch["fwd_targets"].tolist() == [VOCAB.encode(["a", "b", "c"]), [2, 1, -1]]
     assert batch["fwd_chars"][1, 1].tolist() == list(token_to_char_ids("zz"))
     assert (batch["fwd_chars"][1, 2] == 0).all()  # padding: all-zero chars
+
+
+def test_a_word_input_window_carries_ids_and_no_char_ids():
+    source = iter([["a", "b", "c"], ["zz"]])
+    window = next(packed_windows(VOCAB, 2, 3, lambda row: next(source, None)))
+    batch = window_batch(window, None, stream_id=0, reset=False, distinct=True, vocab=VOCAB)
+    assert sorted(batch) == sorted(
+        ["fwd_targets", "bwd_targets", "fwd_ids", "bwd_ids", "stream_id", "reset"]
+    )
+    with_chars = window_batch(window, CharIdCache(50), 0, False, distinct=True, vocab=VOCAB)
+    for key in ("fwd_ids", "bwd_ids", "fwd_targets", "bwd_targets"):
+        assert torch.equal(batch[key], with_chars[key])
+    assert batch["fwd_ids"].tolist() == [
+        VOCAB.encode(["<S>", "a", "b"]),
+        [*VOCAB.encode(["<S>", "zz"]), -1],  # zz: <UNK>, then padding
+    ]
+    with pytest.raises(ValueError, match="needs the vocabulary"):
+        window_batch(window, None, stream_id=0, reset=False)
 
 
 def test_long_tensor_matches_torch_tensor():

@@ -26,7 +26,16 @@ SENTENCES = [["the", "cat", "sat"], ["a", "dog"]]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_each_kind_trains_resumes_evaluates_exports_and_loads(train_config, tmp_path, kind):
+def test_each_kind_trains_resumes_evaluates_exports_and_loads(
+    train_config, tmp_path, kind, monkeypatch
+):
+    read = []  # the keys of every batch the LM's loss read: training, validation, evaluate
+    lm_losses = ElmoLM.lm_losses
+    monkeypatch.setattr(
+        ElmoLM,
+        "lm_losses",
+        lambda self, batch, *a: read.append(set(batch)) or lm_losses(self, batch, *a),
+    )
     quick = ("trainer.limit_train_batches=4", "module.n_negative_samples=8", *KINDS[kind])
     train(train_config(tmp_path, "trainer.max_epochs=1", *quick, name="a"))
     first = tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt"
@@ -46,6 +55,9 @@ def test_each_kind_trains_resumes_evaluates_exports_and_loads(train_config, tmp_
     assert ("ppl_bwd" in scores) == (kind != "forward")
     if kind == "forward":
         assert scores["ppl"] == pytest.approx(scores["ppl_fwd"])
+    # A word-input LM's loaders build no char ids (nor distinct tokens), which it never reads.
+    chars = {"fwd_chars", "bwd_chars", "tokens", "token_index"}
+    assert len(read) > 8 and all(bool(keys & chars) == (kind == "forward") for keys in read)
 
     paths = export(ckpt, tmp_path / "export" / "weights.hdf5", softmax=True, card=True)
     with h5py.File(paths["weights"], "r") as f:
