@@ -8,7 +8,8 @@ Usage: python bench/bench_peer.py [--steps 600] [--seeds 1 2 3] [--shape mini] [
 
 Both trainers learn the same corpus (default data/fortunes, ``python scripts/make_real_corpus.py``)
 with the same vocabulary file (``make_vocab.py`` of the original trainer's tools: ``<S> </S>
-<UNK>``, then every training token by count), the same shape (``conf/model/<shape>.yaml``), batch,
+<UNK>``, then every training token by count; ``--min_count``, 3 for word inputs, see
+``WORD_MIN_COUNT``), the same shape (``conf/model/<shape>.yaml``), batch,
 unroll, sampled softmax and number of steps, one seed after another, never two at once.
 
 - The original: ``train_peer.py`` of ../shared/tools/original-trainer (its README), which runs the
@@ -71,7 +72,7 @@ from elmo_lm.data.packing import (  # noqa: E402
 from elmo_lm.data.vocabulary import BOS_TOKEN, EOS_TOKEN  # noqa: E402
 from elmo_lm.formats.options import BiLMOptions  # noqa: E402
 from elmo_lm.training.config import model_options  # noqa: E402
-from elmo_lm.training.module import ElmoLM  # noqa: E402
+from elmo_lm.training.module import TRAIN_STATES_KEY, ElmoLM  # noqa: E402
 from elmo_lm.training.perplexity import perplexities  # noqa: E402
 
 PEER = Path(os.environ.get("ELMO_ORIGINAL_TRAINER", ROOT.parent / "shared/tools/original-trainer"))
@@ -179,12 +180,13 @@ def run_logged(cmd: list[str], log: Path, **kwargs) -> str:
     return done.stdout
 
 
-def peer_vocab(train: Path, out: Path) -> Path:
+def peer_vocab(train: Path, out: Path, min_count: int = 1) -> Path:
     """``out/vocab.txt`` of the training corpus, by the original trainer's ``make_vocab.py``
-    (``<S> </S> <UNK>``, then every training token by count), for both trainers."""
+    (``<S> </S> <UNK>``, then every training token seen ``min_count`` times, by count), for both
+    trainers."""
     vocab = out / "vocab.txt"
     subprocess.run(
-        [sys.executable, str(PEER / "make_vocab.py"), str(train), str(vocab)],
+        [sys.executable, str(PEER / "make_vocab.py"), str(train), str(vocab), str(min_count)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -202,7 +204,8 @@ def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path
         ]
         flags = []
     else:
-        driver, flags = [str(PEER / "train_peer.py")], original_shape_flags(options)
+        driver = [str(PEER / "train_peer.py"), "--diag_warm_test"]
+        flags = original_shape_flags(options)
     cmd = [
         str(PEER_PYTHON),
         *driver,
@@ -224,6 +227,7 @@ def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path
         "ppl": result["test_ppl"],
         "ppl_fwd": result["test_ppl_forward"],
         "ppl_bwd": result["test_ppl_backward"],
+        **{f"warm_{k}": v for k, v in original_warm(result).items()},
         "tokens_per_s": result["tokens_per_s"],
         "tokens_per_s_after_k": rate_after(
             original_step_times(out / "stderr.log"),
@@ -236,6 +240,20 @@ def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path
         / result["valid_predictions_total_per_direction"],
     }
 
+
+def original_warm(result: dict) -> dict:
+    """ppl, ppl_fwd, ppl_bwd of the original's warm test (its rows start from the state its
+    training ended in), from its driver's JSON line; empty where it has none."""
+    warm = result.get("warm") or result.get("DIAG_warm_start_test") or {}
+    keys = {"ppl": "test_ppl", "ppl_fwd": "test_ppl_forward", "ppl_bwd": "test_ppl_backward"}
+    return {k: warm[v] for k, v in keys.items() if v in warm}
+
+
+WORD_MIN_COUNT = 3
+"""The vocabulary of a word-input comparison: tokens seen at least 3 times (13,971 of the
+fortunes corpus's 39,908). With every token, the sampled softmax leaves the rows of the rare
+tail nearly untrained after hundreds of steps, and the full softmax's held-out perplexity is
+theirs: 1e9-5e10 backward for the original at 600 steps, 640-1.7e8 for ours, by seed."""
 
 WORD_SHAPE_KEYS = ("lstm", "dropout", "share_embedding_softmax")
 """What ``scripts/original_fixtures.py peer`` takes of a word-input shape."""
@@ -286,10 +304,12 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
         unroll_steps=args.unroll_steps,
     )
     as_test = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps)
+    warm = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps, True)
     return {
         "ppl": as_test["ppl"],
         "ppl_fwd": as_test["ppl_fwd"],
         "ppl_bwd": as_test["ppl_bwd"],
+        **{f"warm_{k}": warm[k] for k in ("ppl", "ppl_fwd", "ppl_bwd")},
         "ppl_all_tokens": held_out["ppl"],
         "ppl_zero_state": held_out.get("ppl_zero_state"),
         "tokens_per_s": sum(t["tokens"]) / (t["end"] - t["first"]),
@@ -302,7 +322,9 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
     }
 
 
-def original_test_ppl(ckpt: Path, valid: Path, batch_size: int, unroll_steps: int) -> dict:
+def original_test_ppl(
+    ckpt: Path, valid: Path, batch_size: int, unroll_steps: int, warm: bool = False
+) -> dict:
     """Held-out perplexity of our checkpoint on exactly the tokens the original ``test()``
     scores, state carried as there (``bilm/data.py`` ``_get_batch`` at ``unroll_steps=1``):
     ``batch_size`` rows share one reader of the sentences in file order, a row takes the next
@@ -312,9 +334,16 @@ def original_test_ppl(ckpt: Path, valid: Path, batch_size: int, unroll_steps: in
 
     The rows are then scored window by window (``unroll_steps`` tokens; the result does not
     depend on it) from a zero state, with the full softmax, and ``ppl`` is exp of the mean of
-    both directions' mean losses, as ``test()`` reports.
+    both directions' mean losses, as ``test()`` reports. ``warm``: from the state training ended
+    in instead (the checkpoint's carried state; row i starts from training row i mod B), as
+    the original's driver's warm test (``train_peer.py --diag_warm_test``) starts its rows.
     """
     module = ElmoLM.from_checkpoint(ckpt).eval()
+    states: dict = {}
+    if warm:
+        h, c = final_training_state(ckpt)  # (layers, D, B, dim)
+        rows = torch.arange(batch_size) % h.shape[2]
+        states[0] = (h[:, :, rows].contiguous(), c[:, :, rows].contiguous())
     vocab = module.vocab
     rows = {d: [([], []) for _ in range(batch_size)] for d in ("fwd", "bwd")}  # (inputs, targets)
     left = [0] * batch_size  # pairs left in each row's current sentence
@@ -341,12 +370,11 @@ def original_test_ppl(ckpt: Path, valid: Path, batch_size: int, unroll_steps: in
         steps += 1
     chars = CharIdCache(module.options.max_characters_per_token)
     sums = torch.zeros(4, dtype=torch.float64)
-    states: dict = {}
     with torch.inference_mode():
         for start in range(0, steps, unroll_steps):
             end = min(steps, start + unroll_steps)
             pad = unroll_steps - (end - start)
-            batch = {"stream_id": 0, "reset": start == 0}
+            batch = {"stream_id": 0, "reset": start == 0 and not warm}
             for d in ("fwd", "bwd"):
                 inputs = [x[start:end] + [""] * pad for x, _ in rows[d]]
                 batch[f"{d}_chars"] = chars(inputs)
@@ -358,6 +386,15 @@ def original_test_ppl(ckpt: Path, valid: Path, batch_size: int, unroll_steps: in
     return {**perplexities(sums), "scored": steps * batch_size / total}
 
 
+def final_training_state(ckpt: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LSTM state (h, c) the run's only training stream ended in, from its checkpoint."""
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)[TRAIN_STATES_KEY]
+    streams = saved["ranks"][0]
+    if saved["world_size"] != 1 or len(streams) != 1:
+        raise SystemExit(f"{ckpt}: not a one-process run with one training stream")
+    return next(iter(streams.values()))
+
+
 def rescore(args) -> dict:
     """Scores again the last checkpoint of each of our runs under ``args.rescore`` (held-out
     perplexity as ``train_ours`` scores it now) and writes the results back."""
@@ -366,9 +403,11 @@ def rescore(args) -> dict:
     for seed, r in results["ours"].items():
         ckpt = args.rescore / f"ours/seed{seed}/checkpoints/latest-step{r['steps']}.ckpt"
         as_test = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps)
+        warm = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps, True)
         if "ppl_all_tokens" not in r:
             r["ppl_all_tokens"] = r["ppl"]
         r.update({k: as_test[k] for k in ("ppl", "ppl_fwd", "ppl_bwd", "scored")})
+        r.update({f"warm_{k}": warm[k] for k in ("ppl", "ppl_fwd", "ppl_bwd")})
     path.write_text(json.dumps(results, indent=1) + "\n")
     return results
 
@@ -406,6 +445,9 @@ def run_row(trainer: str, seed, r: dict, warmup: int) -> dict:
         "ppl": fmt(r["ppl"], 2),
         "ppl fwd": fmt(r["ppl_fwd"], 2),
         "ppl bwd": fmt(r["ppl_bwd"], 2),
+        "warm ppl": fmt(r.get("warm_ppl"), 2),
+        "warm fwd": fmt(r.get("warm_ppl_fwd"), 2),
+        "warm bwd": fmt(r.get("warm_ppl_bwd"), 2),
         "ppl all tokens": fmt(r.get("ppl_all_tokens"), 2),
         "ppl zero": fmt(r.get("ppl_zero_state"), 1),
         "scored": fmt(100 * r["scored"], 0) + "%" if "scored" in r else "-",
@@ -416,7 +458,17 @@ def run_row(trainer: str, seed, r: dict, warmup: int) -> dict:
     }
 
 
-KEYS = ("ppl", "ppl_fwd", "ppl_bwd", "ppl_zero_state", "tokens_per_s", "tokens_per_s_after_k")
+KEYS = (
+    "ppl",
+    "ppl_fwd",
+    "ppl_bwd",
+    "warm_ppl",
+    "warm_ppl_fwd",
+    "warm_ppl_bwd",
+    "ppl_zero_state",
+    "tokens_per_s",
+    "tokens_per_s_after_k",
+)
 
 
 def summary(runs: list[dict], how, at_least: int = 1) -> dict:
@@ -453,8 +505,13 @@ def report(results: dict[str, dict[int, dict]], warmup: int) -> str:
         ("ppl", "ppl"),
         ("ppl_fwd", "ppl fwd"),
         ("ppl_bwd", "ppl bwd"),
+        ("warm_ppl", "warm ppl"),
+        ("warm_ppl_fwd", "warm fwd"),
+        ("warm_ppl_bwd", "warm bwd"),
         ("tokens_per_s", "tokens/s"),
     ):
+        if any(s[how][key] is None for s in (ours, orig) for how in ("mean", "median")):
+            continue  # e.g. an earlier run's results without the warm test
         r = {how: ours[how][key] / orig[how][key] for how in ("mean", "median", "geomean")}
         if key == "tokens_per_s":
             target, met = f">= {SPEED_TARGET:g}x", {h: v >= SPEED_TARGET for h, v in r.items()}
@@ -486,6 +543,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--n_negative_samples", type=int, default=8192)
     parser.add_argument("--test_batch_size", type=int, default=256, help="held-out streams")
+    parser.add_argument(
+        "--min_count",
+        type=int,
+        default=None,
+        help=f"vocabulary: tokens seen this often (default 1; {WORD_MIN_COUNT} for word inputs)",
+    )
     parser.add_argument("--shape", default=None, help="a conf/model/<shape>.yaml (mini)")
     parser.add_argument(
         "--kind", choices=("char", "word"), default="char", help="word: word_mini, no char CNN"
@@ -537,10 +600,12 @@ def main() -> None:
     args.shape = args.shape or ("word_mini" if args.kind == "word" else "mini")
     options = shape_options(args.shape)
     args.out.mkdir(parents=True, exist_ok=True)
-    vocab = peer_vocab(args.train, args.out)
+    if args.min_count is None:
+        args.min_count = WORD_MIN_COUNT if options.word_inputs else 1
+    vocab = peer_vocab(args.train, args.out, args.min_count)
     n_vocab = sum(1 for _ in vocab.open())
     print(
-        f"corpus {args.train} ({n_vocab:,} vocabulary), held out {args.valid}; shape {args.shape}; "
+        f"corpus {args.train} ({n_vocab:,} vocabulary, min count {args.min_count}), held out {args.valid}; shape {args.shape}; "
         f"{args.steps} steps of {args.batch_size} x {args.unroll_steps}, "
         f"{args.n_negative_samples} negatives; ours also {' '.join(args.ours_overrides) or '-'}",
         flush=True,

@@ -477,7 +477,7 @@ def peer(args) -> None:
         import time
 
         t0 = time.time()
-        train_peer._run_original_train(options, data, str(out))
+        rec = train_peer._run_original_train(options, data, str(out))
         t_end = time.time()
     tee.close()
     train_s = t_end - (data.t_first or t0)
@@ -485,11 +485,15 @@ def peer(args) -> None:
         out=str(out), valid=args.valid, test_batch_size=args.test_batch_size, no_dir_ppl=False
     )
     ev = train_peer._evaluate(ns, vocab, "test")
+    # test() again from the state training ended in (row i from training row i mod batch), not
+    # its zero state: train_peer.py's --diag_warm_test, which bench_peer.py reports beside it.
+    warm = train_peer._evaluate(ns, vocab, "test_warm", warm_state=rec["final_state"])
     result = {
         "steps": data.n_batches,
         "train_seconds": round(train_s, 3),
         "tokens_per_s": round(data.n_batches * args.batch_size * args.unroll_steps / train_s, 2),
         **ev,
+        "warm": {k: warm[k] for k in ("test_ppl", "test_ppl_forward", "test_ppl_backward")},
     }
     sys.__stdout__.write(json.dumps(result) + "\n")
 

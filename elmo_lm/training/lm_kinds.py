@@ -13,6 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
+import torch
+
+from elmo_lm.errors import TrainingError
 from elmo_lm.formats.options import BiLMOptions
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.model.softmax import Softmax
@@ -76,6 +79,43 @@ def build_softmax(options: BiLMOptions, bilm: BiLM, vocab_size: int, sampled: bo
     if tied is not None:
         bilm.word_embedding.rows = softmax.input_rows
     return softmax
+
+
+def load_for_fine_tuning(bilm: BiLM, source: BiLM, weight_file: object) -> int | None:
+    """Loads ``source``'s weights (``init_from``) into ``bilm``, a biLM of the same options but
+    for the new run's vocabulary. A word-input LM's embedding is a row per token: each token of
+    ``bilm``'s vocabulary that ``source``'s holds starts from its row, the others keep their
+    initial ones (as the softmax's rows: ``copy_rows_by_token``). Returns how many embedding rows
+    start warm; None for character inputs, which have no vocabulary of their own.
+
+    Raises:
+        TrainingError: the biLMs differ beyond the embedding's rows, or ``source`` was read
+            without its vocabulary (``weight_file`` names it in the message).
+    """
+    state = source.state_dict()
+    if source.word_embedding is None:
+        bilm.load_state_dict(state)
+        return None
+    rows = state.pop("word_embedding.weight")  # (V', P)
+    missing, unexpected = bilm.load_state_dict(state, strict=False)
+    if unexpected or missing != ["word_embedding.weight"]:
+        differ = ", ".join(unexpected + missing)
+        raise TrainingError(
+            f"init_from={weight_file}: its biLM differs from its options ({differ})"
+        )
+    target, tokens = bilm.word_embedding, source.word_embedding.tokens
+    if tokens is None or target.tokens is None:
+        raise TrainingError(
+            f"init_from={weight_file}: a word-input LM's embedding rows are tokens; put its "
+            "vocab.txt (written by export.py) beside it"
+        )
+    source_row = {token: i for i, token in enumerate(tokens)}
+    pairs = [(i, source_row[t]) for i, t in enumerate(target.tokens) if t in source_row]
+    if pairs:
+        to, frm = (torch.tensor(x, dtype=torch.long) for x in zip(*pairs))
+        with torch.no_grad():
+            target.weight[to] = rows[frm].to(target.weight)
+    return len(pairs)
 
 
 def separate_parameter_names(module) -> list[str]:

@@ -43,6 +43,7 @@ from elmo_lm.training.config import (
     override_key,
     run_options,
 )
+from elmo_lm.training.lm_kinds import load_for_fine_tuning
 from elmo_lm.training.module import ElmoLM
 from elmo_lm.training.resume import quote
 from elmo_lm.training.signals import StopOnSignal, Stopped
@@ -95,8 +96,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         module = build_module(cfg, options, list(vocab.tokens), tokenizer)
         if init_files is not None:
             options_file, weight_file = init_files
-            module.bilm.load_state_dict(BiLM.from_hdf5(options_file, weight_file).state_dict())
+            warm = load_for_fine_tuning(
+                module.bilm, BiLM.from_hdf5(options_file, weight_file), weight_file
+            )
             log.info("fine-tuning the biLM of %s on a vocabulary of %d", weight_file, len(vocab))
+            if warm is not None:
+                log.info(
+                    "word embedding: %d of %d rows warm from %s", warm, len(vocab), weight_file
+                )
             if (softmax_file := softmax_file_for(weight_file)) is not None:  # rows by token
                 source = read_tokens(vocab_file_for(softmax_file))  # rows in its line order
                 warm = warm_softmax(module.softmax, list(vocab.tokens), list(source), softmax_file)

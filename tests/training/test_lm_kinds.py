@@ -4,6 +4,8 @@ original's ``dump_weights`` files, and loaded back by ``BiLM`` and ``Elmo``."""
 
 from __future__ import annotations
 
+import logging
+
 import h5py
 import pytest
 import torch
@@ -11,8 +13,9 @@ import torch
 from elmo_lm.commands.evaluate import evaluate
 from elmo_lm.commands.export import export
 from elmo_lm.embedding.elmo import Elmo
+from elmo_lm.errors import TrainingError
 from elmo_lm.model.bilm import BiLM
-from elmo_lm.training.lm_kinds import resolve_softmax
+from elmo_lm.training.lm_kinds import load_for_fine_tuning, resolve_softmax
 from elmo_lm.training.module import ElmoLM
 from elmo_lm.training.run import train
 
@@ -113,4 +116,33 @@ def test_the_scorer_reads_a_word_input_lm_and_refuses_a_forward_one_in_one_line(
     options.char_cnn, options.bidirectional = tiny_options().char_cnn, False
     with pytest.raises(ScorerError, match="forward LM alone") as info:
         LanguageModel(ElmoLM(options.to_dict(), vocab))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["word", "tied"])
+def test_a_word_input_lm_fine_tunes_on_another_vocabulary_its_rows_by_token(
+    train_config, tmp_path, kind, caplog
+):
+    quick = ("trainer.max_steps=2", "module.n_negative_samples=8", *KINDS[kind])
+    train(train_config(tmp_path, *quick, name="a"))
+    paths = export(tmp_path / "runs" / "a" / "checkpoints" / "last.ckpt", tmp_path / "m" / "w.hdf5")
+    source = BiLM.from_hdf5(paths["options"], paths["weights"])
+    old = source.word_embedding.tokens
+    tokens = ["<S>", "</S>", "<UNK>", "brand-new", *reversed(old[3:-1])]  # old[-1] left out
+    torch.manual_seed(0)
+    bilm = BiLM(source.options, vocab=tokens)
+    fresh = bilm.word_embedding.weight.detach().clone()
+    assert load_for_fine_tuning(bilm, source, paths["weights"]) == len(tokens) - 1
+    for i, token in enumerate(tokens):
+        want = fresh[i] if token == "brand-new" else source.word_embedding.weight[old.index(token)]
+        assert torch.equal(bilm.word_embedding.weight[i], want)
+    assert torch.equal(bilm.lstm.weights[0], source.lstm.weights[0])
+
+    with caplog.at_level(logging.INFO, logger="elmo_lm.training.run"):
+        train(train_config(tmp_path, *quick, f"init_from={paths['weights']}", name="b"))
+    n = len(old)  # the same corpus: every row warm
+    assert f"word embedding: {n} of {n} rows warm from {paths['weights']}" in caplog.messages
+    (tmp_path / "m" / "vocab.txt").unlink()
+    with pytest.raises(TrainingError, match="put its vocab.txt") as info:
+        load_for_fine_tuning(bilm, BiLM.from_hdf5(paths["options"], paths["weights"]), "w.hdf5")
     assert "\n" not in str(info.value)
