@@ -31,6 +31,14 @@ are not scored ("scored"; ours is checked to cover the same share). "ppl all tok
 every token (``evaluate``, sentence i in stream ``i % streams``, as ``val/ppl``); "ppl zero" is
 ours with every sentence from a zero state.
 
+"warm ppl" (forward, backward) is the same test on the same tokens, but its rows start from the
+state training ended in (held-out row i from training row ``i mod batch``), for both: the
+original's through its driver's warm test (``train_peer.py --diag_warm_test``; for word inputs
+``original_fixtures.py peer`` runs it), ours from the checkpoint's carried state. Training never
+sees a zero state after its first batch, and from one an LM of either trainer may pin its cells
+at the clip and score 1e3-1e10 for the rest of the stream (the trainer's README), which swamps
+any mean over seeds; the warm test compares the trained models without that.
+
 tokens/s is train_peer.py's definition for both: ``steps * batch * unroll`` over the time from the
 first batch in hand to the end of training (the final checkpoint included). "tokens/s after k",
 for both, leaves the start out: from the end of step k (``--warmup``) to the end of the last step
@@ -197,6 +205,7 @@ def train_original(args, options: BiLMOptions, vocab: Path, seed: int, out: Path
     out.mkdir(parents=True, exist_ok=True)
     if options.word_inputs:  # train_peer.py builds a character biLM only
         shape = {k: v for k, v in options.to_dict().items() if k in WORD_SHAPE_KEYS}
+        shape["sample_softmax"] = args.softmax == "sampled"
         driver = [
             str(ROOT / "scripts/original_fixtures.py"),
             "peer",
@@ -274,7 +283,7 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
         f"data.batch_size={args.batch_size}",
         f"data.unroll_steps={args.unroll_steps}",
         "data.num_workers=0",
-        "module.softmax=sampled",
+        f"module.softmax={args.softmax}",
         f"module.n_negative_samples={args.n_negative_samples}",
         f"trainer.max_steps={args.steps}",
         "trainer.max_epochs=-1",
@@ -559,6 +568,12 @@ def main() -> None:
         default=100,
         help="steps before 'tokens/s after k' (a multiple of 100)",
     )
+    parser.add_argument(
+        "--softmax",
+        choices=("sampled", "full"),
+        default="sampled",
+        help="full: both train with the full softmax (word inputs only: train_peer.py samples)",
+    )
     parser.add_argument("--skip_original", action="store_true")
     parser.add_argument("--skip_ours", action="store_true")
     parser.add_argument(
@@ -599,6 +614,8 @@ def main() -> None:
 
     args.shape = args.shape or ("word_mini" if args.kind == "word" else "mini")
     options = shape_options(args.shape)
+    if args.softmax == "full" and not options.word_inputs:
+        raise SystemExit("--softmax full: train_peer.py trains its character biLM sampled only")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.min_count is None:
         args.min_count = WORD_MIN_COUNT if options.word_inputs else 1

@@ -6,6 +6,7 @@ checks that the original's code loads elmo_lm's exports of them. Run by hand, ne
     python scripts/original_fixtures.py export   # elmo_lm exports each fixture (project python)
     $PY scripts/original_fixtures.py check       # the original reads those exports
     $PY scripts/original_fixtures.py peer ...    # bench/bench_peer.py --kind word runs it
+    $PY scripts/original_fixtures.py update      # the original's update rule on each fixture
 
 ``make`` trains the original (``bilm.training.train``, one GPU's code on the CPU, through the
 trainer's shim) on a slice of a real corpus for each kind, writes its ``dump_weights`` file and
@@ -406,6 +407,92 @@ def _graph_from_files(options: dict, export: Path, window: dict) -> dict:
     }
 
 
+UPDATE_STEPS = 3
+
+
+def update(kind: str) -> None:
+    """The original's update rule on the fixture's own weights: ``UPDATE_STEPS`` training steps
+    of ``train()``'s optimizer (Adagrad 0.2 from accumulators of 1.0, the gradient of
+    ``loss * unroll_steps`` through ``average_gradients`` and ``clip_grads``), dropout 0 and the
+    full softmax (so that nothing is random), on the fixture's window, the LSTM state carried
+    from a zero start. Writes ``update.hdf5``: the loss and the gradient's global norm of each
+    step, and every variable after the last, under ``dump_weights``' names."""
+    _setup_original()
+    import h5py
+    import numpy as np
+    import tensorflow as tf
+    from bilm.training import LanguageModel, _get_feed_dict_from_X, average_gradients, clip_grads
+
+    out = fixture_dir(kind)
+    with h5py.File(out / "activations.hdf5", "r") as f:
+        window = {k: f["window"][k][...] for k in f["window"]}
+        window = {
+            k: window.get(k)
+            for k in (
+                "token_ids",
+                "token_ids_reverse",
+                "next_token_id",
+                "next_token_id_reverse",
+                "tokens_characters",
+                "tokens_characters_reverse",
+            )
+        }
+    saved = json.loads((out / "options.json").read_text())
+    batch, unroll = window["next_token_id"].shape
+    options = dict(saved, dropout=0.0, sample_softmax=False, batch_size=batch, unroll_steps=unroll)
+    if "char_cnn" in options:
+        options["char_cnn"] = dict(options["char_cnn"], n_characters=261)
+    bidirectional = options.get("bidirectional", False)
+    tf.reset_default_graph()
+    with tf.Session() as sess:
+        global_step = tf.get_variable(
+            "global_step", [], initializer=tf.constant_initializer(0), trainable=False
+        )
+        opt = tf.train.AdagradOptimizer(learning_rate=0.2, initial_accumulator_value=1.0)
+        with tf.variable_scope("lm"):
+            model = LanguageModel(options, True)
+            loss = model.total_loss
+            grads = opt.compute_gradients(
+                loss * options["unroll_steps"],
+                aggregation_method=tf.AggregationMethod.EXPERIMENTAL_TREE,
+            )
+        grads = average_gradients([grads], batch, options)
+        norm = tf.global_norm([g for g, _ in grads if g is not None])
+        grads, _ = clip_grads(grads, options, False, global_step)
+        train_op = opt.apply_gradients(grads, global_step=global_step)
+        sess.run(tf.global_variables_initializer())
+        variables = tf.trainable_variables()
+        with (
+            h5py.File(out / "dumped_weights.hdf5", "r") as w,
+            h5py.File(out / "dumped_weights_softmax_weights.hdf5", "r") as sm,
+        ):
+            for v in variables:
+                name = _dump_name(v.name)
+                value = (sm if name.startswith("softmax/") else w)[name][...]
+                if name == "char_embed":
+                    value = value[: v.shape[0]]
+                sess.run(v.assign(value.reshape(v.shape)))
+        char_inputs = "char_cnn" in options
+        inputs = _get_feed_dict_from_X(window, 0, batch, model, char_inputs, bidirectional)
+        state = sess.run(model.init_lstm_state, feed_dict=inputs)  # zeros
+        losses, norms = [], []
+        for _ in range(UPDATE_STEPS):
+            feed = dict(zip(model.init_lstm_state, state))
+            feed.update(inputs)
+            _, step_loss, step_norm, state = sess.run(
+                [train_op, loss, norm, model.final_lstm_state], feed_dict=feed
+            )
+            losses.append(step_loss)
+            norms.append(step_norm)
+        after = dict(zip((_dump_name(v.name) for v in variables), sess.run(variables)))
+    with h5py.File(out / "update.hdf5", "w") as f:
+        f.create_dataset("losses", data=np.array(losses, dtype=np.float64))
+        f.create_dataset("grad_norms", data=np.array(norms, dtype=np.float64))
+        for name, value in after.items():
+            f.create_dataset(f"after/{name}", data=value.astype("float32"))
+    print(f"{kind}: {out / 'update.hdf5'} losses {losses} norms {norms}")
+
+
 def _dump_name(tf_name: str) -> str:
     """``dump_weights``'s name of a variable (``bilm/training.py`` ``_get_outname``)."""
     import re
@@ -466,6 +553,7 @@ def peer(args) -> None:
         "unroll_steps": args.unroll_steps,
         "n_negative_samples_batch": args.n_negative_samples,
         "share_embedding_softmax": shape.get("share_embedding_softmax", False),
+        "sample_softmax": shape.get("sample_softmax", True),
     }
     tee = train_peer._Tee(str(out / "train.log"))
     with contextlib.redirect_stdout(tee):
@@ -500,7 +588,7 @@ def peer(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("action", choices=("make", "export", "check", "peer", "readme"))
+    parser.add_argument("action", choices=("make", "export", "check", "peer", "readme", "update"))
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
@@ -529,6 +617,8 @@ def main() -> None:
         if args.action == "make":
             make(kind, args.steps, args.seed)
             print(f"{kind}: {fixture_dir(kind)}")
+        elif args.action == "update":
+            update(kind)
         else:
             print(f"{kind}: largest difference {check(kind):.2e}")
 

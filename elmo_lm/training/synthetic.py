@@ -36,25 +36,32 @@ def zipf_batch(
     unroll_steps: int,
     seed: int = 0,
     max_chars: int = MAX_CHARACTERS_PER_TOKEN,
+    chars: bool = True,
 ) -> dict:
     """A CPU training batch of Zipf-distributed tokens (rank r drawn with weight 1 / (r + 1),
     specials apart) in ``ElmoDataModule``'s keys: the forward LM predicts each row's next token,
-    the backward LM the previous one."""
+    the backward LM the previous one. ``chars`` False: a word-input LM's batch, ids without
+    char ids or distinct tokens (what the loader gives it)."""
     g = torch.Generator().manual_seed(seed)
     weights = 1.0 / torch.arange(1, len(vocab) - 2, dtype=torch.float64)
     ids = torch.multinomial(weights, batch_size * (unroll_steps + 1), True, generator=g) + 3
     ids = ids.view(batch_size, unroll_steps + 1)  # (B, T + 1)
-    distinct, inverse = ids.unique(return_inverse=True)
-    table = torch.tensor([token_to_char_ids(vocab[i], max_chars) for i in distinct.tolist()])
-    chars = table[inverse]  # (B, T + 1, max_chars)
-    rows = torch.stack([inverse[:, :-1], inverse[:, 1:].flip(1)])  # (2, B, T) rows of table
-    return {
-        "fwd_chars": chars[:, :-1].contiguous(),
+    batch = {
         "fwd_targets": ids[:, 1:].contiguous(),
-        "bwd_chars": chars[:, 1:].flip(1).contiguous(),
         "bwd_targets": ids[:, :-1].flip(1).contiguous(),
         "fwd_ids": ids[:, :-1].contiguous(),  # the inputs' word ids (a word-input LM's)
         "bwd_ids": ids[:, 1:].flip(1).contiguous(),
+    }
+    if not chars:
+        return batch
+    distinct, inverse = ids.unique(return_inverse=True)
+    table = torch.tensor([token_to_char_ids(vocab[i], max_chars) for i in distinct.tolist()])
+    char_ids = table[inverse]  # (B, T + 1, max_chars)
+    rows = torch.stack([inverse[:, :-1], inverse[:, 1:].flip(1)])  # (2, B, T) rows of table
+    return {
+        "fwd_chars": char_ids[:, :-1].contiguous(),
+        "bwd_chars": char_ids[:, 1:].flip(1).contiguous(),
+        **batch,
         **distinct_tokens(rows, table),  # what the data loader adds: elmo_lm.data.packing
     }
 

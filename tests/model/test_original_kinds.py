@@ -161,3 +161,73 @@ def test_the_writers_parity_with_the_original_was_checked_and_recorded(kind):
     assert diffs and max(diffs.values()) < 1e-5
     if kind != "forward":
         assert "inference_lm_embeddings" in diffs
+
+
+def _update_batch(window: dict, word_inputs: bool) -> dict:
+    """The fixture's window as the loader's training batch (the original's char ids are before
+    the +1 shift)."""
+    batch = {"fwd_targets": window["next_token_id"], "bwd_targets": window["next_token_id"]}
+    if "next_token_id_reverse" in window:
+        batch["bwd_targets"] = window["next_token_id_reverse"]
+    if word_inputs:
+        batch["fwd_ids"] = window["token_ids"]
+        batch["bwd_ids"] = window.get("token_ids_reverse", window["token_ids"])
+    else:
+        batch["fwd_chars"] = window["tokens_characters"] + 1
+        batch["bwd_chars"] = window.get("tokens_characters_reverse", window["tokens_characters"])
+    return {k: torch.from_numpy(np.asarray(v)).long() for k, v in batch.items()}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_three_training_steps_update_the_weights_as_the_originals_trainer(kind, tmp_path):
+    """``scripts/original_fixtures.py update``: the original's ``train()`` optimizer (the gradient
+    of ``loss * unroll_steps``, averaged, clipped, Adagrad) for three steps on the fixture's
+    window from its weights, state carried, dropout 0 and the full softmax (nothing random);
+    ours the same through ``ElmoLM.training_step``. Every weight after the third step agrees."""
+    from elmo_lm.training.gradients import clip_grad_norm
+    from elmo_lm.training.module import ElmoLM
+
+    d = _fixture(kind)
+    source = _bilm(kind)
+    options = source.options
+    options.dropout = 0.0
+    tokens = (d / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    torch.manual_seed(0)
+    # The original never resets a row's carried state.
+    module = ElmoLM({**options.to_dict(), "sample_softmax": False}, tokens, reset_state_prob=0.0)
+    module.train()
+    module.bilm.load_state_dict(source.state_dict())
+    loaded = _softmax(kind, source)
+    with torch.no_grad():
+        module.softmax.weight.copy_(loaded.weight)
+        module.softmax.bias.copy_(loaded.bias)
+    optimizer = module.configure_optimizers()
+    batch = _update_batch(_window(kind), options.word_inputs)
+    module._log_step = False
+    with h5py.File(d / "update.hdf5", "r") as f:
+        want_losses, want_norms = f["losses"][...], f["grad_norms"][...]
+        after = {}
+        f["after"].visititems(
+            lambda n, o: after.update({n: o[...]}) if isinstance(o, h5py.Dataset) else None
+        )
+    losses, norms = [], []
+    for step in range(len(want_losses)):
+        optimizer.zero_grad(set_to_none=True)
+        loss = module.training_step({**batch, "stream_id": 0, "reset": step == 0}, step)
+        loss.backward()
+        module.on_after_backward()
+        norms.append(float(clip_grad_norm(module.parameters(), options.all_clip_norm_val)))
+        optimizer.step()
+        losses.append(float(loss) / options.unroll_steps)
+    np.testing.assert_allclose(losses, want_losses, rtol=1e-5)
+    np.testing.assert_allclose(norms, want_norms, rtol=1e-4)
+    module.bilm.to_hdf5(tmp_path / "options.json", tmp_path / "weights.hdf5")
+    with h5py.File(tmp_path / "weights.hdf5", "r") as ours:
+        for name, value in after.items():
+            if name.startswith("softmax/"):
+                got = module.softmax.weight if name == "softmax/W" else module.softmax.bias[:, 0]
+                got = got.detach().numpy()
+            else:
+                got = ours[name][...][: value.shape[0]] if name == "char_embed" else ours[name][...]
+            assert got.shape == value.shape, name
+            np.testing.assert_allclose(got, value, atol=2e-6, rtol=1e-4, err_msg=name)

@@ -141,7 +141,7 @@ def _assert_compiles_whole_to_eager(module: ElmoLM) -> None:
     """The accelerator's window loss of ``module`` is one graph with no break, and aot_eager's
     compile of it gives the eager loss, carried state, row gradients and parameter gradients."""
     with path.use("accelerator"):
-        batch = zipf_batch(VOCAB, 3, 5)
+        batch = zipf_batch(VOCAB, 3, 5, chars=not module.options.word_inputs)  # the loader's
         h, c = module.bilm.lstm.zero_state(3, batch["fwd_targets"].float())
         state = (h + 0.1, c - 0.1)
         module.softmax.use_row_buffers(15, batch["fwd_targets"])

@@ -182,7 +182,9 @@ def _kind_step(tiny_options, kind: str, record: Record | None):
     opt = module.configure_optimizers()
     if record is not None:
         record.step_counters = {s["step"].data_ptr() for s in opt.state.values()}
-    batch = {**zipf_batch(VOCAB, 3, 5, seed=2), "stream_id": 0, "reset": True}
+    # As the loader gives it: a word-input LM's batch has no char ids.
+    batch = zipf_batch(VOCAB, 3, 5, seed=2, chars=not module.options.word_inputs)
+    batch = {**batch, "stream_id": 0, "reset": True}
     module._log_step = False
     torch.manual_seed(5)
     with record or torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
