@@ -6,7 +6,7 @@ checks that the original's code loads elmo_lm's exports of them. Run by hand, ne
     python scripts/original_fixtures.py export   # elmo_lm exports each fixture (project python)
     $PY scripts/original_fixtures.py check       # the original reads those exports
     $PY scripts/original_fixtures.py peer ...    # bench/bench_peer.py --kind word runs it
-    $PY scripts/original_fixtures.py update      # the original's update rule on each fixture
+    $PY scripts/original_fixtures.py update      # the original's update rule and initial weights
 
 ``make`` trains the original (``bilm.training.train``, one GPU's code on the CPU, through the
 trainer's shim) on a slice of a real corpus for each kind, writes its ``dump_weights`` file and
@@ -410,20 +410,61 @@ def _graph_from_files(options: dict, export: Path, window: dict) -> dict:
 UPDATE_STEPS = 3
 
 
-def update(kind: str) -> None:
+def _log_uniform_negatives(rng, n_sampled: int, n_classes: int, targets):
+    """TF's ``log_uniform_candidate_sampler(unique=True)`` in numpy: distinct ids drawn until
+    there are ``n_sampled``, and the expected counts of ``targets`` and of them
+    (``-expm1(num_tries * log1p(-p))``)."""
+    import numpy as np
+
+    seen, order, tries = set(), [], 0
+    while len(order) < n_sampled:
+        tries += 1
+        value = int(np.exp(rng.random() * np.log(n_classes + 1.0))) - 1
+        if value not in seen:
+            seen.add(value)
+            order.append(value)
+    sampled = np.array(order, dtype=np.int64)
+
+    def expected(ids):
+        p = np.log((ids + 2.0) / (ids + 1.0)) / np.log(n_classes + 1.0)
+        return -np.expm1(tries * np.log1p(-p)) if tries != n_sampled else p * n_sampled
+
+    return sampled, expected(np.asarray(targets, dtype=np.float64)), expected(sampled)
+
+
+def update(kind: str, sampled: bool = False) -> None:
     """The original's update rule on the fixture's own weights: ``UPDATE_STEPS`` training steps
     of ``train()``'s optimizer (Adagrad 0.2 from accumulators of 1.0, the gradient of
-    ``loss * unroll_steps`` through ``average_gradients`` and ``clip_grads``), dropout 0 and the
-    full softmax (so that nothing is random), on the fixture's window, the LSTM state carried
-    from a zero start. Writes ``update.hdf5``: the loss and the gradient's global norm of each
-    step, and every variable after the last, under ``dump_weights``' names."""
+    ``loss * unroll_steps`` through ``average_gradients`` and ``clip_grads``), dropout 0, on the
+    fixture's window, the LSTM state carried from a zero start. The full softmax (nothing
+    random), or with ``sampled`` the original's sampled softmax with negatives drawn here
+    (seeded, TF's law: ``_log_uniform_negatives``) and fed to its ``sampled_softmax_loss`` as
+    ``sampled_values``, recorded so that elmo_lm's side can use the same. Writes
+    ``update.hdf5`` (``update_sampled.hdf5``): the loss and the gradient's global norm of each
+    step, the negatives, and every variable after the last, under ``dump_weights``' names."""
     _setup_original()
+    import bilm.training
     import h5py
     import numpy as np
     import tensorflow as tf
     from bilm.training import LanguageModel, _get_feed_dict_from_X, average_gradients, clip_grads
 
     out = fixture_dir(kind)
+    fed = []  # per direction: placeholders of the negatives and expected counts
+
+    def sampled_softmax_loss(weights, biases, labels, inputs, num_sampled, num_classes, **kw):
+        values = (
+            tf.placeholder(tf.int64, [num_sampled]),
+            tf.placeholder(tf.float32, [None, 1]),
+            tf.placeholder(tf.float32, [num_sampled]),
+        )
+        fed.append((values, num_sampled, num_classes))
+        return original_loss(
+            weights, biases, labels, inputs, num_sampled, num_classes, sampled_values=values, **kw
+        )
+
+    original_loss = tf.nn.sampled_softmax_loss
+    bilm.training.tf.nn.sampled_softmax_loss = sampled_softmax_loss
     with h5py.File(out / "activations.hdf5", "r") as f:
         window = {k: f["window"][k][...] for k in f["window"]}
         window = {
@@ -439,7 +480,9 @@ def update(kind: str) -> None:
         }
     saved = json.loads((out / "options.json").read_text())
     batch, unroll = window["next_token_id"].shape
-    options = dict(saved, dropout=0.0, sample_softmax=False, batch_size=batch, unroll_steps=unroll)
+    options = dict(
+        saved, dropout=0.0, sample_softmax=sampled, batch_size=batch, unroll_steps=unroll
+    )
     if "char_cnn" in options:
         options["char_cnn"] = dict(options["char_cnn"], n_characters=261)
     bidirectional = options.get("bidirectional", False)
@@ -475,22 +518,64 @@ def update(kind: str) -> None:
         char_inputs = "char_cnn" in options
         inputs = _get_feed_dict_from_X(window, 0, batch, model, char_inputs, bidirectional)
         state = sess.run(model.init_lstm_state, feed_dict=inputs)  # zeros
-        losses, norms = [], []
+        losses, norms, negatives = [], [], []
+        rng = np.random.default_rng(7)
+        targets = [window["next_token_id"], window.get("next_token_id_reverse")]
         for _ in range(UPDATE_STEPS):
             feed = dict(zip(model.init_lstm_state, state))
             feed.update(inputs)
+            for (values, n_sampled, n_classes), t in zip(fed, targets):
+                ids, true_q, sampled_q = _log_uniform_negatives(rng, n_sampled, n_classes, t)
+                feed.update(zip(values, (ids, true_q.reshape(-1, 1), sampled_q)))
+                negatives.append((ids, true_q.reshape(-1), sampled_q))
             _, step_loss, step_norm, state = sess.run(
                 [train_op, loss, norm, model.final_lstm_state], feed_dict=feed
             )
             losses.append(step_loss)
             norms.append(step_norm)
         after = dict(zip((_dump_name(v.name) for v in variables), sess.run(variables)))
-    with h5py.File(out / "update.hdf5", "w") as f:
+    bilm.training.tf.nn.sampled_softmax_loss = original_loss
+    path = out / ("update_sampled.hdf5" if sampled else "update.hdf5")
+    with h5py.File(path, "w") as f:
+        for i, arrays in enumerate(negatives):  # in order: step by step, forward then backward
+            for key, value in zip(("sampled", "true_expected", "sampled_expected"), arrays):
+                f.create_dataset(f"negatives/{i}/{key}", data=value)
         f.create_dataset("losses", data=np.array(losses, dtype=np.float64))
         f.create_dataset("grad_norms", data=np.array(norms, dtype=np.float64))
         for name, value in after.items():
             f.create_dataset(f"after/{name}", data=value.astype("float32"))
-    print(f"{kind}: {out / 'update.hdf5'} losses {losses} norms {norms}")
+    print(f"{kind}: {path} losses {losses} norms {norms}")
+
+
+def record_init(kind: str) -> None:
+    """The original's initial weights for the fixture's options (its initialisers, before any
+    training): per variable, under ``dump_weights``' names, its shape, std and largest absolute
+    value, into ``init_stats.json``."""
+    _setup_original()
+    import numpy as np
+    import tensorflow as tf
+    from bilm.training import LanguageModel
+
+    out = fixture_dir(kind)
+    options = json.loads((out / "options.json").read_text())
+    if "char_cnn" in options:
+        options["char_cnn"] = dict(options["char_cnn"], n_characters=261)
+    tf.reset_default_graph()
+    tf.set_random_seed(1)
+    stats = {}
+    with tf.Session() as sess:
+        with tf.variable_scope("lm"):
+            LanguageModel(options, True)
+        sess.run(tf.global_variables_initializer())
+        for v in tf.trainable_variables():
+            x = sess.run(v)
+            stats[_dump_name(v.name)] = {
+                "shape": list(x.shape),
+                "std": float(x.std()),
+                "absmax": float(np.abs(x).max()),
+            }
+    (out / "init_stats.json").write_text(json.dumps(stats, indent=1) + "\n")
+    print(f"{kind}: {out / 'init_stats.json'}")
 
 
 def _dump_name(tf_name: str) -> str:
@@ -619,6 +704,8 @@ def main() -> None:
             print(f"{kind}: {fixture_dir(kind)}")
         elif args.action == "update":
             update(kind)
+            update(kind, sampled=True)
+            record_init(kind)
         else:
             print(f"{kind}: largest difference {check(kind):.2e}")
 

@@ -70,9 +70,15 @@ class CharCNN(nn.Module):
         # tap * char_dim + c multiplies character tap of the window, embedding channel c.
         self.conv_weights = nn.ParameterList()
         self.conv_biases = nn.ParameterList()
+        # The original's initialisers: uniform in +-0.05 for relu filters, normal with std
+        # sqrt(1 / (width * char_dim)) for tanh ones; biases at zero.
         for width, num in self.filters:
             fan_in = width * self.char_dim
-            self.conv_weights.append(nn.Parameter(torch.randn(fan_in, num) * fan_in**-0.5))
+            if cnn.activation == "relu":
+                weight = torch.empty(fan_in, num).uniform_(-0.05, 0.05)
+            else:
+                weight = torch.randn(fan_in, num) * fan_in**-0.5
+            self.conv_weights.append(nn.Parameter(weight))
             self.conv_biases.append(nn.Parameter(torch.zeros(num)))
         self.highways = nn.ModuleList(Highway(n_filters) for _ in range(cnn.n_highway))
         self.conv_macs = sum(

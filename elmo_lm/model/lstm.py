@@ -3,6 +3,8 @@ forward direction alone, for a forward LM: ``options.bidirectional`` false)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -13,6 +15,13 @@ from elmo_lm.model import cell
 # (h, c): h (n_layers, D, batch, projection_dim), c (n_layers, D, batch, dim); direction 0 is
 # forward, 1 backward; D = 2 (D = 1 for a forward LM alone).
 LstmState = tuple[torch.Tensor, torch.Tensor]
+
+
+def glorot_uniform(d: int, fan_in: int, fan_out: int) -> torch.Tensor:
+    """(d, fan_in, fan_out) drawn uniformly from +-sqrt(6 / (fan_in + fan_out)), TensorFlow's
+    ``glorot_uniform_initializer`` of each (fan_in, fan_out) matrix."""
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return torch.empty(d, fan_in, fan_out).uniform_(-limit, limit)
 
 
 def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -67,11 +76,13 @@ class ElmoLstm(nn.Module):
         self.weights = nn.ParameterList()  # (D, P + P, 4H)   W_0
         self.biases = nn.ParameterList()  # (D, 4H)           B (without the forget bias of 1)
         self.projections = nn.ParameterList()  # (D, H, P)    W_P_0; empty when P == H
+        # The original's initialisers: TensorFlow's LSTMCell kernels take the variable scope's
+        # default, Glorot uniform over (P + P, 4H) and (H, P); biases start at zero.
         for _ in range(self.n_layers):
-            self.weights.append(nn.Parameter(torch.randn(d, 2 * p, 4 * h) * (2 * p) ** -0.5))
+            self.weights.append(nn.Parameter(glorot_uniform(d, 2 * p, 4 * h)))
             self.biases.append(nn.Parameter(torch.zeros(d, 4 * h)))
             if options.lstm_projection:
-                self.projections.append(nn.Parameter(torch.randn(d, h, p) * h**-0.5))
+                self.projections.append(nn.Parameter(glorot_uniform(d, h, p)))
         forget = torch.zeros(4 * h)
         forget[2 * h : 3 * h] = 1.0
         self.register_buffer("_forget_bias", forget, persistent=False)
