@@ -1,6 +1,7 @@
 """A run written before the package moved into its subfolders (tests/fixtures/run_41b864e: the
 tiny model, 20 steps on the bundled corpus, written by commit 41b864e) still resumes and loads,
-and training gives the trace it gave then (scripts/training_trace.py)."""
+and training gives the trace recorded for it (scripts/training_trace.py; recorded before the move,
+and again when the weights' initialisers became the original's, 2026-12-01)."""
 
 from __future__ import annotations
 
