@@ -221,7 +221,12 @@ def write_readme(kind: str) -> None:
         "leaves out);",
         "- `activations.hdf5`: `window/*` the training graph in test mode on one window of "
         "held-out text (inputs, targets, token embeddings, top outputs, mean losses)"
-        + (", `bilm/*` the inference code on `sentences.json`." if kind != "forward" else "."),
+        + (", `bilm/*` the inference code on `sentences.json`;" if kind != "forward" else ";"),
+        "- `update.hdf5`, `update_sampled.hdf5` (`scripts/original_fixtures.py update`): three "
+        "steps of the original's `train()` optimizer on that window from these weights, dropout "
+        "0, the full softmax or the sampled one (with the negatives it was given): each step's "
+        "loss and gradient norm, and every weight after them; `init_stats.json`: the spread of "
+        "each variable as the original's initialisers draw it for these options.",
         "",
         "Checked by tests/model/test_original_kinds.py (elmo_lm's reader within 1e-5, no "
         "TensorFlow). elmo_lm's writer, read back by the original's code "
