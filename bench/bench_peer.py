@@ -312,8 +312,7 @@ def train_ours(args, shape: str, vocab: Path, seed: int, out: Path) -> dict:
         device="cpu",
         unroll_steps=args.unroll_steps,
     )
-    as_test = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps)
-    warm = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps, True)
+    as_test, warm = original_test_ppls(ckpt, args.valid, args.test_batch_size, args.unroll_steps)
     return {
         "ppl": as_test["ppl"],
         "ppl_fwd": as_test["ppl_fwd"],
@@ -347,12 +346,35 @@ def original_test_ppl(
     in instead (the checkpoint's carried state; row i starts from training row i mod B), as
     the original's driver's warm test (``train_peer.py --diag_warm_test``) starts its rows.
     """
+    return original_test_ppls(ckpt, valid, batch_size, unroll_steps, (warm,))[0]
+
+
+def original_test_ppls(
+    ckpt: Path, valid: Path, batch_size: int, unroll_steps: int, starts=(False, True)
+) -> list[dict]:
+    """``original_test_ppl`` from each start in ``starts`` (``warm`` False, True), the
+    checkpoint read and the held-out batches built once for all."""
     module = ElmoLM.from_checkpoint(ckpt).eval()
-    states: dict = {}
-    if warm:
-        h, c = final_training_state(ckpt)  # (layers, D, B, dim)
-        rows = torch.arange(batch_size) % h.shape[2]
-        states[0] = (h[:, :, rows].contiguous(), c[:, :, rows].contiguous())
+    batches, scored = _test_batches(module, valid, batch_size, unroll_steps)
+    results = []
+    for warm in starts:
+        states: dict = {}
+        if warm:
+            h, c = final_training_state(ckpt)  # (layers, D, B, dim)
+            rows = torch.arange(batch_size) % h.shape[2]
+            states[0] = (h[:, :, rows].contiguous(), c[:, :, rows].contiguous())
+        sums = torch.zeros(4, dtype=torch.float64)
+        with torch.inference_mode():
+            for i, batch in enumerate(batches):
+                sums += module.score_stream_batch({**batch, "reset": i == 0 and not warm}, states)
+        results.append({**perplexities(sums), "scored": scored})
+    return results
+
+
+def _test_batches(
+    module: ElmoLM, valid: Path, batch_size: int, unroll_steps: int
+) -> tuple[list[dict], float]:
+    """The held-out windows ``original_test_ppl`` scores, and the share of targets in them."""
     vocab = module.vocab
     rows = {d: [([], []) for _ in range(batch_size)] for d in ("fwd", "bwd")}  # (inputs, targets)
     left = [0] * batch_size  # pairs left in each row's current sentence
@@ -377,22 +399,23 @@ def original_test_ppl(
     while all(left[row] > 0 or fill(row) for row in range(batch_size)):
         left = [n - 1 for n in left]
         steps += 1
-    chars = CharIdCache(module.options.max_characters_per_token)
-    sums = torch.zeros(4, dtype=torch.float64)
-    with torch.inference_mode():
-        for start in range(0, steps, unroll_steps):
-            end = min(steps, start + unroll_steps)
-            pad = unroll_steps - (end - start)
-            batch = {"stream_id": 0, "reset": start == 0 and not warm}
-            for d in ("fwd", "bwd"):
-                inputs = [x[start:end] + [""] * pad for x, _ in rows[d]]
+    max_chars = module.options.loader_characters  # None: a word-input LM reads no char ids
+    chars = CharIdCache(max_chars) if max_chars is not None else None
+    batches = []
+    for start in range(0, steps, unroll_steps):
+        end = min(steps, start + unroll_steps)
+        pad = unroll_steps - (end - start)
+        batch = {"stream_id": 0}
+        for d in ("fwd", "bwd"):
+            inputs = [x[start:end] + [""] * pad for x, _ in rows[d]]
+            if chars is not None:
                 batch[f"{d}_chars"] = chars(inputs)
-                batch[f"{d}_ids"] = long_tensor([input_ids(vocab, row) for row in inputs])
-                batch[f"{d}_targets"] = torch.tensor(
-                    [y[start:end] + [-1] * pad for _, y in rows[d]], dtype=torch.long
-                )
-            sums += module.score_stream_batch(batch, states)
-    return {**perplexities(sums), "scored": steps * batch_size / total}
+            batch[f"{d}_ids"] = long_tensor([input_ids(vocab, row) for row in inputs])
+            batch[f"{d}_targets"] = torch.tensor(
+                [y[start:end] + [-1] * pad for _, y in rows[d]], dtype=torch.long
+            )
+        batches.append(batch)
+    return batches, steps * batch_size / total
 
 
 def final_training_state(ckpt: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -411,8 +434,9 @@ def rescore(args) -> dict:
     results = json.loads(path.read_text())
     for seed, r in results["ours"].items():
         ckpt = args.rescore / f"ours/seed{seed}/checkpoints/latest-step{r['steps']}.ckpt"
-        as_test = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps)
-        warm = original_test_ppl(ckpt, args.valid, args.test_batch_size, args.unroll_steps, True)
+        as_test, warm = original_test_ppls(
+            ckpt, args.valid, args.test_batch_size, args.unroll_steps
+        )
         if "ppl_all_tokens" not in r:
             r["ppl_all_tokens"] = r["ppl"]
         r.update({k: as_test[k] for k in ("ppl", "ppl_fwd", "ppl_bwd", "scored")})

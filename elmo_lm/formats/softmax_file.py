@@ -162,6 +162,20 @@ def load_softmax(
     return torch.from_numpy(arrays["softmax/W"]), torch.from_numpy(arrays["softmax/b"])
 
 
+def rows_by_token(
+    tokens: list[str], source_tokens: list[str]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(to, from) long row indices: row ``to[k]`` of a matrix over ``tokens`` is the token of
+    row ``from[k]`` of one over ``source_tokens``, for each token found in both; None when no
+    token is."""
+    source = {token: i for i, token in enumerate(source_tokens)}
+    pairs = [(i, source[t]) for i, t in enumerate(tokens) if t in source]
+    if not pairs:
+        return None
+    to, frm = (torch.tensor(x, dtype=torch.long) for x in zip(*pairs))
+    return to, frm
+
+
 def copy_rows_by_token(
     softmax: torch.nn.Module,
     tokens: list[str],
@@ -172,16 +186,15 @@ def copy_rows_by_token(
     """Copies into ``softmax`` (``weight`` (V, P), ``bias`` (V, 1)) the row and bias of each of
     its ``tokens`` found in ``source_tokens`` (the rows of ``source_weight`` (V', P) and
     ``source_bias`` (V',)); the others keep theirs. Returns how many rows were copied."""
-    source = {token: i for i, token in enumerate(source_tokens)}
-    pairs = [(i, source[t]) for i, t in enumerate(tokens) if t in source]
-    if not pairs:
+    matched = rows_by_token(tokens, source_tokens)
+    if matched is None:
         return 0
-    to, frm = (torch.tensor(x, dtype=torch.long) for x in zip(*pairs))
+    to, frm = matched
     weight, bias = softmax.weight, softmax.bias
     with torch.no_grad():
         weight[to.to(weight.device)] = source_weight[frm].to(weight)
         bias.view(-1)[to.to(bias.device)] = source_bias.reshape(-1)[frm].to(bias)
-    return len(pairs)
+    return len(to)
 
 
 def warm_softmax(

@@ -17,6 +17,7 @@ import torch
 
 from elmo_lm.errors import TrainingError
 from elmo_lm.formats.options import BiLMOptions
+from elmo_lm.formats.softmax_file import rows_by_token
 from elmo_lm.model.bilm import BiLM
 from elmo_lm.model.softmax import Softmax
 
@@ -109,13 +110,13 @@ def load_for_fine_tuning(bilm: BiLM, source: BiLM, weight_file: object) -> int |
             f"init_from={weight_file}: a word-input LM's embedding rows are tokens; put its "
             "vocab.txt (written by export.py) beside it"
         )
-    source_row = {token: i for i, token in enumerate(tokens)}
-    pairs = [(i, source_row[t]) for i, t in enumerate(target.tokens) if t in source_row]
-    if pairs:
-        to, frm = (torch.tensor(x, dtype=torch.long) for x in zip(*pairs))
-        with torch.no_grad():
-            target.weight[to] = rows[frm].to(target.weight)
-    return len(pairs)
+    matched = rows_by_token(target.tokens, tokens)
+    if matched is None:
+        return 0
+    to, frm = matched
+    with torch.no_grad():
+        target.weight[to] = rows[frm].to(target.weight)
+    return len(to)
 
 
 def separate_parameter_names(module) -> list[str]:
